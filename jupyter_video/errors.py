@@ -50,6 +50,7 @@ CODES: dict[int, tuple[int, str]] = {
     53114: (400, "Room creation parameter(s) incompatible with the Room type"),
     53117: (400, "Subscription operation requested is not supported for the Room type"),
     53118: (400, "Room completed"),
+    53120: (400, "Invalid Recording Rule(s)"),
     53124: (400, "The AudioOnly flag is not supported for the Room type"),
     53125: (400, "The track kind is not supported by the Room"),
     # Participants

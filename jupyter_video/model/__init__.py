@@ -1,0 +1,29 @@
+"""The object model: Rooms, Participants, track publications and subscriptions, rules.
+
+State and state machines only; no I/O. The server keeps these in a store and
+the SFU is told what they decide.
+"""
+
+from .participant import Participant, ParticipantStatus
+from .record import Record, utcnow
+from .room import Room, RoomStatus, RoomType
+from .rules import RecordingRules, Rule, SubscribeRules, TrackFacts, parse_rules
+from .track import PublishedTrack, SubscribedTrack, TrackKind
+
+__all__ = [
+    "Participant",
+    "ParticipantStatus",
+    "PublishedTrack",
+    "Record",
+    "RecordingRules",
+    "Room",
+    "RoomStatus",
+    "RoomType",
+    "Rule",
+    "SubscribeRules",
+    "SubscribedTrack",
+    "TrackFacts",
+    "TrackKind",
+    "parse_rules",
+    "utcnow",
+]
