@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from .account import Credentials, load_credentials
 from .errors import VideoError
 from .tokens import AccessToken, VideoGrant
 
 __version__ = "0.1.0"
 
-__all__ = ["AccessToken", "VideoError", "VideoGrant", "__version__", "credentials"]
+__all__ = [
+    "AccessToken",
+    "Credentials",
+    "VideoError",
+    "VideoGrant",
+    "__version__",
+    "credentials",
+]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
@@ -18,8 +26,6 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "jupyter_video.server.app", "app": VideoApp}]
 
 
-def credentials() -> Any:
+def credentials() -> Credentials:
     """This user's server credentials and URL (account, API key, base URL)."""
-    from .credentials import load_credentials
-
     return load_credentials()

@@ -1,0 +1,1 @@
+"""Python participants: join rooms from a kernel or a script."""

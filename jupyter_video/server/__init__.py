@@ -1,0 +1,1 @@
+"""The control plane: the Jupyter server extension, REST, signaling and tokens."""

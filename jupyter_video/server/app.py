@@ -1,0 +1,191 @@
+"""VideoApp: the Jupyter server extension that hosts rooms, REST and signaling."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Float, Int, Unicode, default
+
+from .. import account
+from ..account import Credentials
+from ..model import RoomType
+from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
+from ..store import Store, open_store
+from . import rest
+from .registry import RoomDefaults, RoomRegistry
+
+
+@dataclass
+class VideoContext:
+    """What every handler of this extension reaches through ``settings["jupyter_video"]``."""
+
+    app: VideoApp
+    credentials: Credentials
+    store: Store
+    registry: RoomRegistry
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+class VideoApp(ExtensionApp):
+    """Live video rooms in Jupyter, compatible with Twilio Programmable Video."""
+
+    name = "jupyter_video"
+    description = __doc__ or ""
+    load_other_extensions = True
+
+    account_sid = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Account SID (AC + 32 hex) that REST resources and tokens carry. "
+        "Default: $JUPYTER_VIDEO_ACCOUNT_SID, else generated once and kept in the "
+        "Jupyter data directory.",
+    )
+    auth_token = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Auth token: HTTP Basic password with the account SID, and the key that "
+        "signs status callbacks. Default: $JUPYTER_VIDEO_AUTH_TOKEN, else generated once.",
+    )
+    api_key_sid = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="API key SID (SK + 32 hex): the issuer of Access Tokens and a REST username. "
+        "Default: $JUPYTER_VIDEO_API_KEY_SID, else generated once.",
+    )
+    api_key_secret = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="API key secret that signs Access Tokens (HS256) and authenticates REST calls. "
+        "Default: $JUPYTER_VIDEO_API_KEY_SECRET, else generated once.",
+    )
+    credentials_file = Unicode(
+        config=True,
+        help="File (mode 0600) where generated credentials are kept.",
+    )
+    default_room_type = Unicode(
+        "group",
+        config=True,
+        help="Type of rooms created without a Type: 'group' or 'group-small'.",
+    )
+    max_participants = Int(
+        50,
+        config=True,
+        help="Most participants a room may hold, and the default for new rooms.",
+    )
+    ad_hoc_rooms = Bool(
+        True,
+        config=True,
+        help="Whether a client may create a room by connecting to a name that has no "
+        "room in progress (otherwise it gets 53106 Room not found).",
+    )
+    empty_room_timeout = Int(
+        5,
+        config=True,
+        help="Minutes a room stays in progress after its last participant left (1-60).",
+    )
+    unused_room_timeout = Int(
+        5,
+        config=True,
+        help="Minutes a room nobody joined stays in progress (1-60).",
+    )
+    timeout_minute_seconds = Float(
+        60.0,
+        config=True,
+        help="Length in seconds of one room-timeout minute. Only tests shorten it.",
+    )
+    store_url = Unicode(
+        config=True,
+        help="Where rooms and participants are kept: 'sqlite:////abs/path.sqlite' "
+        "(default: jupyter_video.sqlite in the Jupyter data directory) or 'memory://'.",
+    )
+
+    @default("account_sid")
+    def _default_account_sid(self) -> str | None:
+        return _env("JUPYTER_VIDEO_ACCOUNT_SID")
+
+    @default("auth_token")
+    def _default_auth_token(self) -> str | None:
+        return _env("JUPYTER_VIDEO_AUTH_TOKEN")
+
+    @default("api_key_sid")
+    def _default_api_key_sid(self) -> str | None:
+        return _env("JUPYTER_VIDEO_API_KEY_SID")
+
+    @default("api_key_secret")
+    def _default_api_key_secret(self) -> str | None:
+        return _env("JUPYTER_VIDEO_API_KEY_SECRET")
+
+    @default("credentials_file")
+    def _default_credentials_file(self) -> str:
+        return str(account.default_credentials_path())
+
+    @default("store_url")
+    def _default_store_url(self) -> str:
+        return "sqlite:///" + str(Path(jupyter_data_dir()) / "jupyter_video" / "jupyter_video.sqlite")
+
+    def initialize_settings(self) -> None:
+        room_type = check_room_type(self.default_room_type)
+        for name in ("empty_room_timeout", "unused_room_timeout"):
+            low, high = ROOM_TIMEOUT_RANGE
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"VideoApp.{name} must be between {low} and {high} minutes")
+        if not 1 <= self.max_participants <= MAX_PARTICIPANTS[RoomType.GROUP]:
+            raise ValueError("VideoApp.max_participants must be between 1 and 50")
+        credentials = account.ensure_credentials(
+            Path(self.credentials_file),
+            {
+                "account_sid": self.account_sid,
+                "auth_token": self.auth_token,
+                "api_key_sid": self.api_key_sid,
+                "api_key_secret": self.api_key_secret,
+            },
+        )
+        store = open_store(self.store_url)
+        registry = RoomRegistry(
+            store,
+            credentials.account_sid,
+            RoomDefaults(
+                room_type=room_type,
+                max_participants=self.max_participants,
+                empty_room_timeout=self.empty_room_timeout,
+                unused_room_timeout=self.unused_room_timeout,
+            ),
+            timeout_minute=timedelta(seconds=self.timeout_minute_seconds),
+        )
+        registry.recover()
+        self.context = VideoContext(self, credentials, store, registry)
+        self.settings["jupyter_video"] = self.context
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(rest.handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # Rooms end by themselves after their timeouts: check a few times per minute.
+        interval_ms = max(100.0, min(10_000.0, self.timeout_minute_seconds * 1000 / 6))
+        self._expiry = PeriodicCallback(self.context.registry.expire_rooms, interval_ms)
+        self._expiry.start()
+        self._server_info = account.write_server_info(serverapp.connection_url)
+
+    async def stop_extension(self) -> None:
+        expiry = getattr(self, "_expiry", None)
+        if expiry is not None:
+            expiry.stop()
+        if getattr(self, "_server_info", None) is not None:
+            account.remove_server_info()
+        context = getattr(self, "context", None)
+        if context is not None:
+            context.store.close()
