@@ -57,7 +57,11 @@ CODES: dict[int, tuple[int, str]] = {
     53200: (400, "Participant identity is invalid"),
     53201: (400, "Participant identity is too long"),
     53202: (400, "Participant identity contains invalid characters"),
-    53203: (400, "The maximum number of published tracks allowed in the Room at the same time has been reached"),  # noqa: E501
+    53203: (
+        400,
+        "The maximum number of published tracks allowed in the Room at the same time "
+        "has been reached",
+    ),
     53204: (404, "Participant not found"),
     53205: (400, "Participant disconnected because of duplicate identity"),
     53215: (400, "Invalid subscribe rules"),
@@ -106,8 +110,14 @@ class VideoError(Exception):
     @classmethod
     def from_code(cls, code: int, message: str | None = None) -> VideoError:
         """The most specific exception class for ``code``."""
-        for family in (AccessTokenError, SignalingError, RoomError, ParticipantError,
-                       TrackError, MediaError):
+        for family in (
+            AccessTokenError,
+            SignalingError,
+            RoomError,
+            ParticipantError,
+            TrackError,
+            MediaError,
+        ):
             if family.owns(code):
                 return family(code, message)
         return VideoError(code, message)

@@ -31,8 +31,13 @@ class ServerProcess:
     ``root`` finds the same credentials and store.
     """
 
-    def __init__(self, root: Path, video_config: dict[str, Any] | None = None,
-                 base_url: str = "/jv/", driver: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        video_config: dict[str, Any] | None = None,
+        base_url: str = "/jv/",
+        driver: bool = False,
+    ) -> None:
         self.root = root
         self.base_url = base_url
         self.video_config = video_config or {}
@@ -101,7 +106,8 @@ class ServerProcess:
                 raise RuntimeError(f"server exited early:\n{self.log_text()[-4000:]}")
             try:
                 response = requests.get(
-                    f"{self.url}api/status", headers={"Authorization": f"token {TOKEN}"},
+                    f"{self.url}api/status",
+                    headers={"Authorization": f"token {TOKEN}"},
                     timeout=2,
                 )
                 if response.status_code == 200:
@@ -125,8 +131,10 @@ class ServerProcess:
     def drive(self, action: str, **body: Any) -> dict[str, Any]:
         """Call the test-only registry driver (see registry_driver.py)."""
         response = requests.post(
-            f"{self.url}video-test/{action}", json=body,
-            headers={"Authorization": f"token {TOKEN}"}, timeout=10,
+            f"{self.url}video-test/{action}",
+            json=body,
+            headers={"Authorization": f"token {TOKEN}"},
+            timeout=10,
         )
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_video.credentials import (
+from jupyter_video.account import (
     Credentials,
     CredentialsError,
     default_credentials_path,

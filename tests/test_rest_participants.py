@@ -55,14 +55,20 @@ def test_participants_are_listed_fetched_and_filtered(client: Any, driven: Serve
     assert {p.sid for p in paged} == {alice, bob}
 
 
-def test_disconnecting_a_participant_over_rest_ends_its_presence(client: Any, driven: ServerProcess) -> None:
+def test_disconnecting_a_participant_over_rest_ends_its_presence(
+    client: Any, driven: ServerProcess
+) -> None:
     room = new_room(client)
     carol = join(driven, room, "carol")
     gone = client.video.v1.rooms(room.sid).participants(carol).update(status="disconnected")
     assert gone.status == "disconnected"
     assert gone.end_time is not None and gone.duration is not None and gone.duration >= 0
-    assert [p.sid for p in client.video.v1.rooms(room.sid).participants.list(status="connected")] == []
-    assert [p.sid for p in client.video.v1.rooms(room.sid).participants.list(status="disconnected")] == [carol]
+    assert [
+        p.sid for p in client.video.v1.rooms(room.sid).participants.list(status="connected")
+    ] == []
+    assert [
+        p.sid for p in client.video.v1.rooms(room.sid).participants.list(status="disconnected")
+    ] == [carol]
     with pytest.raises(TwilioRestException) as info:
         client.video.v1.rooms(room.sid).participants(carol).update(status="disconnected")
     assert info.value.code == 53112
@@ -89,7 +95,8 @@ def test_published_and_subscribed_tracks_are_listed(client: Any, driven: ServerP
     driven.drive("subscriptions", participant_sid=bob, track_sid=camera)
     published = client.video.v1.rooms(room.sid).participants(alice).published_tracks.list()
     assert {(t.sid, t.name, t.kind, t.enabled) for t in published} == {
-        (camera, "camera", "video", True), (microphone, "mic", "audio", True)
+        (camera, "camera", "video", True),
+        (microphone, "mic", "audio", True),
     }
     fetched = client.video.v1.rooms(room.sid).participants(alice).published_tracks(camera).fetch()
     assert fetched.participant_sid == alice and fetched.room_sid == room.sid
@@ -104,16 +111,23 @@ def test_published_and_subscribed_tracks_are_listed(client: Any, driven: ServerP
     assert info.value.code == 20404
 
 
-def test_subscribe_rules_default_to_all_and_are_replaced(client: Any, driven: ServerProcess) -> None:
+def test_subscribe_rules_default_to_all_and_are_replaced(
+    client: Any, driven: ServerProcess
+) -> None:
     room = new_room(client)
     alice = join(driven, room, "alice")
     rules = client.video.v1.rooms(room.sid).participants(alice).subscribe_rules.fetch()
     assert [(r["type"], r["all"]) for r in rules.rules] == [("include", True)]
-    updated = client.video.v1.rooms(room.sid).participants(alice).subscribe_rules.update(
-        rules=[{"type": "include", "kind": "audio"}, {"type": "include", "publisher": "bob"}]
+    updated = (
+        client.video.v1.rooms(room.sid)
+        .participants(alice)
+        .subscribe_rules.update(
+            rules=[{"type": "include", "kind": "audio"}, {"type": "include", "publisher": "bob"}]
+        )
     )
     assert [(r["type"], r["kind"], r["publisher"]) for r in updated.rules] == [
-        ("include", "audio", None), ("include", None, "bob")
+        ("include", "audio", None),
+        ("include", None, "bob"),
     ]
     assert updated.participant_sid == alice and updated.room_sid == room.sid
     again = client.video.v1.rooms(room.sid).participants(alice).subscribe_rules.fetch()
@@ -140,7 +154,9 @@ def test_bad_subscribe_rules_are_53215(
     creds = driven.credentials()
     response = requests.post(
         f"{driven.url}video/v1/Rooms/{room.sid}/Participants/{alice}/SubscribeRules",
-        data={"Rules": rules}, auth=(creds["api_key_sid"], creds["api_key_secret"]), timeout=10,
+        data={"Rules": rules},
+        auth=(creds["api_key_sid"], creds["api_key_secret"]),
+        timeout=10,
     )
     assert response.status_code == 400
     assert response.json()["code"] == 53215
@@ -150,11 +166,15 @@ def test_bad_subscribe_rules_are_53215(
 
 
 def test_full_room_refuses_the_next_participant(client: Any, driven: ServerProcess) -> None:
-    room = client.video.v1.rooms.create(unique_name=f"small-{time.monotonic_ns()}", max_participants=1)
+    room = client.video.v1.rooms.create(
+        unique_name=f"small-{time.monotonic_ns()}", max_participants=1
+    )
     join(driven, room, "first")
     response = requests.post(
-        f"{driven.url}video-test/participants", json={"room": room.sid, "identity": "second"},
-        headers={"Authorization": "token test-jupyter-token"}, timeout=10,
+        f"{driven.url}video-test/participants",
+        json={"room": room.sid, "identity": "second"},
+        headers={"Authorization": "token test-jupyter-token"},
+        timeout=10,
     )
     assert response.status_code == 400
     assert response.json()["code"] == 53105

@@ -29,7 +29,9 @@ def raises_code(code: int, status: int, call: Any) -> TwilioRestException:
     return info.value
 
 
-def test_created_room_has_every_field_that_was_set(twilio_client: Any, server: ServerProcess) -> None:
+def test_created_room_has_every_field_that_was_set(
+    twilio_client: Any, server: ServerProcess
+) -> None:
     name = unique("settings")
     room = twilio_client.video.v1.rooms.create(
         unique_name=name,
@@ -99,7 +101,9 @@ def test_completing_a_room_ends_it_once(twilio_client: Any) -> None:
     assert completed.status == "completed"
     assert completed.end_time is not None
     assert completed.duration is not None and completed.duration >= 0
-    raises_code(53112, 400, lambda: twilio_client.video.v1.rooms(room.sid).update(status="completed"))
+    raises_code(
+        53112, 400, lambda: twilio_client.video.v1.rooms(room.sid).update(status="completed")
+    )
     # The name is free again for a new in-progress room, and fetching by name finds that one.
     again = twilio_client.video.v1.rooms.create(unique_name=room.unique_name)
     assert twilio_client.video.v1.rooms(room.unique_name).fetch().sid == again.sid
@@ -135,7 +139,9 @@ def test_out_of_range_parameters_get_their_twilio_code(
 
 
 @pytest.mark.parametrize("room_type", ["peer-to-peer", "go"])
-def test_peer_to_peer_and_go_rooms_are_refused_saying_why(twilio_client: Any, room_type: str) -> None:
+def test_peer_to_peer_and_go_rooms_are_refused_saying_why(
+    twilio_client: Any, room_type: str
+) -> None:
     error = raises_code(53108, 400, lambda: twilio_client.video.v1.rooms.create(type=room_type))
     assert "not supported" in error.msg and "group" in error.msg
 
@@ -151,7 +157,7 @@ def test_wrong_credentials_are_20003(server: ServerProcess) -> None:
     creds = server.credentials()
     client = Client(creds["api_key_sid"], "wrong-secret", creds["account_sid"])
     client.video.base_url = server.url + "video"
-    raises_code(20003, 401, lambda: client.video.v1.rooms.list())
+    raises_code(20003, 401, lambda: client.video.v1.rooms.create(unique_name="intruder"))
 
 
 def test_account_sid_and_auth_token_authenticate(server: ServerProcess) -> None:
@@ -162,7 +168,10 @@ def test_account_sid_and_auth_token_authenticate(server: ServerProcess) -> None:
 
 def test_jupyter_session_authenticates_and_nothing_else_does(server: ServerProcess) -> None:
     url = f"{server.url}video/v1/Rooms"
-    assert requests.get(url, headers={"Authorization": f"token {TOKEN}"}, timeout=10).status_code == 200
+    assert (
+        requests.get(url, headers={"Authorization": f"token {TOKEN}"}, timeout=10).status_code
+        == 200
+    )
     for headers in ({}, {"Authorization": "Basic !!!"}, {"Authorization": "token wrong"}):
         response = requests.get(url, headers=headers, timeout=10)
         assert response.status_code == 401
@@ -178,8 +187,11 @@ class TestMalformedInput:
     def post(self, server: ServerProcess, path: str, data: Any, **kwargs: Any) -> requests.Response:
         creds = server.credentials()
         return requests.post(
-            f"{server.url}video/v1/{path}", data=data,
-            auth=(creds["api_key_sid"], creds["api_key_secret"]), timeout=10, **kwargs,
+            f"{server.url}video/v1/{path}",
+            data=data,
+            auth=(creds["api_key_sid"], creds["api_key_secret"]),
+            timeout=10,
+            **kwargs,
         )
 
     @pytest.mark.parametrize(
@@ -210,8 +222,9 @@ class TestMalformedInput:
         assert body["status"] == 400
 
     def test_json_body_is_refused_with_a_hint(self, server: ServerProcess) -> None:
-        response = self.post(server, "Rooms", '{"UniqueName": "x"}',
-                             headers={"Content-Type": "application/json"})
+        response = self.post(
+            server, "Rooms", '{"UniqueName": "x"}', headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 400
         assert "form-encoded" in response.json()["message"]
 
@@ -231,11 +244,17 @@ class TestMalformedInput:
             assert words in response.json()["message"], (rules, response.json())
         assert twilio_client.video.v1.rooms(room.sid).recording_rules.fetch().rules == []
 
-    def test_server_keeps_serving_after_bad_requests(self, twilio_client: Any, server: ServerProcess) -> None:
+    def test_server_keeps_serving_after_bad_requests(
+        self, twilio_client: Any, server: ServerProcess
+    ) -> None:
         for _ in range(3):
             self.post(server, "Rooms", {"MaxParticipants": "\x00" * 5000})
-            self.post(server, "Rooms", b"\xff\xfe garbage",
-                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+            self.post(
+                server,
+                "Rooms",
+                b"\xff\xfe garbage",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
         room = twilio_client.video.v1.rooms.create(unique_name=unique("still alive"))
         assert twilio_client.video.v1.rooms(room.sid).fetch().status == "in-progress"
 
@@ -246,7 +265,8 @@ def test_recording_rules_are_updated_and_fetched(twilio_client: Any) -> None:
         rules=[{"type": "include", "kind": "audio"}, {"type": "exclude", "publisher": "bob"}]
     )
     assert [(r["type"], r["kind"], r["publisher"]) for r in updated.rules] == [
-        ("include", "audio", None), ("exclude", None, "bob")
+        ("include", "audio", None),
+        ("exclude", None, "bob"),
     ]
     fetched = twilio_client.video.v1.rooms(room.sid).recording_rules.fetch()
     assert fetched.rules == updated.rules

@@ -62,8 +62,7 @@ class Participant(Record):
         if status not in _TRANSITIONS[self.status]:
             raise VideoError(
                 53112,
-                f"Participant {self.sid} is {self.status.value}; "
-                f"it cannot become {status.value}",
+                f"Participant {self.sid} is {self.status.value}; it cannot become {status.value}",
             )
         now = now or utcnow()
         self.status = status

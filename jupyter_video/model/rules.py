@@ -84,30 +84,30 @@ def parse_rules(raw: object, code: int) -> list[Rule]:
 def _parse_rule(index: int, item: object, code: int) -> Rule:
     where = f"Rule {index}"
     if not isinstance(item, dict):
-        raise VideoError(code, f"{where} must be an object like {{\"type\": \"include\", ...}}")
+        raise VideoError(code, f'{where} must be an object like {{"type": "include", ...}}')
     unknown = sorted(set(item) - set(_FIELDS))
     if unknown:
         raise VideoError(code, f"{where} has unknown fields {unknown}; allowed: {list(_FIELDS)}")
     rule_type = item.get("type")
     if rule_type not in ("include", "exclude"):
-        raise VideoError(code, f"{where} needs \"type\": \"include\" or \"exclude\"")
+        raise VideoError(code, f'{where} needs "type": "include" or "exclude"')
     present = [name for name in _CRITERIA if item.get(name) is not None]
     if not present:
         raise VideoError(code, f"{where} needs one of {list(_CRITERIA)}")
     if "all" in present:
         if item["all"] is not True:
-            raise VideoError(code, f"{where}: \"all\" must be true")
+            raise VideoError(code, f'{where}: "all" must be true')
         if len(present) > 1:
-            raise VideoError(code, f"{where}: a rule with \"all\" may have no other criteria")
+            raise VideoError(code, f'{where}: a rule with "all" may have no other criteria')
     for name in ("publisher", "track"):
         if name in present and not (isinstance(item[name], str) and item[name]):
-            raise VideoError(code, f"{where}: \"{name}\" must be a non-empty string")
+            raise VideoError(code, f'{where}: "{name}" must be a non-empty string')
     kind = item.get("kind")
     if kind is not None and kind not in {k.value for k in TrackKind}:
-        raise VideoError(code, f"{where}: \"kind\" must be audio, video or data, not {kind!r}")
+        raise VideoError(code, f'{where}: "kind" must be audio, video or data, not {kind!r}')
     priority = item.get("priority")
     if priority is not None and not isinstance(priority, str):
-        raise VideoError(code, f"{where}: \"priority\" must be a string")
+        raise VideoError(code, f'{where}: "priority" must be a string')
     return Rule(
         type=rule_type,
         all=item.get("all"),

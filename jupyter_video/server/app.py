@@ -135,7 +135,9 @@ class VideoApp(ExtensionApp):
 
     @default("store_url")
     def _default_store_url(self) -> str:
-        return "sqlite:///" + str(Path(jupyter_data_dir()) / "jupyter_video" / "jupyter_video.sqlite")
+        return "sqlite:///" + str(
+            Path(jupyter_data_dir()) / "jupyter_video" / "jupyter_video.sqlite"
+        )
 
     def initialize_settings(self) -> None:
         room_type = check_room_type(self.default_room_type)
@@ -176,9 +178,12 @@ class VideoApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # Rooms end by themselves after their timeouts: check a few times per minute.
         interval_ms = max(100.0, min(10_000.0, self.timeout_minute_seconds * 1000 / 6))
-        self._expiry = PeriodicCallback(self.context.registry.expire_rooms, interval_ms)
+        self._expiry = PeriodicCallback(self._expire_rooms, interval_ms)
         self._expiry.start()
         self._server_info = account.write_server_info(serverapp.connection_url)
+
+    def _expire_rooms(self) -> None:
+        self.context.registry.expire_rooms()
 
     async def stop_extension(self) -> None:
         expiry = getattr(self, "_expiry", None)

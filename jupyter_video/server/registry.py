@@ -126,7 +126,9 @@ class RoomRegistry:
             )
         limit = min(MAX_PARTICIPANTS[room_type], self.defaults.max_participants)
         participants = max_participants if max_participants is not None else limit
-        check_range(participants, (1, limit), 53107, f"MaxParticipants for a {room_type.value} room")
+        check_range(
+            participants, (1, limit), 53107, f"MaxParticipants for a {room_type.value} room"
+        )
         room = Room(
             sid=sid,
             account_sid=self.account_sid,
@@ -134,27 +136,34 @@ class RoomRegistry:
             type=room_type,
             max_participants=participants,
             empty_room_timeout=check_range(
-                empty_room_timeout if empty_room_timeout is not None
+                empty_room_timeout
+                if empty_room_timeout is not None
                 else self.defaults.empty_room_timeout,
-                ROOM_TIMEOUT_RANGE, 53109, "EmptyRoomTimeout (minutes)",
+                ROOM_TIMEOUT_RANGE,
+                53109,
+                "EmptyRoomTimeout (minutes)",
             ),
             unused_room_timeout=check_range(
-                unused_room_timeout if unused_room_timeout is not None
+                unused_room_timeout
+                if unused_room_timeout is not None
                 else self.defaults.unused_room_timeout,
-                ROOM_TIMEOUT_RANGE, 53109, "UnusedRoomTimeout (minutes)",
+                ROOM_TIMEOUT_RANGE,
+                53109,
+                "UnusedRoomTimeout (minutes)",
             ),
             max_participant_duration=check_range(
-                max_participant_duration if max_participant_duration is not None
+                max_participant_duration
+                if max_participant_duration is not None
                 else self.defaults.max_participant_duration,
-                PARTICIPANT_DURATION_RANGE, 53109, "MaxParticipantDuration (seconds)",
+                PARTICIPANT_DURATION_RANGE,
+                53109,
+                "MaxParticipantDuration (seconds)",
             ),
             **settings,
         )
         self.store.save(room)
         rules = INCLUDE_ALL if room.record_participants_on_connect else []
-        self.store.save(
-            RecordingRules(sid=room.sid, rules=[rule.to_json() for rule in rules])
-        )
+        self.store.save(RecordingRules(sid=room.sid, rules=[rule.to_json() for rule in rules]))
         self._emit(RoomEvent("room-created", room))
         return room
 
@@ -286,9 +295,7 @@ class RoomRegistry:
         """Remove a connected participant from its room (53112 if already gone)."""
         room = self.get_room(participant.room_sid)
         if not participant.is_connected:
-            raise VideoError(
-                53112, f"Participant {participant.sid} is already disconnected"
-            )
+            raise VideoError(53112, f"Participant {participant.sid} is already disconnected")
         self._disconnect(room, participant, utcnow())
         if not self.connected_participants(room.sid):
             room.participants_left()
@@ -311,7 +318,11 @@ class RoomRegistry:
     # -- tracks ---------------------------------------------------------------
 
     def publish_track(
-        self, room: Room, participant: Participant, name: str, kind: TrackKind,
+        self,
+        room: Room,
+        participant: Participant,
+        name: str,
+        kind: TrackKind,
         enabled: bool = True,
     ) -> PublishedTrack:
         track = PublishedTrack(
@@ -347,8 +358,7 @@ class RoomRegistry:
     def published_tracks(self, participant_sid: str) -> list[PublishedTrack]:
         return self.store.list(
             PublishedTrack,
-            Query({"participant_sid": participant_sid,
-                   "state": PublicationState.PUBLISHED.value}),
+            Query({"participant_sid": participant_sid, "state": PublicationState.PUBLISHED.value}),
         )
 
     def get_published_track(self, participant: Participant, sid: str) -> PublishedTrack:
@@ -360,8 +370,9 @@ class RoomRegistry:
     def subscribed_tracks(self, participant_sid: str) -> list[SubscribedTrack]:
         return self.store.list(
             SubscribedTrack,
-            Query({"participant_sid": participant_sid,
-                   "state": SubscriptionState.SUBSCRIBED.value}),
+            Query(
+                {"participant_sid": participant_sid, "state": SubscriptionState.SUBSCRIBED.value}
+            ),
         )
 
     def get_subscribed_track(self, participant: Participant, track_sid: str) -> SubscribedTrack:

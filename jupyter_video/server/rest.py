@@ -95,8 +95,7 @@ class Params:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise invalid_parameter(
-                f"{name} must be an ISO 8601 date or time like 2026-11-23T16:00:00Z, "
-                f"not {value!r}"
+                f"{name} must be an ISO 8601 date or time like 2026-11-23T16:00:00Z, not {value!r}"
             ) from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
@@ -123,7 +122,7 @@ class TwilioHandler(APIHandler):
 
     @property
     def registry(self) -> RoomRegistry:
-        return self.settings["jupyter_video"].registry  # type: ignore[no-any-return]
+        return self.settings["jupyter_video"].registry
 
     @property
     def urls(self) -> resources.Urls:
@@ -277,10 +276,22 @@ class TwilioHandler(APIHandler):
 
 
 _ROOM_CREATE = (
-    "UniqueName", "Type", "StatusCallback", "StatusCallbackMethod", "MaxParticipants",
-    "RecordParticipantsOnConnect", "TranscribeParticipantsOnConnect", "VideoCodecs",
-    "MediaRegion", "RecordingRules", "TranscriptionsConfiguration", "AudioOnly",
-    "MaxParticipantDuration", "EmptyRoomTimeout", "UnusedRoomTimeout", "LargeRoom",
+    "UniqueName",
+    "Type",
+    "StatusCallback",
+    "StatusCallbackMethod",
+    "MaxParticipants",
+    "RecordParticipantsOnConnect",
+    "TranscribeParticipantsOnConnect",
+    "VideoCodecs",
+    "MediaRegion",
+    "RecordingRules",
+    "TranscriptionsConfiguration",
+    "AudioOnly",
+    "MaxParticipantDuration",
+    "EmptyRoomTimeout",
+    "UnusedRoomTimeout",
+    "LargeRoom",
     "EnableTurn",
 )
 _ROOM_LIST = ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore", *_PAGING)
@@ -509,14 +520,18 @@ class RecordingRulesHandler(TwilioHandler):
     @allow_unauthenticated
     def get(self, room_sid: str) -> None:
         self.params((), "fetching RecordingRules")
-        self.reply(resources.recording_rules_json(self.registry.recording_rules(self.room(room_sid))))
+        self.reply(
+            resources.recording_rules_json(self.registry.recording_rules(self.room(room_sid)))
+        )
 
     @allow_unauthenticated
     def post(self, room_sid: str) -> None:
         params = self.params(("Rules",), "updating RecordingRules")
         room = self.room(room_sid)
         rules = parse_rules(params.text("Rules"), 53120)
-        self.reply(resources.recording_rules_json(self.registry.update_recording_rules(room, rules)))
+        self.reply(
+            resources.recording_rules_json(self.registry.update_recording_rules(room, rules))
+        )
 
 
 class NotFoundHandler(TwilioHandler):
