@@ -365,7 +365,11 @@ class ServerSession(_Session):
 
     ``receive`` parses each incoming text frame and enforces order: the first
     frame must be ``hello``; ``msg`` and ``heartbeat`` only after it; nothing
-    after ``bye``. Send the frame from ``welcome_frame`` right after the hello.
+    after ``bye``. Send the frame from ``welcome_frame`` right after the hello,
+    before any slow work: the client re-sends its hello (same body, new id)
+    every 5 s without a welcome and gives up after three (twilioconnection.js
+    ``_handleWelcomeTimeout``); such a retry is accepted and counted in
+    ``hello_retries`` until the welcome is sent.
     """
 
     _transitions = {
@@ -378,6 +382,8 @@ class ServerSession(_Session):
         super().__init__(SessionState.AWAITING_HELLO, now)
         self.max_timeout_ms = max_timeout_ms
         self.hello: Hello | None = None
+        self.hello_retries = 0
+        self.welcomed = False
 
     def receive(self, text: str | bytes, now: float) -> ClientFrame:
         """Parse and account for one client frame; raise ``SignalingError`` when out of order."""
@@ -385,13 +391,16 @@ class ServerSession(_Session):
         if self.state is SessionState.CLOSED:
             raise SignalingError(CLIENT_INVALID, f"TCMP {_name(frame)} after the session closed")
         if isinstance(frame, Hello):
-            if self.state is not SessionState.AWAITING_HELLO:
+            if self.welcomed:
                 raise SignalingError(CLIENT_INVALID, "TCMP hello: session already open")
+            if self.state is SessionState.OPEN:
+                self.hello_retries += 1
+            else:
+                self._transition(SessionState.OPEN)
             self.hello = frame
             # The client heartbeats at negotiatedTimeout - 200 ms and expects ours
             # within 3 * negotiatedTimeout (twilioconnection.js _handleWelcome).
             self._clock.timeout = min(frame.timeout, self.max_timeout_ms) / 1000
-            self._transition(SessionState.OPEN)
         elif self.state is SessionState.AWAITING_HELLO:
             raise SignalingError(CLIENT_INVALID, f"TCMP {_name(frame)} before hello")
         elif isinstance(frame, Bye):
@@ -401,8 +410,9 @@ class ServerSession(_Session):
 
     def welcome_frame(self, now: float) -> str:
         """The ``welcome`` answering the hello, with the negotiated timeout."""
-        if self.hello is None or self.state is not SessionState.OPEN:
-            raise SignalingError(53000, f"TCMP welcome cannot be sent while {self.state.value}")
+        if self.hello is None or self.state is not SessionState.OPEN or self.welcomed:
+            raise SignalingError(53000, "TCMP welcome must answer one hello, once")
+        self.welcomed = True
         return self._sent(welcome(self.negotiated_timeout), now)
 
 

@@ -10,7 +10,8 @@ captures in docs/signaling.md and tests/signaling/fixtures/.
         --scenario join --out /tmp/capture.jsonl
 Scenarios: join (default), error (RSP error 53205 after hello),
 completed (disconnected status=completed), silent (no server heartbeats: the
-client drops and reconnects with "sync").
+client drops and reconnects with "sync"), nowelcome (hello never answered),
+bad (TCMP bad after connected), early-error (RSP error before the welcome).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import uuid
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaPlayer  # noqa: F401  (kept for manual experiments)
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from tornado import web, websocket
@@ -82,6 +82,8 @@ class Capture(websocket.WebSocketHandler):
             timeout = frame.get("timeout", 5000)
             if SCENARIO == "nowelcome":
                 return
+            if SCENARIO == "early-error":
+                self.send_msg({"type": "error", "code": 53205, "message": "before welcome"})
             self.send({"type": "welcome", "negotiatedTimeout": timeout})
             if SCENARIO != "silent":
                 self.heartbeat_task = asyncio.ensure_future(self.heartbeats(timeout / 1000))
@@ -213,6 +215,9 @@ class Capture(websocket.WebSocketHandler):
             connected["media_signaling"] = media_signaling
         self.subscribed_revision = 1
         self.send_msg(connected)
+        if SCENARIO == "bad":
+            await asyncio.sleep(2)
+            self.send({"type": "bad", "reason": "testing bad after welcome"})
         if SCENARIO == "completed":
             await asyncio.sleep(2)
             self.send_msg({"type": "disconnected", "status": "completed"})

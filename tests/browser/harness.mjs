@@ -59,6 +59,7 @@ function serveStatic() {
     '/twilio-video.min.js': [require.resolve('twilio-video/dist/twilio-video.min.js'), 'text/javascript'],
   };
   const server = http.createServer((req, res) => {
+    if (req.url === '/favicon.ico') { res.writeHead(204); res.end(); return; }
     const entry = files[req.url.split('?')[0]];
     if (!entry) { res.writeHead(404); res.end(); return; }
     res.writeHead(200, { 'content-type': entry[1] });

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,12 @@ HELLO = json.dumps({"id": "dfaf0c53-1929-4461-826d-b1423b465cc0", "timeout": 500
 MSG = json.dumps({"body": {"session": "s", "type": "update", "version": 2}, "type": "msg"})
 HEARTBEAT = '{"type":"heartbeat"}'
 BYE = '{"type":"bye"}'
+
+
+def capture(name: str) -> list[dict[str, Any]]:
+    """Frames of a capture in tests/signaling/fixtures/."""
+    path = Path(__file__).parent / "fixtures" / name
+    return list(json.loads(path.read_text())["frames"])
 
 
 def open_session(now: float = 0.0) -> ServerSession:
@@ -106,10 +114,27 @@ def test_anything_before_hello_is_an_error(frame: str) -> None:
     assert "before hello" in info.value.message
 
 
-def test_second_hello_on_an_open_session_is_an_error() -> None:
+def test_hello_after_the_welcome_is_an_error() -> None:
     session = open_session()
+    session.welcome_frame(0.0)
     with pytest.raises(SignalingError, match="already open"):
         session.receive(HELLO, 1.0)
+
+
+def test_hello_retried_before_the_welcome_is_accepted_and_counted() -> None:
+    # capture_no_welcome.json: the client re-sends hello every 5 s until welcomed.
+    hellos = [row["frame"] for row in capture("capture_no_welcome.json")
+              if row["dir"] == "in" and row["frame"]["type"] == "hello"]
+    assert len(hellos) == 3
+    session = ServerSession(0.0)
+    for i, hello in enumerate(hellos):
+        frame = session.receive(json.dumps(hello), 5.0 * i)
+        assert isinstance(frame, tcmp.Hello) and frame.id == hello["id"]
+    assert session.hello_retries == 2
+    assert session.hello is not None and session.hello.id == hellos[-1]["id"]
+    session.welcome_frame(10.0)
+    with pytest.raises(SignalingError):
+        session.welcome_frame(10.1)
 
 
 def test_bye_closes_the_session_and_later_frames_are_errors() -> None:
@@ -190,3 +215,32 @@ def test_terminal_busy_and_bad_before_welcome_close_the_client() -> None:
     bad.hello_frame("id", None, 0.0)
     bad.receive(tcmp.bad("no"), 0.1)
     assert bad.state is SessionState.CLOSED
+
+
+# --- the captured conversations, frame by frame ---------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parent / "fixtures")
+                                        .glob("capture_*.json")))
+def test_captured_conversations_replay_through_both_sessions(name: str) -> None:
+    rows = [r for r in capture(name) if r["dir"] in ("in", "out", "open", "close")]
+    server: ServerSession | None = None
+    client: ClientSession | None = None
+    for row in rows:
+        if row["dir"] == "open":
+            server, client = ServerSession(row["t"]), ClientSession(row["t"])
+            continue
+        assert server is not None and client is not None
+        if row["dir"] == "close":
+            server.close()
+            continue
+        text = json.dumps(row["frame"])
+        if row["dir"] == "in":
+            frame = server.receive(text, row["t"])
+            if isinstance(frame, tcmp.Hello) and client.state is SessionState.AWAITING_HELLO:
+                client.hello_frame(frame.id, frame.body, row["t"])
+        else:
+            if row["frame"]["type"] == "welcome":
+                server.welcome_frame(row["t"])
+            if row["frame"]["type"] == "msg" and client.state is not SessionState.OPEN:
+                continue  # capture_error_before_welcome.json: the client drops it
+            client.receive(text, row["t"])
