@@ -11,7 +11,8 @@ captures in docs/signaling.md and tests/signaling/fixtures/.
 Scenarios: join (default), error (RSP error 53205 after hello),
 completed (disconnected status=completed), silent (no server heartbeats: the
 client drops and reconnects with "sync"), nowelcome (hello never answered),
-bad (TCMP bad after connected), early-error (RSP error before the welcome).
+bad (TCMP bad after connected), early-error (RSP error before the welcome),
+minimal (connected with only the required fields; published 3 s later).
 """
 
 from __future__ import annotations
@@ -214,6 +215,16 @@ class Capture(websocket.WebSocketHandler):
         if media_signaling:
             connected["media_signaling"] = media_signaling
         self.subscribed_revision = 1
+        if SCENARIO == "minimal":
+            # only what connect() needs: is published really optional here?
+            published = connected["published"]
+            connected = {key: connected[key] for key in
+                         ("type", "session", "sid", "name", "peer_connections", "options")}
+            connected["participant"] = {"sid": self.participant_sid, "identity": "alice"}
+            self.send_msg(connected)
+            await asyncio.sleep(3)
+            self.send_msg({"type": "update", "published": published})
+            return
         self.send_msg(connected)
         if SCENARIO == "bad":
             await asyncio.sleep(2)
