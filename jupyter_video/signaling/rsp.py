@@ -52,6 +52,7 @@ __all__ = [
     "RevisionFilter",
     "RoomOptions",
     "ServerMessage",
+    "ServerUpdate",
     "Subscribed",
     "SubscribedTrack",
     "Sync",
@@ -638,6 +639,8 @@ class _RoomState:
     """Fields any of connected / update / synced may carry."""
 
     TYPE: ClassVar[str] = ""
+    # twilio-video reads the session only from connected; echoing it is harmless
+    session: str | None = None
     participant: ParticipantRef | None = None
     participants: list[RemoteParticipantState] | None = None
     peer_connections: list[PeerConnectionState] | None = None
@@ -650,6 +653,7 @@ class _RoomState:
     @staticmethod
     def _state_fields(r: _Reader) -> dict[str, Any]:
         return {
+            "session": r.opt_string("session"),
             "participant": r.opt_child("participant", ParticipantRef.from_reader),
             "participants": r.opt_array("participants", RemoteParticipantState.from_reader),
             "peer_connections": r.opt_array("peer_connections", PeerConnectionState.from_reader),
@@ -669,6 +673,7 @@ class _RoomState:
         ms = self.media_signaling
         return _compact({
             "type": self.TYPE,
+            "session": self.session,
             "participant": one(self.participant),
             "participants": many(self.participants),
             "peer_connections": many(self.peer_connections),
@@ -698,7 +703,8 @@ class Connected(_RoomState):
     def from_reader(cls, r: _Reader) -> Connected:
         state = cls._state_fields(r)
         state["participant"] = r.child("participant", ParticipantRef.from_reader)
-        return cls(session=r.string("session"), sid=r.string("sid"), name=r.string("name"),
+        state["session"] = r.string("session")
+        return cls(sid=r.string("sid"), name=r.string("name"),
                    options=r.child("options", RoomOptions.from_reader), **state)
 
     def to_dict(self) -> dict[str, Any]:
