@@ -1,0 +1,347 @@
+"""Every private aiortc / aioice hook the media plane needs, in one place.
+
+aiortc decodes what it receives and encodes what it sends; an SFU must do
+neither. The hooks below let the SFU take complete encoded frames out of an
+``RTCRtpReceiver`` before its decoder, hand encoded packets to an
+``RTCRtpSender`` so that it only packetizes them, relay keyframe requests
+(PLI/FIR) in both directions, read the ``ssrc-audio-level`` header extension,
+and choose which addresses ICE gathers on.
+
+They rely on names that are private in aiortc 1.16 / aioice 0.13 and are
+checked by ``tests/sfu/test_adapter.py``: when aiortc is upgraded, that test
+says which hook moved. Nothing else in ``jupyter_video.sfu`` touches a private
+aiortc name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aioice
+import aioice.ice
+import aiortc
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
+import av
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtp import RtpPacket
+
+AIORTC_VERSION = "1.16.0"
+AIOICE_VERSION = "0.13.0"
+
+VIDEO_CLOCK_RATE = 90000
+AUDIO_CLOCK_RATE = 48000
+
+
+def check_versions() -> None:
+    """Raise if aiortc / aioice are not the versions these hooks were written for."""
+    found = (aiortc.__version__, aioice.__version__)
+    if found != (AIORTC_VERSION, AIOICE_VERSION):
+        raise RuntimeError(
+            f"jupyter_video.sfu.adapter is written for aiortc {AIORTC_VERSION} and "
+            f"aioice {AIOICE_VERSION}, found aiortc {found[0]} and aioice {found[1]}: "
+            "re-check the hooks in jupyter_video/sfu/adapter.py"
+        )
+
+
+check_versions()
+
+
+# --------------------------------------------------------------------------- ICE
+
+_aioice_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def use_host_addresses(addresses: Sequence[str] | None) -> None:
+    """Make ICE gather host candidates on exactly ``addresses`` (process-wide).
+
+    aioice leaves 127.0.0.1 out of its host candidates
+    (``aioice.ice.get_host_addresses``); a loopback-only machine needs it in.
+    ``None`` restores aioice's own choice.
+    """
+    if addresses is None:
+        aioice.ice.get_host_addresses = _aioice_get_host_addresses
+        return
+    chosen = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host.*)$", re.MULTILINE)
+
+
+def announce_public_address(sdp: str, public_address: str | None) -> str:
+    """Rewrite host candidates in ``sdp`` to ``public_address`` (1:1 NAT).
+
+    aioice has no NAT-1:1 setting; the SFU announces its public address by
+    rewriting the host candidates of the descriptions it hands out.
+    """
+    if not public_address:
+        return sdp
+    return _CANDIDATE.sub(lambda m: m.group(1) + public_address + m.group(3), sdp)
+
+
+# ------------------------------------------------------------ encoded frames in
+
+FrameHandler = Callable[[RTCRtpCodecParameters, bytes, int], None]
+"""Called with (codec, encoded frame, RTP timestamp mapped to start at 0)."""
+
+
+class _NoDecoderThread:
+    """Stands where aiortc keeps its decoder thread, so that the receiver hands
+    us complete frames (``if encoded_frame is not None and self.__decoder_thread``)
+    and ``__stop_decoder`` has something to join."""
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+class _FrameTapQueue(queue.Queue):
+    """Replaces the receiver's decoder queue: sees every complete encoded frame."""
+
+    def __init__(self, on_frame: FrameHandler, on_end: Callable[[], None], decode: bool):
+        super().__init__()
+        self._on_frame = on_frame
+        self._on_end = on_end
+        self._decode = decode
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            self._on_end()
+        else:
+            codec, frame = item
+            self._on_frame(codec, frame.data, frame.timestamp)
+        if self._decode:
+            super().put(item, block, timeout)
+
+
+def tap_encoded_frames(
+    receiver: RTCRtpReceiver,
+    on_frame: FrameHandler,
+    on_end: Callable[[], None] = lambda: None,
+    *,
+    decode: bool = False,
+) -> None:
+    """Deliver each complete encoded frame ``receiver`` assembles to ``on_frame``.
+
+    With ``decode=False`` (the SFU) no decoder thread is started and no decoder
+    is created: aiortc's ``receive()`` is replaced by the same steps minus the
+    thread (rtcrtpreceiver.py, ``RTCRtpReceiver.receive``). With ``decode=True``
+    (test clients observing what they decode) frames also go on to the decoder.
+    Must be called before the receiver starts, e.g. from the ``track`` event.
+    """
+    if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
+        raise RuntimeError("tap_encoded_frames() must run before the receiver starts")
+    receiver._RTCRtpReceiver__decoder_queue = _FrameTapQueue(  # type: ignore[attr-defined]
+        on_frame, on_end, decode
+    )
+    if decode:
+        return
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        r: Any = receiver
+        if r._RTCRtpReceiver__started:
+            return
+        for codec in parameters.codecs:
+            r._RTCRtpReceiver__codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                r._RTCRtpReceiver__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        r._RTCRtpReceiver__decoder_thread = _NoDecoderThread()
+        r._RTCRtpReceiver__transport._register_rtp_receiver(r, parameters)
+        r._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(r._run_rtcp())
+        r._RTCRtpReceiver__started = True
+
+    receiver.receive = receive  # type: ignore[method-assign]
+
+
+def receiver_decodes(receiver: RTCRtpReceiver) -> bool:
+    """Whether ``receiver`` runs aiortc's decoder thread."""
+    thread = receiver._RTCRtpReceiver__decoder_thread  # type: ignore[attr-defined]
+    return isinstance(thread, threading.Thread)
+
+
+def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
+    """The SSRCs of media (not retransmission) streams ``receiver`` has seen."""
+    rtx = set(receiver._RTCRtpReceiver__rtx_ssrc)  # type: ignore[attr-defined]
+    seen = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
+    return [ssrc for ssrc in seen if ssrc not in rtx]
+
+
+async def send_pli(receiver: RTCRtpReceiver) -> bool:
+    """Send a Picture Loss Indication for what ``receiver`` receives.
+
+    Returns False when nothing has been received yet (no SSRC to name) or the
+    receiver has no RTCP SSRC yet.
+    """
+    ssrcs = media_ssrcs(receiver)
+    if not ssrcs or receiver._RTCRtpReceiver__rtcp_ssrc is None:  # type: ignore[attr-defined]
+        return False
+    for ssrc in ssrcs:
+        await receiver._send_rtcp_pli(ssrc)
+    return True
+
+
+def on_audio_level(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
+    """Call ``callback(level)`` with each packet's ``ssrc-audio-level`` (0 loud .. 127
+    silent, -dBov), read from the already parsed RTP header: no decoding."""
+    handle = receiver._handle_rtp_packet
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            callback(level[1])
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs negotiated on ``transceiver``, preferred first (RTX excluded)."""
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    return [c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx"]
+
+
+# ----------------------------------------------------------- encoded frames out
+
+
+class Packetizer:
+    """Stands where aiortc keeps a sender's encoder and only packetizes.
+
+    ``RTCRtpSender._next_encoded_frame`` calls ``encoder.pack(packet)`` for an
+    ``av.Packet`` and creates an encoder only while ``__encoder`` is None, so a
+    sender given a Packetizer never encodes and never builds an encoder.
+    """
+
+    def __init__(self, mime_type: str) -> None:
+        self.mime_type = mime_type.lower()
+        self._picture_id = 0
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        """RTP payloads and timestamp for one encoded frame."""
+        data = bytes(packet)
+        timestamp = int(packet.pts or 0)
+        if self.mime_type == "video/vp8":
+            payloads = Vp8Encoder._packetize(data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) % (1 << 15)
+        elif self.mime_type == "video/h264":
+            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
+        else:
+            payloads = [data]
+        return payloads, timestamp
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        raise RuntimeError("the SFU never encodes: send av.Packet, not frames")
+
+
+def encoded_packet(data: bytes, timestamp: int, clock_rate: int) -> av.Packet:
+    """An ``av.Packet`` holding one encoded frame at RTP ``timestamp``."""
+    packet = av.Packet(data)
+    packet.pts = timestamp
+    packet.time_base = fractions.Fraction(1, clock_rate)
+    return packet
+
+
+def install_packetizer(sender: RTCRtpSender, mime_type: str) -> Packetizer:
+    """Make ``sender`` packetize encoded frames of ``mime_type`` instead of encoding."""
+    packetizer = Packetizer(mime_type)
+    sender._RTCRtpSender__encoder = packetizer  # type: ignore[attr-defined]
+    return packetizer
+
+
+def sender_encoder(sender: RTCRtpSender) -> object | None:
+    """What ``sender`` holds as its encoder (a Packetizer for SFU senders)."""
+    encoder: object | None = sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
+    return encoder
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the remote end sends a PLI or FIR for ``sender``.
+
+    aiortc answers both by calling ``self._send_keyframe()``, which only sets a
+    flag for its encoder (rtcrtpsender.py ``_handle_rtcp_packet``).
+    """
+    original = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        original()
+        callback()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------- codec bookkeeping
+
+
+@dataclass
+class CodecCounts:
+    """How many decoders and encoders aiortc created in this process."""
+
+    decoders: int = 0
+    encoders: int = 0
+
+
+codec_counts = CodecCounts()
+_counting = False
+
+
+def count_codecs() -> CodecCounts:
+    """Count every decoder / encoder aiortc creates in this process from now on."""
+    global _counting
+    if not _counting:
+        get_decoder = aiortc.rtcrtpreceiver.get_decoder
+        get_encoder = aiortc.rtcrtpsender.get_encoder
+
+        def counting_get_decoder(codec: RTCRtpCodecParameters) -> Any:
+            codec_counts.decoders += 1
+            return get_decoder(codec)
+
+        def counting_get_encoder(codec: RTCRtpCodecParameters) -> Any:
+            codec_counts.encoders += 1
+            return get_encoder(codec)
+
+        aiortc.rtcrtpreceiver.get_decoder = counting_get_decoder
+        aiortc.rtcrtpsender.get_encoder = counting_get_encoder
+        _counting = True
+    return codec_counts
+
+
+def split_annexb(data: bytes) -> Iterable[bytes]:
+    """NAL units of an Annex B H.264 byte stream (as aiortc depayloads it)."""
+    return (nal for nal in H264Encoder._split_bitstream(data) if nal)
+
+
+__all__ = [
+    "AUDIO_CLOCK_RATE",
+    "VIDEO_CLOCK_RATE",
+    "CodecCounts",
+    "Packetizer",
+    "announce_public_address",
+    "check_versions",
+    "count_codecs",
+    "encoded_packet",
+    "install_packetizer",
+    "media_ssrcs",
+    "negotiated_codecs",
+    "on_audio_level",
+    "on_keyframe_request",
+    "receiver_decodes",
+    "send_pli",
+    "sender_encoder",
+    "split_annexb",
+    "tap_encoded_frames",
+    "use_host_addresses",
+]

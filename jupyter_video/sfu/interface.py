@@ -1,0 +1,391 @@
+"""The typed interface between the control plane and the media plane.
+
+The control plane drives the media plane with commands and hears back events;
+both are dataclasses that serialize to one JSON line each, so the same
+interface runs in-process (``media_workers = 0``) or across the pipes of a
+media worker process. The media plane knows participants, rooms and track SIDs
+only as opaque strings: it never decides policy, it is told which publication
+goes to which subscriber.
+
+Error results carry Twilio's codes (:class:`jupyter_video.errors.VideoError`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+import enum
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ..errors import VideoError
+
+Kind = Literal["audio", "video", "data"]
+
+
+class PeerState(str, enum.Enum):
+    """A participant's peer connection, as the media plane sees it."""
+
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+# ------------------------------------------------------------------- commands
+
+
+@dataclass
+class Command:
+    """A request from the control plane; ``MediaPlane.execute`` returns its result."""
+
+    registry: ClassVar[dict[str, type[Command]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Command.registry[cls.__name__] = cls
+
+
+@dataclass
+class AddPeer(Command):
+    """Create the peer connection of a participant joining ``room_sid``."""
+
+    participant_sid: str
+    room_sid: str
+
+
+@dataclass
+class RemovePeer(Command):
+    """Close a participant's peer connection, its publications and subscriptions."""
+
+    participant_sid: str
+
+
+@dataclass
+class ApplyOffer(Command):
+    """Apply the participant's SDP offer; the result is the SFU's SDP answer."""
+
+    participant_sid: str
+    sdp: str
+
+
+@dataclass
+class CreateOffer(Command):
+    """Create an SDP offer carrying the participant's current subscriptions."""
+
+    participant_sid: str
+
+
+@dataclass
+class ApplyAnswer(Command):
+    """Apply the participant's SDP answer to the SFU's last offer."""
+
+    participant_sid: str
+    sdp: str
+
+
+@dataclass
+class AddIceCandidate(Command):
+    """A remote ICE candidate (``candidate`` None: end of candidates)."""
+
+    participant_sid: str
+    candidate: str | None
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass
+class BindPublication(Command):
+    """Name the participant's track ``track_id`` (a MediaStreamTrack id, or a data
+    channel label) with the publication SID ``track_sid`` the control plane chose."""
+
+    participant_sid: str
+    track_id: str
+    track_sid: str
+    kind: Kind
+
+
+@dataclass
+class Unpublish(Command):
+    """Stop forwarding a publication and end all its subscriptions."""
+
+    participant_sid: str
+    track_sid: str
+
+
+@dataclass
+class Subscribe(Command):
+    """Forward publication ``track_sid`` to ``subscriber_sid``; the result says
+    whether the subscriber needs an offer (``CreateOffer``)."""
+
+    subscriber_sid: str
+    track_sid: str
+
+
+@dataclass
+class Unsubscribe(Command):
+    """Stop forwarding ``track_sid`` to ``subscriber_sid``; result as Subscribe's."""
+
+    subscriber_sid: str
+    track_sid: str
+
+
+@dataclass
+class SetEnabled(Command):
+    """Pause (False) or resume (True) forwarding of a publication."""
+
+    participant_sid: str
+    track_sid: str
+    enabled: bool
+
+
+@dataclass
+class CloseRoom(Command):
+    """Close every peer of the room."""
+
+    room_sid: str
+
+
+@dataclass
+class GetStats(Command):
+    """Media-plane counters (:class:`MediaStats`)."""
+
+
+@dataclass
+class MediaStats:
+    """What one media plane (or worker) has done so far."""
+
+    pid: int
+    cpu_seconds: float
+    rooms: int
+    peers: int
+    publications: int
+    subscriptions: int
+    frames_received: int
+    frames_forwarded: int
+    keyframe_requests_sent: int
+    decoders_created: int
+    encoders_created: int
+
+
+# --------------------------------------------------------------------- events
+
+
+@dataclass
+class Event:
+    """Something the media plane reports to the control plane."""
+
+    registry: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Event.registry[cls.__name__] = cls
+
+
+@dataclass
+class TrackReceived(Event):
+    """Media for the participant's track ``track_id`` started to be negotiated."""
+
+    participant_sid: str
+    track_id: str
+    kind: Kind
+    stream_id: str | None
+    mid: str | None
+    codec: str | None
+
+
+@dataclass
+class DataChannelOpened(Event):
+    """The participant opened a data channel labelled ``label`` (its track id)."""
+
+    participant_sid: str
+    label: str
+
+
+@dataclass
+class ConnectionStateChanged(Event):
+    """A peer connection moved to ``state``; ``error_code`` 53405 when it failed."""
+
+    participant_sid: str
+    state: PeerState
+    error_code: int | None = None
+
+
+@dataclass
+class RenegotiationNeeded(Event):
+    """Subscriptions changed in a way that needs a new offer to the participant."""
+
+    participant_sid: str
+
+
+@dataclass
+class DominantSpeakerChanged(Event):
+    """The loudest participant of the room (from ``ssrc-audio-level``), or None."""
+
+    room_sid: str
+    participant_sid: str | None
+
+
+@dataclass
+class WorkerExited(Event):
+    """A media worker process ended; its rooms' peers are gone (53405)."""
+
+    worker: int
+    exit_code: int | None
+    room_sids: list[str] = field(default_factory=list)
+    participant_sids: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------- JSON lines
+
+
+def to_json(message: Command | Event) -> dict[str, Any]:
+    """``message`` as a JSON object with its class name under ``type``."""
+    body = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    for key, value in body.items():
+        if isinstance(value, enum.Enum):
+            body[key] = value.value
+    return {"type": type(message).__name__, **body}
+
+
+def command_from_json(data: dict[str, Any]) -> Command:
+    """The command that :func:`to_json` wrote."""
+    return _from_json(Command.registry, data)  # type: ignore[return-value]
+
+
+def event_from_json(data: dict[str, Any]) -> Event:
+    """The event that :func:`to_json` wrote."""
+    event = _from_json(Event.registry, data)
+    if isinstance(event, ConnectionStateChanged):
+        event.state = PeerState(event.state)
+    return event  # type: ignore[return-value]
+
+
+def _from_json(registry: dict[str, type], data: dict[str, Any]) -> object:
+    body = dict(data)
+    cls = registry.get(body.pop("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown message type in {data!r}")
+    return cls(**body)
+
+
+def result_to_json(result: object) -> object:
+    """A command's result as JSON (MediaStats as an object)."""
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
+
+
+def error_to_json(error: VideoError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message}
+
+
+def error_from_json(data: dict[str, Any]) -> VideoError:
+    return VideoError.from_code(int(data["code"]), str(data["message"]))
+
+
+def dumps(data: object) -> str:
+    """One JSON line."""
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+# ---------------------------------------------------------------- the plane
+
+
+class MediaPlane(abc.ABC):
+    """The media plane as the control plane sees it, in-process or in workers."""
+
+    def __init__(self) -> None:
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Get ready to take commands (start worker processes)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close every peer and stop the workers."""
+
+    @abc.abstractmethod
+    async def execute(self, command: Command) -> Any:
+        """Run one command; raises :class:`VideoError` with Twilio's code."""
+
+    def report(self, event: Event) -> None:
+        """Queue ``event`` for :meth:`events` / :meth:`next_event`."""
+        self._events.put_nowait(event)
+
+    async def next_event(self) -> Event:
+        """The next event the media plane reports."""
+        return await self._events.get()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event the media plane reports, as they come."""
+        while True:
+            yield await self._events.get()
+
+    async def __aenter__(self) -> MediaPlane:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # The typed calls; each is one Command.
+
+    async def add_peer(self, participant_sid: str, room_sid: str) -> None:
+        await self.execute(AddPeer(participant_sid, room_sid))
+
+    async def remove_peer(self, participant_sid: str) -> None:
+        await self.execute(RemovePeer(participant_sid))
+
+    async def apply_offer(self, participant_sid: str, sdp: str) -> str:
+        answer: str = await self.execute(ApplyOffer(participant_sid, sdp))
+        return answer
+
+    async def create_offer(self, participant_sid: str) -> str:
+        offer: str = await self.execute(CreateOffer(participant_sid))
+        return offer
+
+    async def apply_answer(self, participant_sid: str, sdp: str) -> None:
+        await self.execute(ApplyAnswer(participant_sid, sdp))
+
+    async def add_ice_candidate(
+        self,
+        participant_sid: str,
+        candidate: str | None,
+        sdp_mid: str | None = None,
+        sdp_mline_index: int | None = None,
+    ) -> None:
+        await self.execute(AddIceCandidate(participant_sid, candidate, sdp_mid, sdp_mline_index))
+
+    async def bind_publication(
+        self, participant_sid: str, track_id: str, track_sid: str, kind: Kind
+    ) -> None:
+        await self.execute(BindPublication(participant_sid, track_id, track_sid, kind))
+
+    async def unpublish(self, participant_sid: str, track_sid: str) -> None:
+        await self.execute(Unpublish(participant_sid, track_sid))
+
+    async def subscribe(self, subscriber_sid: str, track_sid: str) -> bool:
+        needs_offer: bool = await self.execute(Subscribe(subscriber_sid, track_sid))
+        return needs_offer
+
+    async def unsubscribe(self, subscriber_sid: str, track_sid: str) -> bool:
+        needs_offer: bool = await self.execute(Unsubscribe(subscriber_sid, track_sid))
+        return needs_offer
+
+    async def set_enabled(self, participant_sid: str, track_sid: str, enabled: bool) -> None:
+        await self.execute(SetEnabled(participant_sid, track_sid, enabled))
+
+    async def close_room(self, room_sid: str) -> None:
+        await self.execute(CloseRoom(room_sid))
+
+    async def stats(self) -> list[MediaStats]:
+        """One MediaStats per worker (one in-process)."""
+        result = await self.execute(GetStats())
+        items = result if isinstance(result, list) else [result]
+        return [s if isinstance(s, MediaStats) else MediaStats(**s) for s in items]

@@ -1,0 +1,258 @@
+"""Peers: one aiortc RTCPeerConnection per participant.
+
+A participant publishes and subscribes over the same peer connection (as
+twilio-video.js does). Its offers carry what it publishes; the SFU's offers
+carry what it subscribes to, one sendonly transceiver per media subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from ..errors import MediaError
+from . import adapter
+from .interface import (
+    ConnectionStateChanged,
+    DataChannelOpened,
+    Event,
+    PeerState,
+    TrackReceived,
+)
+from .publication import DataPublication, MediaPublication
+from .subscription import DataSubscription, MediaSubscription, SendSlot
+
+if TYPE_CHECKING:
+    from .room import Room
+
+logger = logging.getLogger(__name__)
+
+MEDIA_CONNECTION_FAILED = 53405
+
+# RTCPeerConnection.connectionState -> PeerState
+_STATES = {
+    "new": PeerState.NEW,
+    "connecting": PeerState.CONNECTING,
+    "connected": PeerState.CONNECTED,
+    "failed": PeerState.FAILED,
+    "closed": PeerState.CLOSED,
+}
+
+
+def codec_preferences(publication: MediaPublication) -> list[RTCRtpCodecCapability]:
+    """The capabilities that make a subscriber's transceiver use the publication's codec."""
+    assert publication.codec is not None
+    codec = publication.codec
+    mime = codec.mimeType.lower()
+    chosen: list[RTCRtpCodecCapability] = []
+    for capability in RTCRtpSender.getCapabilities(publication.kind).codecs:
+        if capability.mimeType.lower() != mime:
+            continue
+        wanted = codec.parameters.get("packetization-mode")
+        if mime == "video/h264" and capability.parameters.get("packetization-mode") != wanted:
+            continue
+        chosen.append(capability)
+    chosen += [
+        c
+        for c in RTCRtpSender.getCapabilities(publication.kind).codecs
+        if c.mimeType.lower() == f"{publication.kind}/rtx"
+    ]
+    return chosen
+
+
+class Peer:
+    """A participant's peer connection, its publications and its subscriptions."""
+
+    def __init__(
+        self,
+        participant_sid: str,
+        room: Room,
+        report: Callable[[Event], None],
+        public_address: str | None = None,
+    ) -> None:
+        self.participant_sid = participant_sid
+        self.room = room
+        self.state = PeerState.NEW
+        self.subscriptions: dict[str, MediaSubscription | DataSubscription] = {}
+        self.slots: list[SendSlot] = []
+        self._report = report
+        self._public_address = public_address
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connectionstatechange)
+
+    # ----------------------------------------------------------- state machine
+
+    def _move_to(self, state: PeerState) -> None:
+        """The one place the peer's state changes; reports every change."""
+        if state == self.state or self.state == PeerState.CLOSED:
+            return
+        self.state = state
+        error_code = MEDIA_CONNECTION_FAILED if state == PeerState.FAILED else None
+        self._report(ConnectionStateChanged(self.participant_sid, state, error_code))
+
+    def _on_connectionstatechange(self) -> None:
+        self._move_to(_STATES.get(self.pc.connectionState, self.state))
+
+    # ----------------------------------------------------------- negotiation
+
+    async def apply_offer(self, sdp: str) -> str:
+        """Apply the participant's offer and return the SFU's answer."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:
+            raise MediaError(53401, f"Server is unable to create an answer: {exc}") from exc
+        return self._local_sdp()
+
+    async def create_offer(self) -> str:
+        """An offer carrying every subscription (new ones get a transceiver)."""
+        for subscription in self.subscriptions.values():
+            if isinstance(subscription, MediaSubscription) and subscription.slot is None:
+                self._start_in_new_slot(subscription)
+        try:
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        except Exception as exc:
+            raise MediaError(53401, f"Server is unable to create an offer: {exc}") from exc
+        return self._local_sdp()
+
+    async def apply_answer(self, sdp: str) -> None:
+        """Apply the participant's answer to the SFU's offer."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise MediaError(53403, f"Server is unable to apply a remote answer: {exc}") from exc
+
+    async def add_ice_candidate(
+        self, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """Add a trickled remote candidate (None or empty: end of candidates)."""
+        if not candidate:
+            await self.pc.addIceCandidate(None)
+            return
+        parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        await self.pc.addIceCandidate(parsed)
+
+    def _local_sdp(self) -> str:
+        description = self.pc.localDescription
+        return adapter.announce_public_address(description.sdp, self._public_address)
+
+    # ----------------------------------------------------------- publishing
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+        publication = self.room.media_publication(self.participant_sid, track.id, track.kind)
+        publication.attach(transceiver)
+        assert publication.codec is not None
+        self._report(
+            TrackReceived(
+                participant_sid=self.participant_sid,
+                track_id=track.id,
+                kind=track.kind,  # type: ignore[arg-type]
+                stream_id=self._stream_id(transceiver),
+                mid=transceiver.mid,
+                codec=publication.codec.mimeType,
+            )
+        )
+
+    def _stream_id(self, transceiver: RTCRtpTransceiver) -> str | None:
+        remote = self.pc.remoteDescription
+        if remote is None:
+            return None
+        for media in SessionDescription.parse(remote.sdp).media:
+            if media.rtp.muxId == transceiver.mid and media.msid:
+                stream_id: str = media.msid.split()[0]
+                return stream_id
+        return None
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        publication = self.room.data_publication(self.participant_sid, channel.label)
+        publication.attach(channel)
+        self._report(DataChannelOpened(self.participant_sid, channel.label))
+
+    # ----------------------------------------------------------- subscribing
+
+    def subscribe(self, publication: MediaPublication | DataPublication) -> bool:
+        """Start forwarding ``publication`` here; True when an offer is needed."""
+        assert publication.track_sid is not None
+        if publication.track_sid in self.subscriptions:
+            return False
+        if isinstance(publication, DataPublication):
+            data = DataSubscription(self.participant_sid, publication)
+            self.subscriptions[publication.track_sid] = data
+            needs_offer = self.pc.sctp is None  # the first channel adds m=application
+            data.start(self.pc)
+            return needs_offer
+        subscription = MediaSubscription(self.participant_sid, publication)
+        self.subscriptions[publication.track_sid] = subscription
+        if not publication.ready:
+            return False  # offered once the publisher's media is negotiated
+        slot = next((s for s in self.slots if s.fits(publication)), None)
+        if slot is None:
+            return True  # create_offer() adds a transceiver
+        subscription.start(slot)
+        slot.transceiver.direction = "sendonly"
+        return slot.transceiver.currentDirection != "sendonly"
+
+    def unsubscribe(self, track_sid: str) -> bool:
+        """Stop forwarding ``track_sid`` here; True when an offer is needed."""
+        subscription = self.subscriptions.pop(track_sid, None)
+        if subscription is None:
+            return False
+        if isinstance(subscription, DataSubscription):
+            subscription.end()
+            return False
+        slot = subscription.slot
+        subscription.end()
+        if slot is None:
+            return False
+        slot.transceiver.direction = "inactive"
+        return True
+
+    def _start_in_new_slot(self, subscription: MediaSubscription) -> None:
+        publication = subscription.publication
+        if not publication.ready:
+            return
+        transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(publication))
+        slot = SendSlot(transceiver, publication)
+        self.slots.append(slot)
+        subscription.start(slot)
+
+    def pending_subscriptions(self) -> bool:
+        """Whether a ready subscription waits for an offer."""
+        return any(
+            isinstance(s, MediaSubscription) and s.slot is None and s.publication.ready
+            for s in self.subscriptions.values()
+        )
+
+    # ----------------------------------------------------------- closing
+
+    async def close(self) -> None:
+        """End every subscription and close the peer connection."""
+        for subscription in self.subscriptions.values():
+            subscription.end()
+        self.subscriptions.clear()
+        for slot in self.slots:
+            slot.track.stop()
+        await self.pc.close()
+        self._move_to(PeerState.CLOSED)

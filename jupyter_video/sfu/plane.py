@@ -1,0 +1,190 @@
+"""The media plane running in this process (``media_workers = 0``, and inside
+each media worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ..errors import ParticipantError, RoomError
+from . import adapter
+from .interface import (
+    AddIceCandidate,
+    AddPeer,
+    ApplyAnswer,
+    ApplyOffer,
+    BindPublication,
+    CloseRoom,
+    Command,
+    CreateOffer,
+    GetStats,
+    MediaPlane,
+    MediaStats,
+    RemovePeer,
+    SetEnabled,
+    Subscribe,
+    Unpublish,
+    Unsubscribe,
+)
+from .peer import Peer
+from .publication import MediaPublication
+from .room import Room
+
+SPEAKER_INTERVAL = 0.5
+"""Seconds between two dominant-speaker updates."""
+
+
+class LocalMediaPlane(MediaPlane):
+    """Rooms, peers and forwarding on this process's event loop.
+
+    ``host_addresses`` are the addresses ICE gathers on (None: aioice's own
+    choice; ``["127.0.0.1"]`` on a loopback-only machine); ``public_address`` is
+    announced instead of them behind a 1:1 NAT.
+    """
+
+    def __init__(
+        self,
+        host_addresses: Sequence[str] | None = None,
+        public_address: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.host_addresses = list(host_addresses) if host_addresses is not None else None
+        self.public_address = public_address
+        self.rooms: dict[str, Room] = {}
+        self._room_of: dict[str, Room] = {}  # participant_sid -> room
+        self._speaker_task: asyncio.Task[None] | None = None
+        self._handlers: dict[type[Command], Callable[[Any], Awaitable[Any]]] = {
+            AddPeer: self._add_peer,
+            RemovePeer: self._remove_peer,
+            ApplyOffer: self._apply_offer,
+            CreateOffer: self._create_offer,
+            ApplyAnswer: self._apply_answer,
+            AddIceCandidate: self._add_ice_candidate,
+            BindPublication: self._bind_publication,
+            Unpublish: self._unpublish,
+            Subscribe: self._subscribe,
+            Unsubscribe: self._unsubscribe,
+            SetEnabled: self._set_enabled,
+            CloseRoom: self._close_room,
+            GetStats: self._get_stats,
+        }
+
+    async def start(self) -> None:
+        if self.host_addresses is not None:
+            adapter.use_host_addresses(self.host_addresses)
+        if self._speaker_task is None:
+            self._speaker_task = asyncio.ensure_future(self._track_dominant_speakers())
+
+    async def close(self) -> None:
+        for room_sid in list(self.rooms):
+            await self._close_room(CloseRoom(room_sid))
+        if self._speaker_task is not None:
+            self._speaker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._speaker_task
+            self._speaker_task = None
+
+    async def execute(self, command: Command) -> Any:
+        handler = self._handlers[type(command)]
+        return await handler(command)
+
+    def _room(self, participant_sid: str) -> Room:
+        try:
+            return self._room_of[participant_sid]
+        except KeyError:
+            raise ParticipantError(53204, f"Participant {participant_sid} not found") from None
+
+    def _peer(self, participant_sid: str) -> Peer:
+        return self._room(participant_sid).peer(participant_sid)
+
+    # ----------------------------------------------------------- handlers
+
+    async def _add_peer(self, command: AddPeer) -> None:
+        room = self.rooms.get(command.room_sid)
+        if room is None:
+            room = self.rooms[command.room_sid] = Room(command.room_sid, self.report)
+        room.add_peer(Peer(command.participant_sid, room, self.report, self.public_address))
+        self._room_of[command.participant_sid] = room
+
+    async def _remove_peer(self, command: RemovePeer) -> None:
+        room = self._room_of.pop(command.participant_sid, None)
+        if room is None:
+            return
+        await room.remove_peer(command.participant_sid)
+        if not room.peers:
+            self.rooms.pop(room.room_sid, None)
+
+    async def _apply_offer(self, command: ApplyOffer) -> str:
+        return await self._peer(command.participant_sid).apply_offer(command.sdp)
+
+    async def _create_offer(self, command: CreateOffer) -> str:
+        return await self._peer(command.participant_sid).create_offer()
+
+    async def _apply_answer(self, command: ApplyAnswer) -> None:
+        await self._peer(command.participant_sid).apply_answer(command.sdp)
+
+    async def _add_ice_candidate(self, command: AddIceCandidate) -> None:
+        await self._peer(command.participant_sid).add_ice_candidate(
+            command.candidate, command.sdp_mid, command.sdp_mline_index
+        )
+
+    async def _bind_publication(self, command: BindPublication) -> None:
+        self._room(command.participant_sid).bind(
+            command.participant_sid, command.track_id, command.track_sid, command.kind
+        )
+
+    async def _unpublish(self, command: Unpublish) -> None:
+        self._room(command.participant_sid).unpublish(command.track_sid)
+
+    async def _subscribe(self, command: Subscribe) -> bool:
+        room = self._room(command.subscriber_sid)
+        return room.peer(command.subscriber_sid).subscribe(room.publication(command.track_sid))
+
+    async def _unsubscribe(self, command: Unsubscribe) -> bool:
+        return self._peer(command.subscriber_sid).unsubscribe(command.track_sid)
+
+    async def _set_enabled(self, command: SetEnabled) -> None:
+        publication = self._room(command.participant_sid).publication(command.track_sid)
+        resumed = command.enabled and not publication.enabled
+        if resumed and isinstance(publication, MediaPublication):
+            # Subscribers resume on a keyframe.
+            for subscription in publication.subscriptions:
+                subscription.waiting_for_keyframe = publication.kind == "video"
+            publication.request_keyframe()
+        publication.enabled = command.enabled
+
+    async def _close_room(self, command: CloseRoom) -> None:
+        room = self.rooms.pop(command.room_sid, None)
+        if room is None:
+            raise RoomError(53106, f"Room {command.room_sid} not found")
+        for participant_sid in room.peers:
+            self._room_of.pop(participant_sid, None)
+        await room.close()
+
+    async def _get_stats(self, command: GetStats) -> MediaStats:
+        publications = [p for room in self.rooms.values() for p in room.publications.values()]
+        media = [p for p in publications if isinstance(p, MediaPublication)]
+        counts = adapter.codec_counts
+        return MediaStats(
+            pid=os.getpid(),
+            cpu_seconds=time.process_time(),
+            rooms=len(self.rooms),
+            peers=len(self._room_of),
+            publications=len(publications),
+            subscriptions=sum(len(p.subscriptions) for p in publications),
+            frames_received=sum(p.frames_received for p in media),
+            frames_forwarded=sum(p.frames_forwarded for p in media),
+            keyframe_requests_sent=sum(p.keyframe_requests_sent for p in media),
+            decoders_created=counts.decoders,
+            encoders_created=counts.encoders,
+        )
+
+    async def _track_dominant_speakers(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_INTERVAL)
+            for room in list(self.rooms.values()):
+                room.update_dominant_speaker()

@@ -1,0 +1,186 @@
+"""Publications: one participant's track, as the SFU receives it.
+
+A media publication takes complete encoded frames from the publisher's
+``RTCRtpReceiver`` (no decoding, see :mod:`.adapter`) and hands each one to
+every subscription. Keyframe requests from subscribers are relayed to the
+publisher as a PLI, at most one per :data:`PLI_INTERVAL` (as mediasoup does).
+A data publication relays the messages of the publisher's data channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiortc import RTCDataChannel, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from . import adapter
+
+if TYPE_CHECKING:
+    from .subscription import DataSubscription, MediaSubscription
+
+logger = logging.getLogger(__name__)
+
+PLI_INTERVAL = 1.0
+"""Seconds between two PLIs sent to one publisher for one publication."""
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One complete encoded frame and its RTP timestamp (from 0 at the first frame)."""
+
+    data: bytes
+    timestamp: int
+    keyframe: bool
+
+
+def is_keyframe(mime_type: str, data: bytes) -> bool:
+    """Whether ``data`` (a depayloaded frame) can be decoded on its own."""
+    mime = mime_type.lower()
+    if mime == "video/vp8":
+        # RFC 6386 section 9.1: P bit (bit 0 of the frame tag) is 0 for key frames.
+        return len(data) > 0 and data[0] & 0x01 == 0
+    if mime == "video/h264":
+        # An IDR slice (NAL unit type 5) starts a decodable sequence.
+        return any(nal[0] & 0x1F == 5 for nal in adapter.split_annexb(data))
+    return True
+
+
+class MediaPublication:
+    """A published audio or video track, forwarded frame by frame."""
+
+    def __init__(self, publisher_sid: str, track_id: str, kind: str) -> None:
+        self.publisher_sid = publisher_sid
+        self.track_id = track_id
+        self.kind = kind
+        self.track_sid: str | None = None
+        self.codec: RTCRtpCodecParameters | None = None
+        self.enabled = True
+        self.subscriptions: list[MediaSubscription] = []
+        self.frames_received = 0
+        self.frames_forwarded = 0
+        self.keyframe_requests_sent = 0
+        self.audio_level: int | None = None
+        """Latest ``ssrc-audio-level`` (0 loudest .. 127 silent), audio only."""
+        self._transceiver: RTCRtpTransceiver | None = None
+        self._last_pli = -PLI_INTERVAL
+        self._pli_timer: asyncio.TimerHandle | None = None
+        self._pli_tasks: set[asyncio.Future[bool]] = set()
+        self._on_ready: list[Callable[[MediaPublication], None]] = []
+
+    @property
+    def ready(self) -> bool:
+        """Whether the codec is negotiated, so subscribers can be offered it."""
+        return self.codec is not None
+
+    @property
+    def clock_rate(self) -> int:
+        return adapter.AUDIO_CLOCK_RATE if self.kind == "audio" else adapter.VIDEO_CLOCK_RATE
+
+    def when_ready(self, callback: Callable[[MediaPublication], None]) -> None:
+        """Call ``callback`` once the publisher's media is negotiated."""
+        if self.ready:
+            callback(self)
+        else:
+            self._on_ready.append(callback)
+
+    def attach(self, transceiver: RTCRtpTransceiver) -> None:
+        """Start taking encoded frames from the publisher's receiver."""
+        self._transceiver = transceiver
+        self.codec = adapter.negotiated_codecs(transceiver)[0]
+        adapter.tap_encoded_frames(transceiver.receiver, self._on_frame)
+        if self.kind == "audio":
+            adapter.on_audio_level(transceiver.receiver, self._on_audio_level)
+        callbacks, self._on_ready = self._on_ready, []
+        for callback in callbacks:
+            callback(self)
+
+    def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
+        self.frames_received += 1
+        if not self.enabled or not self.subscriptions:
+            return
+        frame = EncodedFrame(data, timestamp, is_keyframe(codec.mimeType, data))
+        for subscription in self.subscriptions:
+            if subscription.push(frame):
+                self.frames_forwarded += 1
+
+    def _on_audio_level(self, level: int) -> None:
+        self.audio_level = level
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per PLI_INTERVAL."""
+        if self.kind != "video" or self._transceiver is None or self._pli_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_pli + PLI_INTERVAL - loop.time()
+        if wait <= 0:
+            self._send_pli()
+        else:
+            self._pli_timer = loop.call_later(wait, self._send_pli)
+
+    def _send_pli(self) -> None:
+        self._pli_timer = None
+        if self._transceiver is None:
+            return
+        self._last_pli = asyncio.get_running_loop().time()
+        self.keyframe_requests_sent += 1
+        task = asyncio.ensure_future(adapter.send_pli(self._transceiver.receiver))
+        self._pli_tasks.add(task)
+        task.add_done_callback(self._pli_tasks.discard)
+
+    def close(self) -> None:
+        """Stop forwarding: every subscription is released."""
+        for subscription in list(self.subscriptions):
+            subscription.end()
+        if self._pli_timer is not None:
+            self._pli_timer.cancel()
+            self._pli_timer = None
+        self._transceiver = None
+
+
+class DataPublication:
+    """A published data track: the publisher's data channel, relayed."""
+
+    kind = "data"
+
+    def __init__(self, publisher_sid: str, track_id: str) -> None:
+        self.publisher_sid = publisher_sid
+        self.track_id = track_id
+        self.track_sid: str | None = None
+        self.enabled = True
+        self.channel: RTCDataChannel | None = None
+        self.subscriptions: list[DataSubscription] = []
+        self.messages_received = 0
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def when_ready(self, callback: Callable[[DataPublication], None]) -> None:
+        callback(self)
+
+    def attach(self, channel: RTCDataChannel) -> None:
+        """Relay the messages of the publisher's ``channel``."""
+        self.channel = channel
+        channel.on("message", self._on_message)
+
+    def _on_message(self, message: str | bytes) -> None:
+        self.messages_received += 1
+        if not self.enabled:
+            return
+        for subscription in self.subscriptions:
+            subscription.send(message)
+
+    def request_keyframe(self) -> None:
+        return None
+
+    def close(self) -> None:
+        for subscription in list(self.subscriptions):
+            subscription.end()
+
+
+Publication = MediaPublication | DataPublication

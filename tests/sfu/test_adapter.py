@@ -1,0 +1,163 @@
+"""The aiortc / aioice internals the SFU hooks into are where adapter.py expects them.
+
+When one of these fails after an upgrade, re-read the named aiortc module and
+fix jupyter_video/sfu/adapter.py (and its pinned versions) before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import aioice
+import aioice.ice
+import aiortc
+import av
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpreceiver import decoder_worker
+
+from jupyter_video.sfu import adapter
+from jupyter_video.sfu.publication import is_keyframe
+
+
+def parameters(function: object) -> list[str]:
+    return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+def source(function: object) -> str:
+    return inspect.getsource(function)  # type: ignore[arg-type]
+
+
+def test_aiortc_and_aioice_are_the_pinned_versions() -> None:
+    assert aiortc.__version__ == adapter.AIORTC_VERSION
+    assert aioice.__version__ == adapter.AIOICE_VERSION
+    adapter.check_versions()
+
+
+def test_ice_host_addresses_come_from_aioice_get_host_addresses() -> None:
+    assert parameters(adapter._aioice_get_host_addresses) == ["use_ipv4", "use_ipv6"]
+    assert "get_host_addresses(" in source(aioice.ice.Connection.gather_candidates)
+    try:
+        adapter.use_host_addresses(["127.0.0.1", "::1"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
+    finally:
+        adapter.use_host_addresses(["127.0.0.1"])
+
+
+def test_public_address_replaces_host_candidates_only() -> None:
+    sdp = (
+        "a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\n"
+        "a=candidate:2 1 udp 1694498815 1.2.3.4 40000 typ srflx raddr 10.0.0.5 rport 40000\r\n"
+    )
+    rewritten = adapter.announce_public_address(sdp, "203.0.113.7")
+    assert "203.0.113.7 40000 typ host" in rewritten
+    assert "1.2.3.4 40000 typ srflx" in rewritten
+    assert adapter.announce_public_address(sdp, None) == sdp
+
+
+def test_receiver_hands_complete_frames_to_its_decoder_queue() -> None:
+    init = source(RTCRtpReceiver.__init__)
+    assert "self.__decoder_queue: queue.Queue = queue.Queue()" in init
+    assert "self.__decoder_thread: Optional[threading.Thread] = None" in init
+    handle = source(RTCRtpReceiver._handle_rtp_packet)
+    assert "if encoded_frame is not None and self.__decoder_thread:" in handle
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in handle
+    assert "await self._send_rtcp_pli(packet.ssrc)" in handle
+    receive = source(RTCRtpReceiver.receive)
+    for step in (
+        "self.__codecs[codec.payloadType] = codec",
+        "self.__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc",
+        "self.__transport._register_rtp_receiver(self, parameters)",
+        "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())",
+        "self.__started = True",
+        "threading.Thread(",
+    ):
+        assert step in receive, step
+    assert "self.__decoder_queue.put(None)" in source(RTCRtpReceiver._RTCRtpReceiver__stop_decoder)  # type: ignore[attr-defined]
+    assert "get_decoder(codec)" in source(decoder_worker)
+    assert parameters(RTCRtpReceiver._send_rtcp_pli) == ["self", "media_ssrc"]
+    assert parameters(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
+    assert parameters(RTCRtpReceiver._run_rtcp) == ["self"]
+
+
+async def test_tapped_receiver_has_no_decoder_and_sees_frames() -> None:
+    from aiortc import RTCCertificate, RTCIceGatherer, RTCIceTransport
+
+    transport = RTCDtlsTransport(
+        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
+    )
+    receiver = RTCRtpReceiver("video", transport)
+    frames: list[tuple[bytes, int]] = []
+    adapter.tap_encoded_frames(receiver, lambda codec, data, ts: frames.append((data, ts)))
+    queue = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+
+    class Frame:
+        data, timestamp = b"\x10\x02", 3000
+
+    queue.put((None, Frame()))
+    assert frames == [(b"\x10\x02", 3000)]
+    assert not adapter.receiver_decodes(receiver)
+    await asyncio.sleep(0)
+
+
+def test_sender_packs_packets_and_encodes_frames_only_without_an_encoder() -> None:
+    next_frame = source(RTCRtpSender._next_encoded_frame)
+    assert "if self.__encoder is None:" in next_frame
+    assert "self.__encoder = get_encoder(codec)" in next_frame
+    assert "payloads, timestamp = self.__encoder.pack(data)" in next_frame
+    assert "if isinstance(data, Frame):" in next_frame
+    assert "self.__encoder: Optional[Encoder] = None" in source(RTCRtpSender.__init__)
+    assert "timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)" in source(
+        RTCRtpSender._run_rtp
+    )
+
+
+def test_sender_reports_pli_and_fir_through_send_keyframe() -> None:
+    handle = source(RTCRtpSender._handle_rtcp_packet)
+    assert "RTCP_PSFB_FIR" in handle and "RTCP_PSFB_PLI" in handle
+    assert "self._send_keyframe()" in handle
+    assert parameters(RTCRtpSender._send_keyframe) == ["self"]
+
+
+def test_packetizer_uses_aiortc_payloaders() -> None:
+    assert parameters(Vp8Encoder._packetize) == ["buffer", "picture_id"]
+    assert parameters(H264Encoder._packetize) == ["packages"]
+    assert parameters(H264Encoder._split_bitstream) == ["buf"]
+    keyframe = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + bytes(3000)
+    packetizer = adapter.Packetizer("video/VP8")
+    payloads, timestamp = packetizer.pack(adapter.encoded_packet(keyframe, 9000, 90000))
+    assert timestamp == 9000
+    assert len(payloads) > 1
+    assert b"".join(vp8_depayload(p) for p in payloads) == keyframe
+    assert is_keyframe("video/VP8", keyframe)
+    assert not is_keyframe("video/VP8", b"\x11" + keyframe[1:])
+
+
+def test_h264_keyframes_are_recognised_by_their_idr_slice() -> None:
+    sps, pps, idr, slice_ = b"\x67\x42", b"\x68\xce", b"\x65\x88", b"\x41\x9a"
+    start = b"\x00\x00\x00\x01"
+    assert is_keyframe("video/H264", start + sps + start + pps + start + idr)
+    assert not is_keyframe("video/H264", start + slice_)
+
+
+def test_audio_level_is_parsed_into_rtp_header_extensions() -> None:
+    packet = aiortc.rtp.RtpPacket()
+    assert hasattr(packet.extensions, "audio_level")
+    uris = [e.uri for e in aiortc.codecs.HEADER_EXTENSIONS["audio"]]
+    assert "urn:ietf:params:rtp-hdrext:ssrc-audio-level" in uris
+
+
+def test_transceivers_keep_negotiated_codecs_in_codecs() -> None:
+    from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+    assert "self._codecs: list[RTCRtpCodecParameters] = []" in source(RTCRtpTransceiver.__init__)
+
+
+def test_encoded_packet_carries_rtp_time() -> None:
+    packet = adapter.encoded_packet(b"abc", 48000, 48000)
+    assert isinstance(packet, av.Packet)
+    assert (bytes(packet), packet.pts, float(packet.time_base * 48000)) == (b"abc", 48000, 1.0)

@@ -1,0 +1,276 @@
+"""The SFU forwards encoded media between real aiortc peers, in-process and in a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from jupyter_video.sfu import adapter
+from jupyter_video.sfu.interface import (
+    ConnectionStateChanged,
+    DominantSpeakerChanged,
+    MediaPlane,
+    PeerState,
+    TrackReceived,
+)
+
+from .peers import (
+    HEIGHT,
+    ROOM,
+    WIDTH,
+    Client,
+    PatternTrack,
+    ToneTrack,
+    next_frame,
+    pattern_error,
+    read_index,
+    wait_for_event,
+)
+
+MAX_PATTERN_ERROR = 8.0  # mean absolute difference per channel, 0..255
+
+
+async def receive_pattern(track: object, frames: int) -> list[int]:
+    """Receive ``frames`` video frames, check each against the pattern, return their indices."""
+    indices = []
+    for _ in range(frames):
+        frame = await next_frame(track)  # type: ignore[arg-type]
+        assert (frame.width, frame.height) == (WIDTH, HEIGHT)
+        image = frame.to_ndarray(format="rgb24")
+        assert pattern_error(image) < MAX_PATTERN_ERROR
+        indices.append(read_index(image))
+    return indices
+
+
+async def publish_video(publisher: Client, codec: str | None = None) -> str:
+    await publisher.join()
+    [track_sid] = await publisher.publish(PatternTrack(), codec=codec)
+    return track_sid
+
+
+async def test_subscriber_receives_the_published_video_frame_for_frame(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher)
+    event = await wait_for_event(plane, lambda e: isinstance(e, TrackReceived))
+    assert isinstance(event, TrackReceived)
+    assert (event.participant_sid, event.kind, event.codec) == (publisher.sid, "video", "video/VP8")
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+
+    indices = await receive_pattern(track, 45)
+
+    # Consecutive frames of the pattern, in order, none missing.
+    assert indices == list(range(indices[0], indices[0] + 45))
+    await wait_for_event(
+        plane,
+        lambda e: isinstance(e, ConnectionStateChanged)
+        and e.participant_sid == subscriber.sid
+        and e.state == PeerState.CONNECTED,
+    )
+
+
+async def test_h264_is_forwarded_without_transcoding(plane: MediaPlane, clients) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher, codec="video/H264")
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+
+    indices = await receive_pattern(track, 20)
+
+    assert indices == list(range(indices[0], indices[0] + 20))
+    receiver = next(t.receiver for t in subscriber.pc.getTransceivers())
+    codecs = adapter.negotiated_codecs(next(iter(subscriber.pc.getTransceivers())))
+    assert codecs[0].mimeType == "video/H264", receiver
+
+
+async def test_opus_audio_is_forwarded_and_its_level_names_the_dominant_speaker(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    await publisher.join()
+    [track_sid] = await publisher.publish(ToneTrack(440.0))
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+
+    samples = []
+    for _ in range(60):  # 1.2 s of 20 ms frames
+        frame = await next_frame(track)
+        channels = len(frame.layout.channels)
+        samples.append(frame.to_ndarray().reshape(-1)[::channels])
+        rate = frame.sample_rate
+    audio = np.concatenate(samples[10:]).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(audio))
+    peak = np.fft.rfftfreq(len(audio), 1 / rate)[int(np.argmax(spectrum))]
+    assert abs(peak - 440.0) < 5.0
+
+    event = await wait_for_event(plane, lambda e: isinstance(e, DominantSpeakerChanged))
+    assert event == DominantSpeakerChanged(ROOM, publisher.sid)
+
+
+async def test_data_channel_messages_are_relayed_in_order(plane: MediaPlane, clients) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    await publisher.join()
+    track_sid, channel = await publisher.publish_data("chat-track-id")
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    relayed = await asyncio.wait_for(subscriber.channels.get(), 10)
+    relayed.on("message", received.put_nowait)
+    assert relayed.label == "chat-track-id"
+    assert (relayed.ordered, relayed.maxRetransmits) == (True, None)
+
+    for i in range(200):
+        channel.send(f"message {i}")
+    messages = [await asyncio.wait_for(received.get(), 10) for _ in range(200)]
+
+    assert messages == [f"message {i}" for i in range(200)]
+
+
+async def test_subscriber_joining_late_starts_on_a_keyframe(
+    plane: MediaPlane, clients, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher, early, late = clients(1), clients(2), clients(3)
+    track_sid = await publish_video(publisher)
+    await early.join()
+    await early.subscribe(track_sid)
+    early_track = await asyncio.wait_for(early.tracks.get(), 10)
+    await receive_pattern(early_track, 40)  # well past the publisher's first keyframe
+
+    with caplog.at_level(logging.WARNING, logger="aiortc"):
+        await late.join()
+        await late.subscribe(track_sid)
+        late_track = await asyncio.wait_for(late.tracks.get(), 10)
+        await receive_pattern(late_track, 10)
+
+    assert late.keyframes[0] is True
+    assert not [r for r in caplog.records if "failed to decode" in r.getMessage()]
+
+
+async def test_subscriber_pli_reaches_the_publisher_at_most_once_per_second(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher)
+    requests: list[float] = []
+    sender = publisher.pc.getTransceivers()[0].sender
+    adapter.on_keyframe_request(sender, lambda: requests.append(time.monotonic()))
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    await receive_pattern(track, 5)
+    receiver = subscriber.pc.getTransceivers()[0].receiver
+
+    await asyncio.sleep(1.1)
+    requests.clear()
+    start = time.monotonic()
+    while time.monotonic() - start < 3.0:  # 20 PLIs a second from the subscriber
+        assert await adapter.send_pli(receiver)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+
+    assert 2 <= len(requests) <= 4
+    gaps = np.diff(requests)
+    assert (gaps > 0.9).all()
+
+
+async def test_unsubscribe_stops_frames_and_resubscribe_brings_them_back(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher)
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    before = await receive_pattern(track, 10)
+
+    assert await plane.unsubscribe(subscriber.sid, track_sid) is True
+    await subscriber.answer()
+    assert subscriber.pc.getTransceivers()[0].currentDirection == "inactive"
+    with pytest.raises(asyncio.TimeoutError):
+        while True:  # drain what was in flight, then nothing more comes
+            await asyncio.wait_for(track.recv(), 0.7)
+
+    assert await plane.subscribe(subscriber.sid, track_sid) is True
+    await subscriber.answer()
+    after = await receive_pattern(track, 11)
+
+    # The client's jitter buffer releases the last frame sent before unsubscribing
+    # only when the next packet arrives; after it, fresh frames from a keyframe on.
+    if after[0] == before[-1] + 1:
+        after = after[1:]
+    assert after[0] > before[-1] + 15
+    assert after == list(range(after[0], after[0] + 10))
+    assert len(subscriber.pc.getTransceivers()) == 1  # the transceiver was reused
+
+
+async def test_the_sfu_never_creates_a_decoder_or_an_encoder(plane: MediaPlane, clients) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    await publisher.join()
+    track_sids = await publisher.publish(PatternTrack(), ToneTrack())
+    await subscriber.join()
+    for track_sid in track_sids:
+        assert await plane.subscribe(subscriber.sid, track_sid)
+    await subscriber.answer()
+    tracks = [await asyncio.wait_for(subscriber.tracks.get(), 10) for _ in track_sids]
+    for track in tracks:  # the subscriber decodes both
+        await next_frame(track)
+
+    [stats] = await plane.stats()
+    assert stats.frames_forwarded > 0
+    if stats.pid == __import__("os").getpid():
+        # In-process the clients' own codecs count too: look at the SFU's objects.
+        room = plane.rooms[ROOM]  # type: ignore[attr-defined]
+        for peer in room.peers.values():
+            for transceiver in peer.pc.getTransceivers():
+                assert not adapter.receiver_decodes(transceiver.receiver)
+                encoder = adapter.sender_encoder(transceiver.sender)
+                assert encoder is None or isinstance(encoder, adapter.Packetizer)
+    else:
+        assert (stats.decoders_created, stats.encoders_created) == (0, 0)
+
+
+async def test_a_media_worker_that_dies_is_reported(plane: MediaPlane, clients) -> None:
+    pids = getattr(plane, "worker_pids", None)
+    if not pids:
+        pytest.skip("in-process media plane has no worker")
+    publisher = clients(1)
+    await publisher.join()
+
+    import os
+    import signal
+
+    os.kill(pids[0], signal.SIGKILL)
+    event = await wait_for_event(plane, lambda e: type(e).__name__ == "WorkerExited")
+
+    assert event.participant_sids == [publisher.sid]  # type: ignore[attr-defined]
+    assert event.room_sids == [ROOM]  # type: ignore[attr-defined]
+    with pytest.raises(Exception) as failure:
+        await asyncio.wait_for(plane.remove_peer(publisher.sid), 5)
+    assert getattr(failure.value, "code", None) in (53204, 53405)
+
+
+async def test_removing_a_publisher_ends_its_subscribers_stream(plane: MediaPlane, clients) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher)
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    await receive_pattern(track, 5)
+
+    await plane.remove_peer(publisher.sid)
+
+    [stats] = await plane.stats()
+    assert (stats.peers, stats.publications) == (1, 0)
+    with pytest.raises((asyncio.TimeoutError, MediaStreamError)):
+        while True:
+            await asyncio.wait_for(track.recv(), 0.7)
