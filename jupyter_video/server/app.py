@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,14 +12,16 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Float, Int, List, Unicode, default
 
 from .. import account
 from ..account import Credentials
 from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
+from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import rest
+from . import rest, signaling
+from .live import Conference, LiveSettings
 from .registry import RoomDefaults, RoomRegistry
 
 
@@ -30,6 +33,8 @@ class VideoContext:
     credentials: Credentials
     store: Store
     registry: RoomRegistry
+    media: MediaPlane
+    conference: Conference
 
 
 def _env(name: str) -> str | None:
@@ -113,6 +118,34 @@ class VideoApp(ExtensionApp):
         "(default: jupyter_video.sqlite in the Jupyter data directory) or 'memory://'.",
     )
 
+    media_workers = Int(
+        None,
+        allow_none=True,
+        config=True,
+        help="Media worker processes running the SFU (None: one per core; 0: in the "
+        "server's own process, for debugging). A room lives on one worker.",
+    )
+    ice_host_addresses = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        config=True,
+        help="Addresses the SFU gathers ICE host candidates on (None: every interface "
+        "but loopback, as aioice chooses). ['127.0.0.1'] for a machine used alone.",
+    )
+    ice_public_address = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Public IP address announced in the SFU's candidates, behind a 1:1 NAT.",
+    )
+    session_timeout = Float(
+        30.0,
+        config=True,
+        help="Seconds a participant whose signaling connection dropped may reconnect "
+        "(twilio-video.js 'sync') before it is disconnected.",
+    )
+
     @default("account_sid")
     def _default_account_sid(self) -> str | None:
         return _env("JUPYTER_VIDEO_ACCOUNT_SID")
@@ -169,13 +202,26 @@ class VideoApp(ExtensionApp):
             timeout_minute=timedelta(seconds=self.timeout_minute_seconds),
         )
         registry.recover()
-        self.context = VideoContext(self, credentials, store, registry)
+        media = create_media_plane(
+            self.media_workers, self.ice_host_addresses, self.ice_public_address
+        )
+        conference = Conference(
+            registry,
+            media,
+            credentials.account_sid,
+            credentials.api_keys,
+            LiveSettings(ad_hoc_rooms=self.ad_hoc_rooms, session_timeout=self.session_timeout),
+        )
+        self.context = VideoContext(self, credentials, store, registry, media, conference)
         self.settings["jupyter_video"] = self.context
 
     def initialize_handlers(self) -> None:
+        self.handlers.extend(signaling.handlers)
         self.handlers.extend(rest.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.context.media.start()
+        self._media_events = asyncio.ensure_future(self.context.conference.run_media_events())
         # Rooms end by themselves after their timeouts: check a few times per minute.
         interval_ms = max(100.0, min(10_000.0, self.timeout_minute_seconds * 1000 / 6))
         self._expiry = PeriodicCallback(self._expire_rooms, interval_ms)
@@ -193,4 +239,8 @@ class VideoApp(ExtensionApp):
             account.remove_server_info()
         context = getattr(self, "context", None)
         if context is not None:
+            await context.conference.close()
+            if getattr(self, "_media_events", None) is not None:
+                self._media_events.cancel()
+            await context.media.close()
             context.store.close()

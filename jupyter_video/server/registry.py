@@ -302,6 +302,14 @@ class RoomRegistry:
             self.store.save(room)
         return participant
 
+    def set_reconnecting(self, participant: Participant, reconnecting: bool) -> None:
+        """Mark a participant whose signaling connection dropped (or came back)."""
+        target = ParticipantStatus.RECONNECTING if reconnecting else ParticipantStatus.CONNECTED
+        if participant.status is target or not participant.is_connected:
+            return
+        participant.transition(target)
+        self.store.save(participant)
+
     def _disconnect(
         self, room: Room, participant: Participant, now: datetime, emit: bool = True
     ) -> None:
@@ -419,6 +427,11 @@ class RoomRegistry:
         current = self.subscribe_rules(participant)
         current.replace(rules)
         self.store.save(current)
+        # Not one of Twilio's status callback events: it tells signaling to
+        # apply the new rules to the live subscriptions.
+        self._emit(
+            RoomEvent("subscribe-rules-updated", self.get_room(participant.room_sid), participant)
+        )
         return current
 
     def recording_rules(self, room: Room) -> RecordingRules:

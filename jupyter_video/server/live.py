@@ -1,0 +1,615 @@
+"""Live rooms: participants connected through signaling, and what the media plane is told.
+
+The registry keeps the records; this module keeps what only exists while
+people are connected: their signaling connections, the revisions each client
+has seen, the peer connection negotiation, and which publication is forwarded
+to whom. Policy lives here (subscribe rules, duplicate identities, completed
+rooms); the media plane only executes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import AccessTokenError, ParticipantError, RoomError, SignalingError, VideoError
+from ..model import Participant, PublishedTrack, Room, RoomStatus, TrackKind
+from ..model.participant import MAX_IDENTITY_LENGTH
+from ..sfu import interface as media
+from ..sfu.interface import MediaPlane
+from ..signaling import rsp
+from ..tokens import TokenClaims, verify_token
+from .registry import RoomEvent, RoomRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_TRACK_NAME_LENGTH = 128
+
+
+class Connection(Protocol):
+    """What a live participant needs from its signaling connection."""
+
+    def send(self, body: dict[str, Any]) -> None:
+        """Send one RSP body."""
+
+    def close(self) -> None:
+        """Close the connection (after whatever was sent)."""
+
+
+@dataclass
+class LiveSettings:
+    """The parts of VideoApp's configuration that live rooms use."""
+
+    ad_hoc_rooms: bool = True
+    session_timeout: float = 30.0
+
+
+@dataclass
+class LiveTrack:
+    """One track a participant publishes: the client's id and the record."""
+
+    client_id: str
+    record: PublishedTrack
+    priority: str = "standard"
+
+
+class LiveParticipant:
+    """A participant while connected: signaling state, revisions and negotiation."""
+
+    def __init__(self, room: LiveRoom, record: Participant, connection: Connection) -> None:
+        self.room = room
+        self.record = record
+        self.connection: Connection | None = connection
+        self.session = str(uuid.uuid4())
+        self.tracks: dict[str, LiveTrack] = {}  # client track id -> track
+        self.failed: dict[str, VideoError] = {}  # client track id -> why it was refused
+        self.subscriptions: dict[str, str] = {}  # track SID -> id the client receives it as
+        self.client_revisions = rsp.RevisionFilter()
+        self.state_revision = rsp.Revision()  # this participant's state as others see it
+        self.published_revision = rsp.Revision()
+        self.subscribed_revision = rsp.Revision()
+        self.pc_id: str | None = None
+        self.pc_revision = 0
+        self.local_description: rsp.Description | None = None
+        self.offer_pending = False
+        self.renegotiate_again = False
+        self.gone = False
+        self.lock = asyncio.Lock()
+        self._reconnect_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def sid(self) -> str:
+        return self.record.sid
+
+    @property
+    def identity(self) -> str:
+        return self.record.identity
+
+    def send(self, body: dict[str, Any]) -> None:
+        if self.connection is not None and not self.gone:
+            self.connection.send(body)
+
+    # -- what others see -------------------------------------------------------
+
+    def remote_state(self, state: str = "connected") -> rsp.RemoteParticipantState:
+        return rsp.RemoteParticipantState(
+            sid=self.sid,
+            identity=self.identity,
+            revision=self.state_revision.value,
+            state=state,
+            tracks=[
+                rsp.RemoteTrackState(
+                    sid=track.record.sid,
+                    name=track.record.name,
+                    kind=track.record.track_kind.value,
+                    enabled=track.record.enabled,
+                    priority=track.priority,
+                )
+                for track in self.tracks.values()
+            ],
+        )
+
+    def published(self) -> rsp.Published:
+        entries = [
+            rsp.PublishedTrack(id=track.client_id, sid=track.record.sid, state="ready")
+            for track in self.tracks.values()
+        ] + [
+            rsp.PublishedTrack(
+                id=client_id, state="failed", error={"code": error.code, "message": error.message}
+            )
+            for client_id, error in self.failed.items()
+        ]
+        return rsp.Published(revision=self.published_revision.next(), tracks=entries)
+
+    def subscribed(self) -> rsp.Subscribed:
+        return rsp.Subscribed(
+            revision=self.subscribed_revision.next(),
+            tracks=[
+                rsp.SubscribedTrack(sid=sid, id=id_) for sid, id_ in self.subscriptions.items()
+            ],
+        )
+
+
+class LiveRoom:
+    """The connected participants of one in-progress room."""
+
+    def __init__(self, record: Room) -> None:
+        self.record = record
+        self.participants: dict[str, LiveParticipant] = {}
+
+    def others(self, participant: LiveParticipant) -> list[LiveParticipant]:
+        return [p for p in self.participants.values() if p is not participant]
+
+    def track_owner(self, track_sid: str) -> tuple[LiveParticipant, LiveTrack] | None:
+        for participant in self.participants.values():
+            for track in participant.tracks.values():
+                if track.record.sid == track_sid:
+                    return participant, track
+        return None
+
+
+class Conference:
+    """Every live room of this server, joined through signaling, driving the media plane."""
+
+    def __init__(
+        self,
+        registry: RoomRegistry,
+        media_plane: MediaPlane,
+        account_sid: str,
+        api_keys: dict[str, str],
+        settings: LiveSettings | None = None,
+    ) -> None:
+        self.registry = registry
+        self.media = media_plane
+        self.account_sid = account_sid
+        self.api_keys = api_keys
+        self.settings = settings or LiveSettings()
+        self.rooms: dict[str, LiveRoom] = {}
+        self.sessions: dict[str, LiveParticipant] = {}
+        self._participants: dict[str, LiveParticipant] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        registry.listeners.append(self._on_room_event)
+
+    # -- background work -----------------------------------------------------
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` in the background, logging (not losing) its failure."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live room task failed", exc_info=task.exception())
+
+    async def run_media_events(self) -> None:
+        """Act on what the media plane reports, until cancelled."""
+        async for event in self.media.events():
+            try:
+                await self._on_media_event(event)
+            except Exception:
+                log.exception("handling media event %r failed", event)
+
+    async def close(self) -> None:
+        for participant in list(self._participants.values()):
+            await self.leave(participant)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- joining ---------------------------------------------------------------
+
+    def _verify(self, token: str) -> TokenClaims:
+        return verify_token(token, account_sid=self.account_sid, api_keys=self.api_keys)
+
+    def _room_for(self, claims: TokenClaims, name: str | None) -> Room:
+        granted = claims.room
+        if granted is not None and name is not None and granted != name:
+            raise AccessTokenError(
+                20106,
+                f"The Access Token grants room '{granted}', not '{name}'; mint a token "
+                "whose VideoGrant names this room",
+            )
+        name = name if name is not None else granted
+        if name is not None:
+            room = self.registry.find_in_progress(name)
+            if room is not None:
+                return room
+            if not self.settings.ad_hoc_rooms:
+                raise RoomError(
+                    53106,
+                    f"Room '{name}' not found; create it over REST first "
+                    "(this server does not create rooms on connect)",
+                )
+            return self.registry.create_room(unique_name=name)
+        if not self.settings.ad_hoc_rooms:
+            raise RoomError(53106, "Give a room name: this server does not create rooms on connect")
+        return self.registry.create_room()
+
+    async def join(self, connection: Connection, message: rsp.Connect) -> LiveParticipant:
+        """Admit a client: token, room, identity, then the answer to its offer."""
+        claims = self._verify(message.token)
+        identity = claims.identity
+        if len(identity) > MAX_IDENTITY_LENGTH:
+            raise ParticipantError(
+                53201, f"Identity is {len(identity)} characters; the limit is {MAX_IDENTITY_LENGTH}"
+            )
+        record_room = self._room_for(claims, message.name)
+        room = self.rooms.setdefault(record_room.sid, LiveRoom(record_room))
+        for other in list(room.participants.values()):
+            if other.identity == identity:
+                await self.kick(other, ParticipantError(53205))
+        record = self.registry.connect_participant(record_room, identity)
+        participant = LiveParticipant(room, record, connection)
+        room.participants[record.sid] = participant
+        self.sessions[participant.session] = participant
+        self._participants[record.sid] = participant
+        try:
+            async with participant.lock:
+                await self.media.add_peer(record.sid, record_room.sid)
+                await self._apply_tracks(participant, message.participant, announce=False)
+                answers = await self._apply_descriptions(participant, message.peer_connections)
+                participant.send(
+                    rsp.Connected(
+                        session=participant.session,
+                        sid=record_room.sid,
+                        name=record_room.unique_name,
+                        participant=rsp.ParticipantRef(record.sid, identity),
+                        participants=[other.remote_state() for other in room.others(participant)],
+                        peer_connections=answers,
+                        published=participant.published(),
+                        subscribed=participant.subscribed(),
+                        recording=rsp.Recording(is_recording=False, revision=1),
+                        options=rsp.RoomOptions(session_timeout=int(self.settings.session_timeout)),
+                    ).to_dict()
+                )
+        except BaseException:
+            await self.leave(participant)
+            raise
+        participant.state_revision.next()
+        self._announce(participant)
+        await self.refresh_subscriptions(participant)
+        for other in room.others(participant):
+            self.spawn(self.refresh_subscriptions(other))
+        return participant
+
+    async def resume(self, connection: Connection, message: rsp.Sync) -> LiveParticipant:
+        """A client reconnecting its signaling with ``sync``: same session, full state."""
+        participant = self.sessions.get(message.session)
+        if participant is None or participant.gone:
+            raise SignalingError(
+                53001, "This signaling session has ended; connect to the room again"
+            )
+        claims = self._verify(message.token)
+        if claims.identity != participant.identity:
+            raise AccessTokenError(20106, "The Access Token is for another identity")
+        participant.connection = connection
+        if participant._reconnect_timer is not None:
+            participant._reconnect_timer.cancel()
+            participant._reconnect_timer = None
+        self.registry.set_reconnecting(participant.record, False)
+        async with participant.lock:
+            await self._apply_tracks(participant, message.participant)
+            answers = await self._apply_descriptions(participant, message.peer_connections)
+            current = answers or (
+                [rsp.PeerConnectionState(participant.pc_id, participant.local_description)]
+                if participant.pc_id and participant.local_description
+                else []
+            )
+            participant.send(
+                rsp.Synced(
+                    participant=rsp.ParticipantRef(participant.sid, participant.identity),
+                    participants=[o.remote_state() for o in participant.room.others(participant)],
+                    peer_connections=current,
+                    published=participant.published(),
+                    subscribed=participant.subscribed(),
+                    recording=rsp.Recording(is_recording=False, revision=1),
+                ).to_dict()
+            )
+        return participant
+
+    # -- updates from a client -----------------------------------------------
+
+    async def update(self, participant: LiveParticipant, message: rsp.Update) -> None:
+        """Tracks published, muted or removed; offers, answers and ICE."""
+        if message.session != participant.session:
+            raise SignalingError(53004, "update carries another session than 'connected' gave")
+        async with participant.lock:
+            changed = False
+            if message.participant is not None:
+                changed = await self._apply_tracks(participant, message.participant)
+            answers = await self._apply_descriptions(participant, message.peer_connections or [])
+            if answers:
+                participant.send(rsp.ServerUpdate(peer_connections=answers).to_dict())
+        if changed:
+            for other in participant.room.others(participant):
+                self.spawn(self.refresh_subscriptions(other))
+
+    async def _apply_tracks(
+        self, participant: LiveParticipant, state: rsp.LocalParticipantState, announce: bool = True
+    ) -> bool:
+        """Publish, unpublish, enable and disable to match the client's track list."""
+        if not participant.client_revisions.accept("participant", state.revision):
+            return False
+        room = participant.room.record
+        wanted = {track.id: track for track in state.tracks}
+        changed = False
+        for client_id in list(participant.tracks):
+            if client_id not in wanted:
+                live = participant.tracks.pop(client_id)
+                self.registry.unpublish_track(room, participant.record, live.record)
+                await self.media.unpublish(participant.sid, live.record.sid)
+                changed = True
+        for client_id, track in wanted.items():
+            live_track = participant.tracks.get(client_id)
+            if live_track is None:
+                if client_id in participant.failed:
+                    continue
+                try:
+                    participant.tracks[client_id] = await self._publish(participant, track)
+                    changed = True
+                except VideoError as error:
+                    participant.failed[client_id] = error
+            elif live_track.record.enabled != track.enabled:
+                self.registry.set_track_enabled(
+                    room, participant.record, live_track.record, track.enabled
+                )
+                await self.media.set_enabled(participant.sid, live_track.record.sid, track.enabled)
+                changed = True
+        if changed or participant.failed:
+            if announce:
+                participant.send(rsp.ServerUpdate(published=participant.published()).to_dict())
+            participant.state_revision.next()
+            if announce:
+                self._announce(participant)
+        return changed
+
+    async def _publish(self, participant: LiveParticipant, track: rsp.LocalTrackState) -> LiveTrack:
+        room = participant.room.record
+        if len(track.name) > MAX_TRACK_NAME_LENGTH:
+            raise VideoError(53302, f"Track name is longer than {MAX_TRACK_NAME_LENGTH} characters")
+        if any(t.record.name == track.name for t in participant.tracks.values()):
+            raise VideoError(53304, f"Track name '{track.name}' is already published")
+        if room.audio_only and track.kind == "video":
+            raise VideoError(53125, "This room is audio-only: video tracks are refused")
+        record = self.registry.publish_track(
+            room, participant.record, track.name, TrackKind(track.kind), track.enabled
+        )
+        await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
+        if not track.enabled:
+            await self.media.set_enabled(participant.sid, record.sid, False)
+        return LiveTrack(track.id, record, track.priority)
+
+    async def _apply_descriptions(
+        self, participant: LiveParticipant, states: list[rsp.PeerConnectionState]
+    ) -> list[rsp.PeerConnectionState]:
+        """Answer offers, apply answers, add ICE candidates; the answers to send."""
+        answers = []
+        for state in states:
+            if participant.pc_id is None:
+                participant.pc_id = state.id
+            elif state.id != participant.pc_id:
+                raise SignalingError(53004, "Only one peer connection per participant is supported")
+            description = state.description
+            if description is not None:
+                answer = await self._apply_description(participant, description)
+                if answer is not None:
+                    answers.append(rsp.PeerConnectionState(state.id, answer))
+            if state.ice is not None:
+                await self._apply_ice(participant, state.ice)
+        return answers
+
+    async def _apply_description(
+        self, participant: LiveParticipant, description: rsp.Description
+    ) -> rsp.Description | None:
+        if description.revision <= participant.pc_revision and description.type == "offer":
+            return None  # already answered (e.g. repeated in a sync)
+        if description.type == "offer":
+            if participant.offer_pending:
+                # Glare: the client rolls back and answers our offer, then offers again.
+                return None
+            assert description.sdp is not None
+            sdp = await self.media.apply_offer(participant.sid, description.sdp)
+            participant.pc_revision = description.revision
+            participant.local_description = rsp.Description("answer", description.revision, sdp)
+            return participant.local_description
+        if description.type == "answer":
+            if not participant.offer_pending or description.revision != participant.pc_revision:
+                return None
+            assert description.sdp is not None
+            await self.media.apply_answer(participant.sid, description.sdp)
+            participant.offer_pending = False
+            if participant.renegotiate_again:
+                participant.renegotiate_again = False
+                self.spawn(self.renegotiate(participant))
+            return None
+        if description.type == "close":
+            raise SignalingError(53004, "Closing the peer connection is done by disconnecting")
+        return None
+
+    async def _apply_ice(self, participant: LiveParticipant, ice: rsp.IceState) -> None:
+        key = ("ice", ice.ufrag)
+        if not participant.client_revisions.accept(key, ice.revision):
+            return
+        seen = participant.client_revisions.latest(("ice-count", ice.ufrag)) or 0
+        for candidate in ice.candidates[seen:]:
+            await self.media.add_ice_candidate(
+                participant.sid, candidate.candidate, candidate.sdp_mid, candidate.sdp_mline_index
+            )
+        participant.client_revisions.accept(("ice-count", ice.ufrag), len(ice.candidates))
+
+    # -- subscriptions and renegotiation ---------------------------------------
+
+    async def refresh_subscriptions(self, participant: LiveParticipant) -> None:
+        """Make what ``participant`` receives match its SubscribeRules."""
+        if participant.gone:
+            return
+        room = participant.room
+        wanted: dict[str, str] = {}
+        for track in self.registry.selected_tracks(participant.record):
+            owner = room.track_owner(track.sid)
+            if owner is not None:
+                wanted[track.sid] = owner[1].client_id
+        needs_offer = False
+        changed = False
+        async with participant.lock:
+            for track_sid in [sid for sid in participant.subscriptions if sid not in wanted]:
+                del participant.subscriptions[track_sid]
+                needs_offer |= await self.media.unsubscribe(participant.sid, track_sid)
+                self._record_subscription(participant, track_sid, False)
+                changed = True
+            for track_sid, client_id in wanted.items():
+                if track_sid in participant.subscriptions:
+                    continue
+                needs_offer |= await self.media.subscribe(participant.sid, track_sid)
+                participant.subscriptions[track_sid] = client_id
+                self._record_subscription(participant, track_sid, True)
+                changed = True
+            if changed:
+                participant.send(rsp.ServerUpdate(subscribed=participant.subscribed()).to_dict())
+        if needs_offer:
+            await self.renegotiate(participant)
+
+    def _record_subscription(
+        self, participant: LiveParticipant, track_sid: str, subscribed: bool
+    ) -> None:
+        track = self.registry.store.get(PublishedTrack, track_sid)
+        if track is not None:
+            self.registry.record_subscription(participant.record, track, subscribed)
+
+    async def renegotiate(self, participant: LiveParticipant) -> None:
+        """Offer the participant a new description (after any offer it has not answered)."""
+        async with participant.lock:
+            if participant.gone or participant.pc_id is None:
+                return
+            if participant.offer_pending:
+                participant.renegotiate_again = True
+                return
+            sdp = await self.media.create_offer(participant.sid)
+            participant.pc_revision += 1
+            participant.offer_pending = True
+            participant.local_description = rsp.Description("offer", participant.pc_revision, sdp)
+            participant.send(
+                rsp.ServerUpdate(
+                    peer_connections=[
+                        rsp.PeerConnectionState(participant.pc_id, participant.local_description)
+                    ]
+                ).to_dict()
+            )
+
+    def _announce(self, participant: LiveParticipant, state: str = "connected") -> None:
+        """Tell everyone else in the room this participant's complete state."""
+        body = rsp.ServerUpdate(participants=[participant.remote_state(state)]).to_dict()
+        for other in participant.room.others(participant):
+            other.send(body)
+
+    # -- leaving ---------------------------------------------------------------
+
+    def connection_lost(self, participant: LiveParticipant) -> None:
+        """The signaling socket closed without ``disconnect``: wait for a ``sync``."""
+        if participant.gone:
+            return
+        participant.connection = None
+        self.registry.set_reconnecting(participant.record, True)
+        loop = asyncio.get_running_loop()
+        participant._reconnect_timer = loop.call_later(
+            self.settings.session_timeout, lambda: self.spawn(self.leave(participant))
+        )
+
+    async def leave(self, participant: LiveParticipant) -> None:
+        """The participant is gone: records, media and everyone else are told."""
+        if participant.gone:
+            return
+        participant.gone = True
+        if participant._reconnect_timer is not None:
+            participant._reconnect_timer.cancel()
+        room = participant.room
+        room.participants.pop(participant.sid, None)
+        self.sessions.pop(participant.session, None)
+        self._participants.pop(participant.sid, None)
+        record = self.registry.store.get(Participant, participant.sid)
+        if record is not None and record.is_connected:
+            self.registry.disconnect_participant(record)
+        with contextlib.suppress(VideoError):
+            await self.media.remove_peer(participant.sid)
+        participant.state_revision.next()
+        self._announce(participant, "disconnected")
+        for other in room.others(participant):
+            self.spawn(self.refresh_subscriptions(other))
+        if not room.participants:
+            self.rooms.pop(room.record.sid, None)
+
+    async def kick(
+        self, participant: LiveParticipant, error: VideoError | None, completed: bool = False
+    ) -> None:
+        """Remove a participant from the server's side, telling its client why."""
+        if completed:
+            participant.send(rsp.Disconnected(status="completed").to_dict())
+        elif error is not None:
+            participant.send(rsp.Error(error.code, error.message).to_dict())
+        else:
+            participant.send(rsp.Disconnected(status="disconnected").to_dict())
+        connection = participant.connection
+        await self.leave(participant)
+        if connection is not None:
+            connection.close()
+
+    # -- what happens elsewhere ----------------------------------------------
+
+    def _on_room_event(self, event: RoomEvent) -> None:
+        """REST changes: completed rooms, removed participants, new subscribe rules."""
+        if event.name == "room-ended":
+            room = self.rooms.pop(event.room.sid, None)
+            if room is not None:
+                for participant in list(room.participants.values()):
+                    self.spawn(self.kick(participant, None, completed=True))
+                self.spawn(self._close_room(event.room.sid))
+        elif (
+            event.name == "participant-disconnected"
+            and event.participant is not None
+            and event.room.status is RoomStatus.IN_PROGRESS  # else room-ended says 53118
+        ):
+            live = self._participants.get(event.participant.sid)
+            if live is not None and not live.gone:
+                self.spawn(self.kick(live, None))
+        elif event.name == "subscribe-rules-updated" and event.participant is not None:
+            live = self._participants.get(event.participant.sid)
+            if live is not None:
+                self.spawn(self.refresh_subscriptions(live))
+
+    async def _close_room(self, room_sid: str) -> None:
+        with contextlib.suppress(VideoError):
+            await self.media.close_room(room_sid)
+
+    async def _on_media_event(self, event: media.Event) -> None:
+        handlers: dict[type[media.Event], Callable[[Any], Awaitable[None]]] = {
+            media.RenegotiationNeeded: self._on_renegotiation_needed,
+            media.ConnectionStateChanged: self._on_connection_state,
+            media.WorkerExited: self._on_worker_exited,
+        }
+        handler = handlers.get(type(event))
+        if handler is not None:
+            await handler(event)
+
+    async def _on_renegotiation_needed(self, event: media.RenegotiationNeeded) -> None:
+        participant = self._participants.get(event.participant_sid)
+        if participant is not None:
+            await self.renegotiate(participant)
+
+    async def _on_connection_state(self, event: media.ConnectionStateChanged) -> None:
+        participant = self._participants.get(event.participant_sid)
+        if participant is not None and event.state == media.PeerState.FAILED:
+            await self.kick(participant, VideoError(event.error_code or 53405))
+
+    async def _on_worker_exited(self, event: media.WorkerExited) -> None:
+        for sid in event.participant_sids:
+            participant = self._participants.get(sid)
+            if participant is not None:
+                await self.kick(
+                    participant, VideoError(53405, "The media server of this room stopped")
+                )

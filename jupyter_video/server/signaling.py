@@ -1,0 +1,200 @@
+"""The signaling WebSocket: TCMP v2 framing and RSP v2 messages, as twilio-video.js speaks them.
+
+One :class:`SignalingConnection` per socket, with one method per message type;
+the room logic it calls is :class:`~jupyter_video.server.live.Conference`.
+Authentication is the Access Token in ``connect``/``sync`` alone: a guest with
+a token needs no Jupyter session. See docs/signaling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..errors import SignalingError, VideoError
+from ..signaling import rsp, tcmp
+from .live import Conference, LiveParticipant
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_CHECK_SECONDS = 0.5
+
+
+class SignalingConnection:
+    """One client's signaling socket: frames in order, heartbeats, then its participant."""
+
+    def __init__(self, conference: Conference, socket: SignalingHandler) -> None:
+        self.conference = conference
+        self.socket = socket
+        self.loop = asyncio.get_running_loop()
+        self.tcmp = tcmp.ServerSession(self.loop.time())
+        self.participant: LiveParticipant | None = None
+        self.left = False  # the client said disconnect (or was told to go)
+        self._heartbeats = self.loop.create_task(self._keep_alive())
+        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self._reader = self.loop.create_task(self._read())
+
+    # -- frames in ---------------------------------------------------------------
+
+    def receive(self, text: str | bytes) -> None:
+        """Queue one frame: frames of one socket are handled one after another."""
+        self._inbox.put_nowait(text)
+
+    async def _read(self) -> None:
+        while True:
+            text = await self._inbox.get()
+            try:
+                await self._handle(text)
+            except VideoError as error:
+                await self.fail(error)
+            except Exception as exc:  # a bug here must not take the server down
+                log.exception("signaling message failed")
+                await self.fail(SignalingError(53000, f"Server error handling a message: {exc}"))
+
+    async def _handle(self, text: str | bytes) -> None:
+        frame = self.tcmp.receive(text, self.loop.time())
+        handler: Callable[[Any], Awaitable[None]] = {
+            tcmp.Hello: self.on_hello,
+            tcmp.Msg: self.on_msg,
+            tcmp.Heartbeat: self.on_heartbeat,
+            tcmp.Bye: self.on_bye,
+        }[type(frame)]  # type: ignore[assignment]
+        await handler(frame)
+
+    async def on_hello(self, frame: tcmp.Hello) -> None:
+        self._write(self.tcmp.welcome_frame(self.loop.time()))
+        if frame.body is not None:
+            await self.on_rsp(frame.body)
+
+    async def on_msg(self, frame: tcmp.Msg) -> None:
+        await self.on_rsp(frame.body)
+
+    async def on_heartbeat(self, frame: tcmp.Heartbeat) -> None:
+        pass  # receiving it already moved the deadline
+
+    async def on_bye(self, frame: tcmp.Bye) -> None:
+        self.socket.close(1000)
+
+    # -- RSP messages --------------------------------------------------------------
+
+    async def on_rsp(self, body: dict[str, Any]) -> None:
+        message = rsp.parse_client_message(body)
+        if self.left:
+            return  # twilio-video keeps sending ICE after it was told to go
+        handler: Callable[[Any], Awaitable[None]] = {
+            rsp.Connect: self.on_connect,
+            rsp.Sync: self.on_sync,
+            rsp.Update: self.on_update,
+            rsp.Disconnect: self.on_disconnect,
+            rsp.Ice: self.on_ice,
+        }[type(message)]  # type: ignore[assignment]
+        await handler(message)
+
+    async def on_connect(self, message: rsp.Connect) -> None:
+        if self.participant is not None:
+            raise SignalingError(53004, "connect was already sent on this connection")
+        self.participant = await self.conference.join(self, message)
+
+    async def on_sync(self, message: rsp.Sync) -> None:
+        if self.participant is not None:
+            raise SignalingError(53004, "sync is only for a new connection")
+        self.participant = await self.conference.resume(self, message)
+
+    async def on_update(self, message: rsp.Update) -> None:
+        if self.participant is None:
+            raise SignalingError(53004, "update before connect: send connect first")
+        await self.conference.update(self.participant, message)
+
+    async def on_disconnect(self, message: rsp.Disconnect) -> None:
+        self.left = True
+        if self.participant is not None:
+            await self.conference.leave(self.participant)
+
+    async def on_ice(self, message: rsp.Ice) -> None:
+        # Clients given iceServers never ask; others get none: media is direct.
+        self.send(rsp.Iced(ice_servers=[]).to_dict())
+
+    # -- frames out ----------------------------------------------------------------
+
+    def send(self, body: dict[str, Any]) -> None:
+        """Send one RSP body in a ``msg`` frame."""
+        if self.tcmp.state is not tcmp.SessionState.OPEN:
+            return
+        self._write(self.tcmp.msg_frame(body, self.loop.time()))
+
+    def _write(self, frame: str) -> None:
+        with contextlib.suppress(WebSocketClosedError):
+            self.socket.write_message(frame)
+
+    def close(self) -> None:
+        self.left = True
+        self.socket.close(1000)
+
+    async def fail(self, error: VideoError) -> None:
+        """Tell the client what was wrong, end its participant and close only this socket."""
+        log.info("signaling connection refused: %s", error)
+        if self.tcmp.welcomed and self.tcmp.state is tcmp.SessionState.OPEN:
+            self.send(rsp.Error(error.code, error.message).to_dict())
+        elif self.tcmp.state is not tcmp.SessionState.CLOSED:
+            self._write(tcmp.bad(f"{error.code}: {error.message}"))
+        self.left = True
+        if self.participant is not None:
+            await self.conference.leave(self.participant)
+        self.socket.close(1000)
+
+    # -- life of the socket ----------------------------------------------------------
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_CHECK_SECONDS)
+            now = self.loop.time()
+            if self.tcmp.is_expired(now):
+                log.info("signaling client missed its heartbeats; closing")
+                self.socket.close(3001, "Missed heartbeats")
+                return
+            if self.tcmp.heartbeat_due(now):
+                self._write(self.tcmp.heartbeat_frame(now))
+
+    def closed(self) -> None:
+        """The socket is gone; a participant that did not say goodbye may ``sync`` back."""
+        self.tcmp.close()
+        self._heartbeats.cancel()
+        self._reader.cancel()
+        if self.participant is not None and self.participant.connection is self:
+            if self.left:
+                self.conference.spawn(self.conference.leave(self.participant))
+            else:
+                self.conference.connection_lost(self.participant)
+
+
+class SignalingHandler(WebSocketHandler):
+    """``{base_url}video/signaling``: no Jupyter session needed, the Access Token decides."""
+
+    connection: SignalingConnection | None = None
+
+    def check_origin(self, origin: str) -> bool:
+        # Any page may connect: the Access Token inside connect is the credential.
+        return True
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {}
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        conference: Conference = self.settings["jupyter_video"].conference
+        self.connection = SignalingConnection(conference, self)
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.connection is not None:
+            self.connection.receive(message)
+
+    def on_close(self) -> None:
+        if self.connection is not None:
+            self.connection.closed()
+
+
+handlers = [(r"/video/signaling/?", SignalingHandler)]
