@@ -1,0 +1,661 @@
+"""Rooms: ``await connect(token, name)`` and everything that happens while you are in one.
+
+A :class:`Room` is twilio-video's Room in Python: one signaling connection
+(TCMP v2 + RSP v2, :mod:`.signaling`), one peer connection
+(:mod:`.peer_connection`), the room state the server sends (``participants``,
+``published``, ``subscribed``, each revisioned), and events. See
+docs/signaling.md; room.js ``_update`` is the reference for how server state is
+applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCRtpTransceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..errors import SignalingError, VideoError
+from ..signaling import rsp
+from .events import EventEmitter
+from .participant import LocalParticipant, ParticipantState, RemoteParticipant
+from .peer_connection import PeerConnection, has_application_section
+from .publication import LocalTrackPublication, RemoteTrackPublication
+from .signaling import Closed, SignalingConnection, signaling_url
+from .track import (
+    LocalDataTrack,
+    LocalMediaTrack,
+    LocalTrack,
+    RemoteAudioTrack,
+    RemoteDataTrack,
+    RemoteMediaTrack,
+    RemoteTrack,
+    RemoteVideoTrack,
+)
+
+log = logging.getLogger(__name__)
+
+SDK_VERSION = "0.1.0"
+ROOM_COMPLETED = 53118
+CONNECT_TIMEOUT = 30.0  # hello handshake (15 s) plus the server's answer
+RECONNECT_BACKOFF = (0.08, 1.5, 5.0)  # util/constants.js: 80 ms x 1.5^n (capped here)
+
+
+class RoomState(str, enum.Enum):
+    """Where your connection to the room stands."""
+
+    CONNECTING = "connecting"  # inside connect(), before the server's ``connected``
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  # signaling lost; re-joining with ``sync``
+    DISCONNECTED = "disconnected"
+
+
+class _MediaPump:
+    """Drains one aiortc receiver track (it queues frames without bound otherwise)
+    and hands each frame to the subscribed remote track, if any."""
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self.sink: RemoteMediaTrack | None = None
+        self.task = asyncio.ensure_future(self._run(track))
+
+    async def _run(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if self.sink is not None:
+                self.sink._deliver(frame)
+
+
+class _IncomingChannel:
+    """A data channel the server opened; messages wait here until it is matched."""
+
+    def __init__(self, channel: RTCDataChannel, on_message: Any) -> None:
+        self.channel = channel
+        self.sink: RemoteDataTrack | None = None
+        self.buffered: list[str | bytes] = []
+        channel.on("message", lambda message: on_message(self, message))
+
+
+class Room:
+    """A room you are in: ``sid``, ``name``, ``state``, ``local_participant``,
+    ``participants`` (sid -> :class:`RemoteParticipant`), ``dominant_speaker``, events."""
+
+    def __init__(self, token: str, name: str | None, url: str, *,
+                 dominant_speaker: bool = False) -> None:
+        self.sid: str | None = None
+        self.name = name
+        self.state = RoomState.CONNECTING
+        self.local_participant = LocalParticipant(self)
+        self.participants: dict[str, RemoteParticipant] = {}
+        self.dominant_speaker: RemoteParticipant | None = None
+        self.is_recording = False
+        self.error: VideoError | None = None  # why the room disconnected, if not by you
+        self._token = token
+        self._url = url
+        self._want_dominant_speaker = dominant_speaker
+        self._events = EventEmitter()
+        self._session: str | None = None
+        self._session_timeout = 0
+        self._signaling: SignalingConnection | None = None
+        self._pc = PeerConnection(self._on_datachannel)
+        self._revisions = rsp.RevisionFilter()
+        self._lock = asyncio.Lock()  # one change to the peer connection at a time
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._subscribed: dict[str, str] = {}  # track sid -> id it arrives under
+        self._subscriptions: dict[str, RemoteTrack] = {}  # track sid -> matched track
+        self._channels: dict[str, _IncomingChannel] = {}  # label -> server's channel
+        self._pumps: dict[RTCRtpTransceiver, _MediaPump] = {}
+        self._local_channels: dict[str, RTCDataChannel] = {}  # data track id -> channel
+        self._msp_labels: dict[str, str] = {}  # label -> MSP channel name
+        self._msp_ready: set[str] = set()
+
+    # ------------------------------------------------------------------ public API
+
+    def on(self, name: str, listener: Any) -> Any:
+        """Call ``listener(event)`` (sync or async) on every ``name`` event."""
+        return self._events.on(name, listener)
+
+    def off(self, name: str, listener: Any) -> None:
+        """Remove a listener added with :meth:`on`."""
+        self._events.off(name, listener)
+
+    def events(self) -> Any:
+        """``async for event in room.events()``: every event from now until ``disconnected``."""
+        return self._events.events()
+
+    async def disconnect(self) -> None:
+        """Leave the room (``disconnect``, ``bye``); every task of the room ends."""
+        await self._end(None)
+
+    def __repr__(self) -> str:
+        return (f"<Room {self.sid} {self.name!r} {self.state.value} "
+                f"participants={len(self.participants)}>")
+
+    # ------------------------------------------------------------------ joining
+
+    async def _connect(self, tracks: Iterable[LocalTrack]) -> None:
+        for track in tracks:
+            self.local_participant._announce(track)
+            self._attach_local(track)
+        self._pc.receive_audio_and_video()
+        offer = await self._pc.offer()
+        media_signaling: dict[str, Any] = {}
+        if self._want_dominant_speaker:
+            media_signaling["active_speaker"] = {"transports": [{"type": "data-channel"}]}
+        connect = rsp.Connect(
+            token=self._token, name=self.name,
+            participant=self.local_participant._state(),
+            peer_connections=[rsp.PeerConnectionState(self._pc.id, description=offer)],
+            ice_servers="overrode",
+            publisher={"name": "jupyter_video", "sdk_version": SDK_VERSION,
+                       "user_agent": "Python aiortc"},
+            media_signaling=media_signaling,
+            subscribe={"rules": [{"type": "include", "all": True}], "revision": 1},
+            format="unified")
+        self._signaling = SignalingConnection(self._url)
+        try:
+            await self._signaling.open(connect.to_dict())
+            await self._await_connected()
+        except BaseException as exc:
+            error = exc if isinstance(exc, VideoError) else SignalingError(53000, str(exc))
+            await self._teardown(error, announce=False)
+            if isinstance(exc, VideoError):
+                raise
+            raise error from exc
+        self._dispatcher = asyncio.ensure_future(self._dispatch())
+
+    async def _await_connected(self) -> None:
+        assert self._signaling is not None
+        try:
+            item = await asyncio.wait_for(self._signaling.inbox.get(), CONNECT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise SignalingError(53000, "The server did not answer connect") from None
+        if isinstance(item, Closed):
+            raise SignalingError(53000, f"Signaling closed before connected "
+                                        f"({item.code} {item.reason})")
+        message = rsp.parse_server_message(item)
+        if isinstance(message, rsp.Error):
+            raise VideoError.from_code(message.code, message.message or None)
+        if isinstance(message, rsp.Disconnected):
+            raise VideoError.from_code(ROOM_COMPLETED if message.status == "completed"
+                                       else 53000)
+        if not isinstance(message, rsp.Connected):
+            raise SignalingError(53003, f"Expected connected, got {message.TYPE}")
+        self._session = message.session
+        self.sid = message.sid
+        self.name = message.name
+        self._session_timeout = message.options.session_timeout
+        self.state = RoomState.CONNECTED
+        async with self._lock:
+            await self._apply_state(message)
+
+    # ------------------------------------------------------------------ server messages
+
+    async def _dispatch(self) -> None:
+        while self.state is not RoomState.DISCONNECTED:
+            assert self._signaling is not None
+            item = await self._signaling.inbox.get()
+            if isinstance(item, Closed):
+                if item.local:
+                    return
+                if not await self._reconnect():
+                    return
+                continue
+            try:
+                message = rsp.parse_server_message(item)
+            except SignalingError as exc:
+                log.warning("ignored invalid server message: %s", exc)
+                continue
+            try:
+                await self._handle(message)
+            except VideoError as error:
+                await self._end(error)
+            except Exception as exc:
+                log.exception("failed to apply a server message")
+                await self._end(SignalingError(53000, f"Client failed: {exc}"))
+
+    async def _handle(self, message: rsp.ServerMessage) -> None:
+        if isinstance(message, rsp.Error):
+            await self._end(VideoError.from_code(message.code, message.message or None))
+        elif isinstance(message, rsp.Disconnected):
+            await self._end(VideoError.from_code(ROOM_COMPLETED)
+                            if message.status == "completed" else None)
+        elif isinstance(message, rsp.ServerUpdate | rsp.Synced):
+            async with self._lock:
+                await self._apply_state(message, synced=isinstance(message, rsp.Synced))
+            if isinstance(message, rsp.Synced) and self.state is RoomState.RECONNECTING:
+                self.state = RoomState.CONNECTED
+                self._events.emit("reconnected")
+
+    async def _apply_state(self, state: Any, synced: bool = False) -> None:
+        """room.js ``_update``: each part on its own revision."""
+        if state.participant is not None:
+            self.local_participant.sid = state.participant.sid
+            self.local_participant.identity = state.participant.identity
+        if state.participants is not None:
+            listed = {p.sid for p in state.participants}
+            for participant_state in state.participants:
+                self._update_participant(participant_state)
+            if synced:
+                for sid in list(self.participants):
+                    if sid not in listed:
+                        self._remove_participant(self.participants[sid])
+        for pc_state in state.peer_connections or ():
+            await self._update_peer_connection(pc_state)
+        if state.published is not None and self._revisions.accept("published",
+                                                                  state.published.revision):
+            self.local_participant._apply_published(state.published)
+        if state.subscribed is not None and self._revisions.accept("subscribed",
+                                                                   state.subscribed.revision):
+            self._update_subscribed(state.subscribed)
+        if state.recording is not None and self._revisions.accept("recording",
+                                                                  state.recording.revision):
+            self.is_recording = state.recording.is_recording
+        for channel, label in (state.media_signaling or {}).items():
+            self._msp_labels[label] = channel
+        self._match()
+
+    def _update_participant(self, state: rsp.RemoteParticipantState) -> None:
+        if state.sid == self.local_participant.sid:
+            return
+        if not self._revisions.accept(("participant", state.sid), state.revision):
+            return
+        participant = self.participants.get(state.sid)
+        if state.state == ParticipantState.DISCONNECTED.value:
+            if participant is not None:
+                self._remove_participant(participant)
+            return
+        is_new = participant is None
+        if participant is None:
+            participant = RemoteParticipant(state.sid, state.identity)
+            self.participants[state.sid] = participant
+        published = self._update_tracks(participant, state.tracks, announce=not is_new)
+        new_state = ParticipantState(state.state)
+        if is_new:
+            participant.state = new_state
+            self._events.emit("participant_connected", participant=participant)
+            for publication in published:
+                self._events.emit("track_published", participant=participant,
+                                  publication=publication)
+        elif new_state is not participant.state:
+            participant.state = new_state
+            name = ("participant_reconnecting" if new_state is ParticipantState.RECONNECTING
+                    else "participant_reconnected")
+            self._events.emit(name, participant=participant)
+
+    def _update_tracks(self, participant: RemoteParticipant, tracks: list[rsp.RemoteTrackState],
+                       announce: bool) -> list[RemoteTrackPublication]:
+        """Apply a participant's complete track list; returns new publications."""
+        listed = {t.sid: t for t in tracks}
+        for sid in [s for s in participant.tracks if s not in listed]:
+            self._unsubscribe(sid)
+            publication = participant.tracks.pop(sid)
+            self._events.emit("track_unpublished", participant=participant,
+                              publication=publication)
+        added: list[RemoteTrackPublication] = []
+        for sid, track_state in listed.items():
+            existing = participant.tracks.get(sid)
+            if existing is None:
+                publication = RemoteTrackPublication(
+                    participant, sid, track_state.name, track_state.kind,
+                    track_state.enabled, track_state.priority)
+                participant.tracks[sid] = publication
+                added.append(publication)
+                if announce:
+                    self._events.emit("track_published", participant=participant,
+                                      publication=publication)
+            elif existing.is_enabled != track_state.enabled:
+                existing.is_enabled = track_state.enabled
+                if existing.track is not None:
+                    existing.track.is_enabled = track_state.enabled
+                self._events.emit("track_enabled" if track_state.enabled else "track_disabled",
+                                  participant=participant, publication=existing,
+                                  track=existing.track)
+        return added
+
+    def _remove_participant(self, participant: RemoteParticipant) -> None:
+        for sid in list(participant.tracks):
+            self._unsubscribe(sid)
+        participant.state = ParticipantState.DISCONNECTED
+        self.participants.pop(participant.sid, None)
+        if self.dominant_speaker is participant:
+            self.dominant_speaker = None
+        self._events.emit("participant_disconnected", participant=participant)
+
+    async def _update_peer_connection(self, state: rsp.PeerConnectionState) -> None:
+        if state.id != self._pc.id:
+            log.warning("ignored unknown peer connection %s", state.id)
+            return
+        if state.description is not None:
+            for description in await self._pc.apply(state.description):
+                await self._send_description(description)
+            self._adopt_receivers()
+        if state.ice is not None:
+            await self._pc.add_ice(state.ice)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def _update_subscribed(self, subscribed: rsp.Subscribed) -> None:
+        """The complete list: a sid not in it any more is unsubscribed (room.js)."""
+        wanted = {t.sid: t.id for t in subscribed.tracks if t.id and not t.error}
+        for sid, track_id in list(self._subscribed.items()):
+            if wanted.get(sid) != track_id:
+                self._unsubscribe(sid)
+        self._subscribed = wanted
+        for entry in subscribed.tracks:
+            if entry.error:
+                publication = self._publication(entry.sid)
+                self._events.emit(
+                    "track_subscription_failed",
+                    participant=publication.participant if publication else None,
+                    publication=publication,
+                    error=VideoError.from_code(int(entry.error.get("code", 53000)),
+                                               entry.error.get("message")))
+
+    def _publication(self, sid: str) -> RemoteTrackPublication | None:
+        for participant in self.participants.values():
+            if sid in participant.tracks:
+                return participant.tracks[sid]
+        return None
+
+    def _adopt_receivers(self) -> None:
+        """Drain every receiving transceiver's track from the moment it exists."""
+        for transceiver in self._pc.pc.getTransceivers():
+            track = transceiver.receiver.track
+            if track is not None and transceiver not in self._pumps:
+                self._pumps[transceiver] = _MediaPump(track)
+
+    def _match(self) -> None:
+        """Pair each ``subscribed`` entry with its m-section (by ``a=msid`` track id) or
+        data channel (by label); fire ``track_subscribed`` once both exist."""
+        mids = {track_id: mid for mid, track_id in self._pc.remote_track_ids().items()}
+        for sid, track_id in self._subscribed.items():
+            if sid in self._subscriptions:
+                continue
+            publication = self._publication(sid)
+            if publication is None:
+                continue  # subscribed can come before the participant's tracks
+            track: RemoteTrack
+            if publication.kind == "data":
+                incoming = self._channels.get(track_id)
+                if incoming is None:
+                    continue
+                track = RemoteDataTrack(sid, publication.track_name)
+                incoming.sink = track
+            else:
+                pump = self._pump_for_mid(mids.get(track_id))
+                if pump is None:
+                    continue
+                track = (RemoteVideoTrack if publication.kind == "video"
+                         else RemoteAudioTrack)(sid, publication.track_name)
+                pump.sink = track
+            track.is_enabled = publication.is_enabled
+            publication.track = track
+            self._subscriptions[sid] = track
+            self._events.emit("track_subscribed", participant=publication.participant,
+                              publication=publication, track=track)
+            if isinstance(track, RemoteDataTrack):
+                self._flush_channel(track_id)
+
+    def _pump_for_mid(self, mid: str | None) -> _MediaPump | None:
+        if mid is None:
+            return None
+        self._adopt_receivers()
+        for transceiver, pump in self._pumps.items():
+            if transceiver.mid == mid:
+                return pump
+        return None
+
+    def _unsubscribe(self, sid: str) -> None:
+        track = self._subscriptions.pop(sid, None)
+        if track is None:
+            return
+        track._end()
+        for pump in self._pumps.values():
+            if pump.sink is track:
+                pump.sink = None
+        for incoming in self._channels.values():
+            if incoming.sink is track:
+                incoming.sink = None
+        publication = self._publication(sid)
+        if publication is not None:
+            publication.track = None
+        self._events.emit("track_unsubscribed",
+                          participant=publication.participant if publication else None,
+                          publication=publication, track=track)
+
+    # ------------------------------------------------------------------ data channels
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        incoming = _IncomingChannel(channel, self._on_channel_message)
+        self._channels[channel.label] = incoming
+        self._match()
+        self._maybe_ready_msp(incoming)
+
+    def _on_channel_message(self, incoming: _IncomingChannel, message: str | bytes) -> None:
+        label = incoming.channel.label
+        if label in self._msp_labels:
+            self._on_msp_message(self._msp_labels[label], message)
+            return
+        if incoming.sink is None:
+            incoming.buffered.append(message)
+            return
+        self._deliver_message(incoming.sink, message)
+
+    def _flush_channel(self, label: str) -> None:
+        incoming = self._channels[label]
+        buffered, incoming.buffered = incoming.buffered, []
+        for message in buffered:
+            if incoming.sink is not None:
+                self._deliver_message(incoming.sink, message)
+
+    def _deliver_message(self, track: RemoteDataTrack, message: str | bytes) -> None:
+        track._deliver(message)
+        publication = self._publication(track.sid)
+        self._events.emit("track_message", participant=publication.participant
+                          if publication else None, publication=publication, track=track,
+                          message=message)
+
+    def _maybe_ready_msp(self, incoming: _IncomingChannel) -> None:
+        label = incoming.channel.label
+        if label not in self._msp_labels or label in self._msp_ready:
+            return
+        self._msp_ready.add(label)
+        # data/transport.js: the first message on an MSP channel is "ready"
+        ready = json.dumps({"type": "ready"})
+        if incoming.channel.readyState == "open":
+            incoming.channel.send(ready)
+        else:
+            incoming.channel.on("open", lambda: incoming.channel.send(ready))
+
+    def _on_msp_message(self, channel: str, message: str | bytes) -> None:
+        try:
+            body = json.loads(message)
+        except ValueError:
+            return
+        if channel == "active_speaker" and body.get("type") == "active_speaker":
+            speaker = self.participants.get(body.get("participant") or "")
+            if speaker is not self.dominant_speaker:
+                self.dominant_speaker = speaker
+                self._events.emit("dominant_speaker_changed", participant=speaker)
+
+    # ------------------------------------------------------------------ local tracks
+
+    def _attach_local(self, track: LocalTrack) -> None:
+        if isinstance(track, LocalDataTrack):
+            channel = self._pc.add_data_track(track)
+            self._local_channels[track.id] = channel
+            track._attach(channel)
+        else:
+            self._pc.add_track(track)
+
+    async def _publish(self, track: LocalTrack) -> LocalTrackPublication:
+        if self.state is not RoomState.CONNECTED:
+            raise SignalingError(53001, f"Cannot publish while the room is {self.state.value}")
+        async with self._lock:
+            data_ready = has_application_section(
+                self._pc.pc.localDescription.sdp if self._pc.pc.localDescription else None)
+            future = self.local_participant._announce(track)
+            self._attach_local(track)
+            await self._send_participant()
+            # peerconnectionmanager.js: a data track on a negotiated SCTP needs no offer
+            if not (isinstance(track, LocalDataTrack) and data_ready):
+                for description in await self._pc.renegotiate():
+                    await self._send_description(description)
+        return await future
+
+    async def _unpublish(self, track: LocalTrack) -> LocalTrackPublication | None:
+        if track.id not in self.local_participant._announced:
+            return None
+        async with self._lock:
+            publication = self.local_participant._withdraw(track)
+            if isinstance(track, LocalDataTrack):
+                channel = self._local_channels.pop(track.id, None)
+                if channel is not None:
+                    track._detach(channel)
+                await self._send_participant()
+            else:
+                self._pc.remove_track(track)
+                await self._send_participant()
+                for description in await self._pc.renegotiate():
+                    await self._send_description(description)
+        return publication
+
+    def _local_track_changed(self) -> None:
+        """A local track was enabled or disabled: a new participant revision."""
+        if self.state is RoomState.DISCONNECTED:
+            return
+        self.local_participant.revision += 1
+        task = asyncio.ensure_future(self._send_participant())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send_update(self, peer_connections: list[rsp.PeerConnectionState] | None,
+                           ) -> None:
+        if self._signaling is None or self._session is None:
+            return
+        update = rsp.Update(session=self._session,
+                            participant=self.local_participant._state(),
+                            peer_connections=peer_connections)
+        await self._signaling.send(update.to_dict())
+
+    async def _send_participant(self) -> None:
+        await self._send_update(None)
+
+    async def _send_description(self, description: rsp.Description) -> None:
+        await self._send_update([rsp.PeerConnectionState(self._pc.id,
+                                                         description=description)])
+
+    # ------------------------------------------------------------------ reconnecting
+
+    async def _reconnect(self) -> bool:
+        """Re-join on a new socket with ``sync`` (twilioconnectiontransport.js)."""
+        if self._session_timeout <= 0 or self._session is None:
+            await self._end(SignalingError(53001))
+            return False
+        self.state = RoomState.RECONNECTING
+        self._events.emit("reconnecting", error=SignalingError(53001))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._session_timeout
+        delay, factor, cap = RECONNECT_BACKOFF
+        while loop.time() < deadline and self.state is RoomState.RECONNECTING:
+            await asyncio.sleep(delay)
+            delay = min(delay * factor, cap)
+            description = self._pc.local_description()
+            sync = rsp.Sync(session=self._session, token=self._token, name=self.name,
+                            participant=self.local_participant._state(),
+                            peer_connections=[rsp.PeerConnectionState(
+                                self._pc.id, description=description)])
+            signaling = SignalingConnection(self._url)
+            try:
+                await signaling.open(sync.to_dict())
+            except VideoError as exc:
+                log.info("reconnect attempt failed: %s", exc)
+                continue
+            self._signaling = signaling
+            return True
+        if self.state is RoomState.RECONNECTING:
+            await self._end(SignalingError(53002))
+        return False
+
+    # ------------------------------------------------------------------ leaving
+
+    async def _end(self, error: VideoError | None) -> None:
+        """Leave (``error`` None) or be disconnected by ``error``."""
+        if self.state is RoomState.DISCONNECTED:
+            return
+        await self._teardown(error, announce=True)
+
+    async def _teardown(self, error: VideoError | None, announce: bool) -> None:
+        self.state = RoomState.DISCONNECTED
+        self.error = error
+        if self._signaling is not None:
+            # twilio-video sends disconnect (session null before connected), then bye
+            with contextlib.suppress(Exception):
+                await self._signaling.send(rsp.Disconnect(session=self._session).to_dict())
+            await self._signaling.close()
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        if self._dispatcher is not None and self._dispatcher is not current:
+            tasks.append(self._dispatcher)
+        for task in tasks:
+            task.cancel()
+        for sid in list(self._subscriptions):
+            self._unsubscribe(sid)
+        for participant in self.participants.values():
+            participant.state = ParticipantState.DISCONNECTED
+        await self._pc.close()
+        pumps = [pump.task for pump in self._pumps.values()]
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*tasks, *pumps, return_exceptions=True)
+        self._pumps.clear()
+        self.local_participant._fail_pending(
+            error or VideoError(53000, "The room disconnected before the track was published"))
+        if announce:
+            self._events.emit("disconnected", error=error)
+        await self._events.aclose()
+
+
+async def connect(token: str, name: str | None = "lab", server: str | None = None, *,
+                  tracks: Iterable[LocalTrack] = (),
+                  ice_host_addresses: Iterable[str] | None = None,
+                  dominant_speaker: bool = False) -> Room:
+    """Join room ``name`` with an Access Token, publishing ``tracks``.
+
+    ``server`` is the server's base URL (``http://host:port/base/``; default: this
+    user's running server, from :func:`jupyter_video.account.load_credentials`).
+    ``ice_host_addresses`` limits the addresses ICE gathers on, process-wide
+    (e.g. ``["127.0.0.1"]`` on a loopback-only machine). ``dominant_speaker`` asks
+    for ``dominant_speaker_changed`` events. Raises the :class:`VideoError`
+    subclass carrying Twilio's code when the server refuses (53105 room full,
+    53106 not found, 20104 token expired, ...).
+    """
+    if server is None:
+        from ..account import load_credentials
+
+        server = load_credentials().url
+        if not server:
+            raise ValueError("No running jupyter_video server found: pass server=")
+    if ice_host_addresses is not None:
+        from ..sfu.adapter import use_host_addresses
+
+        use_host_addresses(list(ice_host_addresses))
+    tracks = list(tracks)
+    for track in tracks:
+        if not isinstance(track, LocalMediaTrack | LocalDataTrack):
+            raise TypeError(f"tracks must be local tracks, got {track!r}")
+    room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker)
+    await room._connect(tracks)
+    return room
