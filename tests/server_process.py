@@ -37,11 +37,13 @@ class ServerProcess:
         video_config: dict[str, Any] | None = None,
         base_url: str = "/jv/",
         driver: bool = False,
+        server_config: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
         self.base_url = base_url
         self.video_config = video_config or {}
         self.driver = driver
+        self.server_config = server_config or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         for name in ("data", "runtime", "config", "notebooks"):
@@ -83,6 +85,7 @@ class ServerProcess:
                 "base_url": self.base_url,
                 "root_dir": str(self.root / "notebooks"),
                 "IdentityProvider": {"token": TOKEN},
+                **self.server_config,
             },
             "IdentityProvider": {"token": TOKEN},
             "VideoApp": {

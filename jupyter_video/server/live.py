@@ -472,6 +472,8 @@ class Conference:
                 changed = True
             if changed:
                 participant.send(rsp.ServerUpdate(subscribed=participant.subscribed()).to_dict())
+        log.debug("subscriptions of %s: %s (offer needed: %s)", participant.identity,
+                  sorted(participant.subscriptions), needs_offer)
         if needs_offer:
             await self.renegotiate(participant)
 
@@ -597,11 +599,13 @@ class Conference:
             await handler(event)
 
     async def _on_renegotiation_needed(self, event: media.RenegotiationNeeded) -> None:
+        log.debug("media plane asks to renegotiate with %s", event.participant_sid)
         participant = self._participants.get(event.participant_sid)
         if participant is not None:
             await self.renegotiate(participant)
 
     async def _on_connection_state(self, event: media.ConnectionStateChanged) -> None:
+        log.debug("peer %s is %s", event.participant_sid, event.state)
         participant = self._participants.get(event.participant_sid)
         if participant is not None and event.state == media.PeerState.FAILED:
             await self.kick(participant, VideoError(event.error_code or 53405))

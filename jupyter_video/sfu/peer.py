@@ -25,6 +25,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from ..errors import MediaError
 from . import adapter
+from . import sdp as sdp_rewrite
 from .interface import (
     ConnectionStateChanged,
     DataChannelOpened,
@@ -73,6 +74,13 @@ def codec_preferences(publication: MediaPublication) -> list[RTCRtpCodecCapabili
     return chosen
 
 
+def _checked(sdp: str) -> str:
+    """``sdp`` if it looks like a session description (aiortc takes anything)."""
+    if not sdp.lstrip().startswith("v=0") or "\nm=" not in sdp:
+        raise ValueError("not an SDP session description with media")
+    return sdp
+
+
 class Peer:
     """A participant's peer connection, its publications and its subscriptions."""
 
@@ -90,6 +98,8 @@ class Peer:
         self.slots: list[SendSlot] = []
         self._report = report
         self._public_address = public_address
+        self._remote_sdp: str | None = None
+        self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
@@ -112,8 +122,12 @@ class Peer:
 
     async def apply_offer(self, sdp: str) -> str:
         """Apply the participant's offer and return the SFU's answer."""
+        self._remote_sdp = sdp  # read by _on_track, which runs inside setRemoteDescription
+        self._client_extmap = {**sdp_rewrite.extmap_ids(sdp), **self._client_extmap}
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=_checked(sdp), type="offer")
+            )
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
         try:
@@ -128,15 +142,23 @@ class Peer:
             if isinstance(subscription, MediaSubscription) and subscription.slot is None:
                 self._start_in_new_slot(subscription)
         try:
-            await self.pc.setLocalDescription(await self.pc.createOffer())
+            offer = await self.pc.createOffer()
+            if self._client_extmap:
+                offer = RTCSessionDescription(
+                    sdp_rewrite.keep_extmap_ids(offer.sdp, self._client_extmap), "offer"
+                )
+            await self.pc.setLocalDescription(offer)
         except Exception as exc:
             raise MediaError(53401, f"Server is unable to create an offer: {exc}") from exc
         return self._local_sdp()
 
     async def apply_answer(self, sdp: str) -> None:
         """Apply the participant's answer to the SFU's offer."""
+        self._remote_sdp = sdp
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=_checked(sdp), type="answer")
+            )
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote answer: {exc}") from exc
 
@@ -160,29 +182,38 @@ class Peer:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
-        publication = self.room.media_publication(self.participant_sid, track.id, track.kind)
+        stream_id, track_id = self._msid(transceiver)
+        # aiortc names the remote track after a=msid only when its stream is listed
+        # in a=msid-semantic (sdp.py webrtc_track_id); Chrome writes "a=msid:- <id>"
+        # with an empty WMS list, so read the id the client announced from the SDP.
+        track_id = track_id or track.id
+        publication = self.room.media_publication(self.participant_sid, track_id, track.kind)
         publication.attach(transceiver)
         assert publication.codec is not None
         self._report(
             TrackReceived(
                 participant_sid=self.participant_sid,
-                track_id=track.id,
+                track_id=track_id,
                 kind=track.kind,  # type: ignore[arg-type]
-                stream_id=self._stream_id(transceiver),
+                stream_id=stream_id,
                 mid=transceiver.mid,
                 codec=publication.codec.mimeType,
             )
         )
 
-    def _stream_id(self, transceiver: RTCRtpTransceiver) -> str | None:
-        remote = self.pc.remoteDescription
-        if remote is None:
-            return None
-        for media in SessionDescription.parse(remote.sdp).media:
+    def _msid(self, transceiver: RTCRtpTransceiver) -> tuple[str | None, str | None]:
+        """The stream and track id of ``transceiver``'s m-section in the remote SDP.
+
+        aiortc sets ``pc.remoteDescription`` only after it has emitted ``track``,
+        so this reads the SDP being applied.
+        """
+        if self._remote_sdp is None:
+            return None, None
+        for media in SessionDescription.parse(self._remote_sdp).media:
             if media.rtp.muxId == transceiver.mid and media.msid:
-                stream_id: str = media.msid.split()[0]
-                return stream_id
-        return None
+                parts = media.msid.split()
+                return parts[0], parts[1] if len(parts) > 1 else None
+        return None, None
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         publication = self.room.data_publication(self.participant_sid, channel.label)
