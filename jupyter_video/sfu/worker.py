@@ -1,7 +1,7 @@
 """Media workers: the media plane in worker processes, over JSON-lines pipes.
 
 The parent (:class:`WorkerMediaPlane`) starts ``media_workers`` processes
-running ``python -m jupyter_video.sfu.worker``, pins each room to one of them
+running ``python -m jupyter_video.sfu``, pins each room to one of them
 and speaks one JSON object per line over the worker's stdin / stdout:
 
 - parent -> worker: ``{"id": 7, "command": {"type": "ApplyOffer", ...}}``
@@ -78,7 +78,7 @@ class MediaWorker:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "jupyter_video.sfu.worker",
+            "jupyter_video.sfu",
             *self.arguments,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -295,7 +295,7 @@ async def serve(plane: MediaPlane, output: BinaryIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of a media worker process."""
-    parser = argparse.ArgumentParser(prog="python -m jupyter_video.sfu.worker")
+    parser = argparse.ArgumentParser(prog="python -m jupyter_video.sfu")
     parser.add_argument("--host-address", action="append", dest="host_addresses")
     parser.add_argument("--no-host-addresses", action="store_true")
     parser.add_argument("--public-address")
@@ -314,6 +314,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     plane = LocalMediaPlane(host_addresses=host_addresses, public_address=args.public_address)
     asyncio.run(serve(plane, output))
 
-
-if __name__ == "__main__":
-    main()
