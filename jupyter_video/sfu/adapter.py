@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import queue
 import re
 import threading
@@ -35,6 +36,8 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtp import RtpPacket
+
+logger = logging.getLogger(__name__)
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
@@ -119,11 +122,16 @@ class _FrameTapQueue(queue.Queue):
         self._decode = decode
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is None:
-            self._on_end()
-        else:
-            codec, frame = item
-            self._on_frame(codec, frame.data, frame.timestamp)
+        # This runs inside aiortc's RTP receive path: an exception here would
+        # end the whole transport, so it is logged instead.
+        try:
+            if item is None:
+                self._on_end()
+            else:
+                codec, frame = item
+                self._on_frame(codec, frame.data, frame.timestamp)
+        except Exception:
+            logger.exception("encoded frame handler failed")
         if self._decode:
             super().put(item, block, timeout)
 

@@ -10,7 +10,8 @@ and speaks one JSON object per line over the worker's stdin / stdout:
   ``{"event": {"type": "TrackReceived", ...}}`` whenever something happens.
 
 A worker that exits fails its pending calls with 53405 and is reported as a
-:class:`WorkerExited` event; nothing waits on it.
+:class:`WorkerExited` event (its rooms are gone); nothing waits on it, and a
+fresh process takes its place for new rooms.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 LINE_LIMIT = 16 * 1024 * 1024
 """Longest JSON line (an SDP with many m-lines is tens of kB)."""
 STOP_TIMEOUT = 5.0
+RESTART_DELAY = 1.0
+"""Seconds before a fresh process replaces a worker that exited (no crash loop storms)."""
 WORKER_EXITED = 53405
 
 
@@ -174,6 +177,7 @@ class WorkerMediaPlane(MediaPlane):
             arguments += ["--public-address", public_address]
         self.workers = [MediaWorker(i, arguments, self) for i in range(count)]
         self._closing = False
+        self._restarts: set[asyncio.Task[None]] = set()
 
     @property
     def worker_pids(self) -> list[int]:
@@ -184,6 +188,8 @@ class WorkerMediaPlane(MediaPlane):
 
     async def close(self) -> None:
         self._closing = True
+        for task in self._restarts:
+            task.cancel()
         await asyncio.gather(*(w.stop() for w in self.workers))
 
     def worker_exited(self, worker: MediaWorker) -> None:
@@ -195,6 +201,15 @@ class WorkerMediaPlane(MediaPlane):
         )
         worker.rooms.clear()
         worker.participants.clear()
+        if not self._closing:
+            task = asyncio.ensure_future(self._restart(worker))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, worker: MediaWorker) -> None:
+        await asyncio.sleep(RESTART_DELAY)
+        if not self._closing:
+            await worker.start()
 
     async def execute(self, command: Command) -> Any:
         if isinstance(command, GetStats):

@@ -16,6 +16,7 @@ from jupyter_video.sfu.interface import (
     DominantSpeakerChanged,
     MediaPlane,
     PeerState,
+    RenegotiationNeeded,
     TrackReceived,
 )
 
@@ -239,7 +240,9 @@ async def test_the_sfu_never_creates_a_decoder_or_an_encoder(plane: MediaPlane, 
         assert (stats.decoders_created, stats.encoders_created) == (0, 0)
 
 
-async def test_a_media_worker_that_dies_is_reported(plane: MediaPlane, clients) -> None:
+async def test_a_media_worker_that_dies_is_reported_and_replaced(
+    plane: MediaPlane, clients
+) -> None:
     pids = getattr(plane, "worker_pids", None)
     if not pids:
         pytest.skip("in-process media plane has no worker")
@@ -258,6 +261,17 @@ async def test_a_media_worker_that_dies_is_reported(plane: MediaPlane, clients) 
         await asyncio.wait_for(plane.remove_peer(publisher.sid), 5)
     assert getattr(failure.value, "code", None) in (53204, 53405)
 
+    deadline = time.monotonic() + 10
+    while plane.worker_pids == pids or not plane.workers[0].alive:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    newcomer, other = clients(3), clients(4)
+    track_sid = await publish_video(newcomer)
+    await other.join()
+    await other.subscribe(track_sid)
+    track = await asyncio.wait_for(other.tracks.get(), 10)
+    await receive_pattern(track, 3)
+
 
 async def test_removing_a_publisher_ends_its_subscribers_stream(plane: MediaPlane, clients) -> None:
     publisher, subscriber = clients(1), clients(2)
@@ -274,3 +288,52 @@ async def test_removing_a_publisher_ends_its_subscribers_stream(plane: MediaPlan
     with pytest.raises((asyncio.TimeoutError, MediaStreamError)):
         while True:
             await asyncio.wait_for(track.recv(), 0.7)
+
+
+async def test_a_disabled_publication_is_not_forwarded_until_enabled_again(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher)
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    before = await receive_pattern(track, 5)
+
+    await plane.set_enabled(publisher.sid, track_sid, False)
+    with pytest.raises(asyncio.TimeoutError):
+        while True:
+            await asyncio.wait_for(track.recv(), 0.7)
+    keyframes_seen = len(subscriber.keyframes)
+    await plane.set_enabled(publisher.sid, track_sid, True)
+    after = await receive_pattern(track, 6)
+
+    stale = after[0] == before[-1] + 1  # released from the client's jitter buffer
+    if stale:
+        after = after[1:]
+    assert after[0] > before[-1] + 15
+    assert subscriber.keyframes[keyframes_seen + stale] is True  # resumed on a keyframe
+
+
+async def test_subscribing_before_the_publishers_media_is_offered_once_it_arrives(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    await publisher.join()
+    await subscriber.join()
+    track = PatternTrack()
+    track_sid = "MT" + "7" * 32
+    await plane.bind_publication(publisher.sid, track.id, track_sid, "video")
+
+    assert await plane.subscribe(subscriber.sid, track_sid) is False  # nothing to offer yet
+    publisher.pc.addTransceiver(track, direction="sendonly")
+    await publisher.offer()
+    await wait_for_event(
+        plane,
+        lambda e: isinstance(e, RenegotiationNeeded) and e.participant_sid == subscriber.sid,
+    )
+    await subscriber.answer()
+    received = await asyncio.wait_for(subscriber.tracks.get(), 10)
+
+    indices = await receive_pattern(received, 5)
+    assert indices == list(range(indices[0], indices[0] + 5))
