@@ -448,11 +448,12 @@ class RemoteMediaTrack(RemoteTrack):
         return self._slot.seq
 
     async def frames(self) -> AsyncIterator[np.ndarray]:
-        """The newest frame each time, waiting for a newer one; ends when unsubscribed.
+        """The newest frame (at once if there is one), then each time the newest after
+        it, waiting for a newer one; ends when unsubscribed.
 
         Frames that arrive while the consumer is busy are skipped, never queued.
         """
-        seen = self._slot.seq
+        seen = 0
         while True:
             got = await self._slot.get(after=seen)
             if got is None:
