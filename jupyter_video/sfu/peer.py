@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
@@ -100,7 +101,11 @@ class Peer:
         self._public_address = public_address
         self._remote_sdp: str | None = None
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # One transport for every m-section, as twilio-video.js asks of its own peer
+        # connection (peerconnection.js: bundlePolicy max-bundle).
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connectionstatechange)
@@ -169,10 +174,13 @@ class Peer:
         if not candidate:
             await self.pc.addIceCandidate(None)
             return
-        parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
-        parsed.sdpMid = sdp_mid
-        parsed.sdpMLineIndex = sdp_mline_index
-        await self.pc.addIceCandidate(parsed)
+        try:
+            parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
+            parsed.sdpMid = sdp_mid
+            parsed.sdpMLineIndex = sdp_mline_index
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise MediaError(53403, f"Invalid ICE candidate {candidate!r}: {exc!r}") from exc
 
     def _local_sdp(self) -> str:
         description = self.pc.localDescription

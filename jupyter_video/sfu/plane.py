@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..errors import ParticipantError, RoomError
+from ..errors import MediaError, ParticipantError, RoomError, VideoError
 from . import adapter
 from .interface import (
     AddIceCandidate,
@@ -33,6 +34,8 @@ from .interface import (
 from .peer import Peer
 from .publication import MediaPublication
 from .room import Room
+
+logger = logging.getLogger(__name__)
 
 SPEAKER_INTERVAL = 0.5
 """Seconds between two dominant-speaker updates."""
@@ -90,7 +93,14 @@ class LocalMediaPlane(MediaPlane):
 
     async def execute(self, command: Command) -> Any:
         handler = self._handlers[type(command)]
-        return await handler(command)
+        try:
+            return await handler(command)
+        except VideoError:
+            raise
+        except Exception as exc:
+            # The same answer in-process as across a worker's pipe: a Twilio code.
+            logger.exception("media plane: %s failed", type(command).__name__)
+            raise MediaError(53401, f"{type(command).__name__} failed: {exc}") from exc
 
     def _room(self, participant_sid: str) -> Room:
         try:

@@ -81,6 +81,9 @@ async def test_trickled_ice_candidates_are_accepted(plane: MediaPlane, clients) 
 
     await plane.add_ice_candidate(client.sid, candidate, "0", 0)
     await plane.add_ice_candidate(client.sid, None)
+    with pytest.raises(MediaError) as invalid:
+        await plane.add_ice_candidate(client.sid, "candidate:nonsense", "0", 0)
+    assert invalid.value.code == 53403
 
 
 async def test_closing_a_room_closes_every_peer(plane: MediaPlane, clients) -> None:
