@@ -210,6 +210,7 @@ class Room:
                 if not await self._reconnect():
                     return
                 continue
+            log.debug("server message: %s", item)
             try:
                 message = rsp.parse_server_message(item)
             except SignalingError as exc:

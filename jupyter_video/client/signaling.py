@@ -161,7 +161,8 @@ class SignalingConnection:
                 try:
                     frame = self._session.receive(text, self._loop.time())
                 except SignalingError as exc:
-                    log.warning("ignored invalid signaling frame: %s", exc)
+                    if not self._closing:
+                        log.warning("ignored invalid signaling frame: %s", exc)
                     continue
                 if isinstance(frame, tcmp.Msg):
                     self.inbox.put_nowait(frame.body)

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import av
@@ -447,7 +447,7 @@ class RemoteMediaTrack(RemoteTrack):
         """How many frames arrived since the subscription started (consumed or not)."""
         return self._slot.seq
 
-    async def frames(self) -> AsyncIterator[np.ndarray]:
+    async def frames(self) -> AsyncGenerator[np.ndarray, None]:
         """The newest frame (at once if there is one), then each time the newest after
         it, waiting for a newer one; ends when unsubscribed.
 
@@ -516,7 +516,7 @@ class RemoteDataTrack(RemoteTrack):
         for queue in self._readers:
             queue.put_nowait(None)
 
-    async def messages(self) -> AsyncIterator[str | bytes]:
+    async def messages(self) -> AsyncGenerator[str | bytes, None]:
         """Every message in order, until unsubscribed."""
         queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         while self._backlog:
