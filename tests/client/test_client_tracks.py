@@ -139,3 +139,52 @@ def test_data_track_messages_are_str_or_bytes() -> None:
     track.send("not published: dropped")
     with pytest.raises(TypeError):
         track.send(42)  # type: ignore[arg-type]
+
+
+def write_video(path: str, frames: int = 10) -> None:
+    with av.open(path, "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(solid(20 * i, (48, 64)), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_wav(path: str, seconds: float = 0.2) -> None:
+    import wave
+
+    with wave.open(path, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(np.zeros(int(48000 * seconds), np.int16).tobytes())
+
+
+async def test_video_from_a_file_plays_its_frames_then_ends(tmp_path) -> None:
+    path = str(tmp_path / "clip.mp4")
+    write_video(path)
+    track = LocalVideoTrack.from_file(path)
+    frames = []
+    with pytest.raises(MediaStreamError):
+        while len(frames) < 100:
+            frames.append(await asyncio.wait_for(track.recv(), 5))
+    assert len(frames) == 10
+    assert {(f.width, f.height) for f in frames} == {(64, 48)}
+    with pytest.raises(ValueError, match="no video"):
+        write_wav(str(tmp_path / "sound.wav"))
+        LocalVideoTrack.from_file(str(tmp_path / "sound.wav"))
+
+
+async def test_audio_from_a_file_plays_its_samples_then_ends(tmp_path) -> None:
+    path = str(tmp_path / "sound.wav")
+    write_wav(path)
+    track = LocalAudioTrack.from_file(path)
+    samples = 0
+    with pytest.raises(MediaStreamError):
+        while samples < 48000:
+            samples += (await asyncio.wait_for(track.recv(), 5)).samples
+    assert 0.15 * 48000 <= samples <= 0.25 * 48000
+    track.stop()
