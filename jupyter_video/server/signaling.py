@@ -137,7 +137,9 @@ class SignalingConnection:
 
     async def fail(self, error: VideoError) -> None:
         """Tell the client what was wrong, end its participant and close only this socket."""
-        log.info("signaling connection refused: %s", error)
+        # Media failures point at a server or network problem; the rest at the client.
+        level = logging.WARNING if 53400 <= error.code < 53500 else logging.INFO
+        log.log(level, "signaling connection ended: %s", error)
         if self.tcmp.welcomed and self.tcmp.state is tcmp.SessionState.OPEN:
             self.send(rsp.Error(error.code, error.message).to_dict())
         elif self.tcmp.state is not tcmp.SessionState.CLOSED:
