@@ -1,23 +1,75 @@
-"""jupyter_video: live video rooms inside Jupyter, compatible with Twilio Programmable Video."""
+"""jupyter_video: live video rooms inside Jupyter, compatible with Twilio Programmable Video.
+
+The participant SDK (``connect``, ``LocalVideoTrack``, ...) is imported on first
+use, so that ``import jupyter_video`` stays light where only tokens or
+credentials are needed.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .account import Credentials, load_credentials
 from .errors import VideoError
 from .tokens import AccessToken, VideoGrant
 
+if TYPE_CHECKING:
+    from .client import (
+        LocalAudioTrack,
+        LocalDataTrack,
+        LocalVideoTrack,
+        RemoteAudioTrack,
+        RemoteDataTrack,
+        RemoteVideoTrack,
+        Room,
+        RoomEvent,
+        connect,
+    )
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    name: "jupyter_video.client"
+    for name in (
+        "LocalAudioTrack",
+        "LocalDataTrack",
+        "LocalVideoTrack",
+        "RemoteAudioTrack",
+        "RemoteDataTrack",
+        "RemoteVideoTrack",
+        "Room",
+        "RoomEvent",
+        "connect",
+    )
+}
 
 __all__ = [
     "AccessToken",
     "Credentials",
+    "LocalAudioTrack",
+    "LocalDataTrack",
+    "LocalVideoTrack",
+    "RemoteAudioTrack",
+    "RemoteDataTrack",
+    "RemoteVideoTrack",
+    "Room",
+    "RoomEvent",
     "VideoError",
     "VideoGrant",
     "__version__",
+    "connect",
     "credentials",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_video' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
