@@ -146,6 +146,7 @@ class PeerConnection:
         self._queued: rsp.Description | None = None
         self._offer_wanted = False
         self._ice = IceBox()
+        self._retired: set[RTCRtpTransceiver] = set()  # sent a track once: not reused
 
     def _move_to(self, state: Negotiation) -> None:
         """The one place negotiation state changes."""
@@ -157,9 +158,15 @@ class PeerConnection:
 
     def add_track(self, track: LocalMediaTrack) -> RTCRtpTransceiver:
         """Send ``track``, on a transceiver that only receives if there is one
-        (peerconnection.js ``_addOrUpdateTransceiver``), else a new one."""
+        (peerconnection.js ``_addOrUpdateTransceiver``), else a new one.
+
+        Unlike twilio-video, a transceiver that already sent a track is not reused:
+        an aiortc receiver keeps its first track for the m-section (no new ``track``
+        event for a new ``a=msid``), so an SFU on aiortc would not see the new one.
+        """
         for transceiver in self.pc.getTransceivers():
             if (transceiver.kind == track.kind and transceiver.sender.track is None
+                    and transceiver not in self._retired
                     and transceiver.direction in ("recvonly", "inactive")):
                 transceiver.sender.replaceTrack(track)
                 transceiver.direction = "sendrecv"
@@ -167,12 +174,13 @@ class PeerConnection:
         return self.pc.addTransceiver(track, direction="sendrecv")
 
     def remove_track(self, track: LocalMediaTrack) -> None:
-        """Stop sending ``track``; its transceiver keeps receiving and may be reused."""
+        """Stop sending ``track``; its transceiver keeps receiving what the server sends."""
         for transceiver in self.pc.getTransceivers():
             if transceiver.sender.track is track:
                 # aiortc's sender idles while its track is None
                 transceiver.sender.replaceTrack(None)
                 transceiver.direction = "recvonly"
+                self._retired.add(transceiver)
 
     def receive_audio_and_video(self) -> None:
         """Offer to receive audio and video even with nothing to send

@@ -257,6 +257,22 @@ async def test_publishing_after_connecting_gets_a_track_sid_and_reaches_others(j
     frames = await collect_frames(event.track, 5)
     assert len(frames) == 5
 
+    # unpublish, then publish again: the freed transceiver carries the new track
+    await alice.local_participant.unpublish_track(publication.track)
+    await bob_events.wait("track_unpublished",
+                          lambda e: e.publication is not None
+                          and e.publication.track_sid == publication.track_sid)
+    assert alice.local_participant.tracks == {}
+    again = await asyncio.wait_for(alice.local_participant.publish_track(
+        LocalVideoTrack.from_frames(pattern_frames((96, 128)), fps=15)), WAIT)
+    assert again.track_sid != publication.track_sid
+    event = await bob_events.wait("track_subscribed",
+                                  lambda e: e.track is not None
+                                  and e.track.sid == again.track_sid)
+    assert isinstance(event.track, RemoteVideoTrack)
+    frames = await collect_frames(event.track, 10)
+    assert len(frames) == 10 and frames[-1].shape == (96, 128, 3)
+
 
 async def test_async_listeners_run_and_callbacks_see_the_objects(join) -> None:
     name = room_name()

@@ -117,3 +117,19 @@ async def test_a_data_track_without_m_application_asks_for_an_offer(pair) -> Non
     client.add_data_track(track)
     [offer] = await client.renegotiate()
     assert offer.sdp is not None and "m=application" in offer.sdp
+
+
+async def test_a_republished_track_gets_a_new_m_section_not_the_one_it_left(pair) -> None:
+    client, server = pair
+    client.receive_audio_and_video()  # a recvonly video transceiver: the first track takes it
+    first = video()
+    used = client.add_track(first)
+    await client.apply(await answer(server, await client.offer()))
+    client.remove_track(first)
+    assert used.direction == "recvonly" and used.sender.track is None
+    second = video()
+    assert client.add_track(second) is not used
+    [offer] = await client.renegotiate()
+    assert offer.sdp is not None
+    assert track_ids_by_mid(offer.sdp).get(used.mid) != second.id
+    assert second.id in track_ids_by_mid(offer.sdp).values()
