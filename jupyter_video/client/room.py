@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import SignalingError, VideoError
 from ..signaling import rsp
-from .events import EventEmitter
+from .events import EventEmitter, EventStream, Listener
 from .participant import LocalParticipant, ParticipantState, RemoteParticipant
 from .peer_connection import PeerConnection, has_application_section
 from .publication import LocalTrackPublication, RemoteTrackPublication
@@ -120,21 +120,27 @@ class Room:
 
     # ------------------------------------------------------------------ public API
 
-    def on(self, name: str, listener: Any) -> Any:
+    def on(self, name: str, listener: Listener) -> Listener:
         """Call ``listener(event)`` (sync or async) on every ``name`` event."""
         return self._events.on(name, listener)
 
-    def off(self, name: str, listener: Any) -> None:
+    def off(self, name: str, listener: Listener) -> None:
         """Remove a listener added with :meth:`on`."""
         self._events.off(name, listener)
 
-    def events(self) -> Any:
+    def events(self) -> EventStream:
         """``async for event in room.events()``: every event from now until ``disconnected``."""
         return self._events.events()
 
     async def disconnect(self) -> None:
         """Leave the room (``disconnect``, ``bye``); every task of the room ends."""
         await self._end(None)
+
+    async def __aenter__(self) -> Room:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
 
     def __repr__(self) -> str:
         return (f"<Room {self.sid} {self.name!r} {self.state.value} "

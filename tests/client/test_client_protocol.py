@@ -82,9 +82,9 @@ async def test_a_message_before_the_welcome_is_dropped() -> None:
             peer_connections=[await peer.answer(body)]).to_dict())
 
     async with ScriptedServer(early_error) as server:
-        room = await join(server)
-        assert room.state is RoomState.CONNECTED and room.sid == "RM1"
-        await room.disconnect()
+        async with await join(server) as room:
+            assert room.state is RoomState.CONNECTED and room.sid == "RM1"
+        assert room.state is RoomState.DISCONNECTED
 
 
 async def test_an_error_instead_of_connected_rejects_with_its_class_and_says_goodbye() -> None:
