@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         RoomEvent,
         connect,
     )
+    from .widgets import PreviewWidget, RoomWidget
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,8 @@ _LAZY = {
         "connect",
     )
 }
+# The widgets import anywidget and ipywidgets: only when a notebook asks for them.
+_LAZY.update({name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget")})
 
 __all__ = [
     "AccessToken",
@@ -50,11 +53,13 @@ __all__ = [
     "LocalAudioTrack",
     "LocalDataTrack",
     "LocalVideoTrack",
+    "PreviewWidget",
     "RemoteAudioTrack",
     "RemoteDataTrack",
     "RemoteVideoTrack",
     "Room",
     "RoomEvent",
+    "RoomWidget",
     "VideoError",
     "VideoGrant",
     "__version__",

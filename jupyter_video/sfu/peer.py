@@ -32,6 +32,7 @@ from .interface import (
     DataChannelOpened,
     Event,
     PeerState,
+    RenegotiationNeeded,
     TrackReceived,
 )
 from .publication import DataPublication, MediaPublication
@@ -166,6 +167,10 @@ class Peer:
             )
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote answer: {exc}") from exc
+        if self.needs_negotiation():
+            # Subscriptions changed while this offer was out (e.g. a track taken away
+            # and given back): what was just agreed is already stale.
+            self._report(RenegotiationNeeded(self.participant_sid))
 
     async def add_ice_candidate(
         self, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
@@ -276,6 +281,13 @@ class Peer:
         slot = SendSlot(transceiver, publication)
         self.slots.append(slot)
         subscription.start(slot)
+
+    def needs_negotiation(self) -> bool:
+        """Whether the agreed session differs from what the subscriptions want."""
+        return self.pending_subscriptions() or any(
+            slot.transceiver.direction != (slot.transceiver.currentDirection or "inactive")
+            for slot in self.slots
+        )
 
     def pending_subscriptions(self) -> bool:
         """Whether a ready subscription waits for an offer."""
