@@ -36,7 +36,7 @@ class SignalingConnection:
         self.participant: LiveParticipant | None = None
         self.left = False  # the client said disconnect (or was told to go)
         self._heartbeats = self.loop.create_task(self._keep_alive())
-        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self._reader = self.loop.create_task(self._read())
 
     # -- frames in ---------------------------------------------------------------
@@ -48,6 +48,8 @@ class SignalingConnection:
     async def _read(self) -> None:
         while True:
             text = await self._inbox.get()
+            if text is None:
+                break
             try:
                 await self._handle(text)
             except VideoError as error:
@@ -55,6 +57,7 @@ class SignalingConnection:
             except Exception as exc:  # a bug here must not take the server down
                 log.exception("signaling message failed")
                 await self.fail(SignalingError(53000, f"Server error handling a message: {exc}"))
+        self._after_close()
 
     async def _handle(self, text: str | bytes) -> None:
         frame = self.tcmp.receive(text, self.loop.time())
@@ -163,14 +166,18 @@ class SignalingConnection:
                 self._write(self.tcmp.heartbeat_frame(now))
 
     def closed(self) -> None:
-        """The socket is gone; a participant that did not say goodbye may ``sync`` back."""
-        self.tcmp.close()
+        """The socket is gone: handle what it delivered before (twilio-video sends
+        ``disconnect`` and ``bye`` right before closing), then let the participant go."""
         self._heartbeats.cancel()
-        self._reader.cancel()
+        self._inbox.put_nowait(None)
+
+    def _after_close(self) -> None:
+        self.tcmp.close()
         if self.participant is not None and self.participant.connection is self:
             if self.left:
                 self.conference.spawn(self.conference.leave(self.participant))
             else:
+                # A participant that did not say goodbye may come back with ``sync``.
                 self.conference.connection_lost(self.participant)
 
 

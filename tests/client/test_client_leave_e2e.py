@@ -12,10 +12,6 @@ from .participants import room_name
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.mark.xfail(
-    reason="server: a socket closing right after disconnect+bye cancels the queued disconnect "
-    "(jupyter_video/server/signaling.py closed() cancels the reader), so the participant "
-    "counts as reconnecting for session_timeout", strict=False)
 async def test_a_participant_who_leaves_is_announced_to_the_others(join) -> None:
     name = room_name()
     alice, seen = await join("alice", name)
