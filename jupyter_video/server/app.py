@@ -20,7 +20,7 @@ from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import rest, signaling
+from . import rest, signaling, token
 from .live import Conference, LiveSettings
 from .registry import RoomDefaults, RoomRegistry
 
@@ -218,6 +218,7 @@ class VideoApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(signaling.handlers)
         self.handlers.extend(rest.handlers)
+        self.handlers.extend(token.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.context.media.start()

@@ -1,0 +1,468 @@
+// RoomWidget's view: joins a room with twilio-video.js, shows every participant's
+// video, plays their audio, and keeps the Python side's traitlets live.
+import Video from 'twilio-video';
+import css from './styles.css';
+import { describeError, isMediaError } from './errors.js';
+import { request, serverBase, signalingUrl } from './jupyter.js';
+
+// One room per widget: a second view of the same widget (the output shown twice)
+// would join again under the same identity and push the first out (53205).
+const activeViews = new WeakMap();
+
+function element(tag, attributes = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === 'text') { node.textContent = value; } else { node.setAttribute(name, value); }
+  }
+  for (const child of children) { node.append(child); }
+  return node;
+}
+
+function clock(date) {
+  return date.toTimeString().slice(0, 8);
+}
+
+const decoder = new TextDecoder();
+
+export function renderRoom(model, el) {
+  const style = element('style', { text: css });
+  if (activeViews.has(model)) {
+    el.append(style, element('div', { class: 'jv-room jv-note', text: 'This room is already open in another view of this widget.' }));
+    return () => {};
+  }
+  const view = new RoomView(model, el);
+  el.append(style);
+  activeViews.set(model, view);
+  view.start();
+  return () => {
+    view.leave();
+    view.dispose();
+    if (activeViews.get(model) === view) { activeViews.delete(model); }
+  };
+}
+
+class RoomView {
+  constructor(model, el) {
+    this.model = model;
+    this.root = el;
+    this.room = null;
+    this.localTracks = [];
+    this.screenTrack = null;
+    this.dataTrack = null;
+    this.excluded = new Set(); // track SIDs unsubscribed through SubscribeRules
+    this.messages = [];
+    this.tiles = new Map(); // participant SID -> tile
+    this.left = false;
+    this.base = serverBase(model.get('_server_url'));
+    this.build();
+    this.onCommand = (message) => this.command(message);
+    this.onUnload = () => this.leave();
+    model.on('msg:custom', this.onCommand);
+    window.addEventListener('beforeunload', this.onUnload);
+    window.addEventListener('pagehide', this.onUnload); // iOS Safari has no beforeunload
+  }
+
+  // ------------------------------------------------------------------ layout
+
+  build() {
+    this.stateBadge = element('span', { class: 'jv-state', 'data-state': 'connecting', text: 'connecting' });
+    this.title = element('span', { class: 'jv-title', text: this.model.get('room') });
+    this.micButton = element('button', { class: 'jv-mic', type: 'button', text: 'Mute' });
+    this.camButton = element('button', { class: 'jv-cam', type: 'button', text: 'Stop video' });
+    this.screenButton = element('button', { class: 'jv-screen', type: 'button', text: 'Share screen' });
+    this.leaveButton = element('button', { class: 'jv-leave', type: 'button', text: 'Leave' });
+    this.micButton.onclick = () => this.toggle('audio');
+    this.camButton.onclick = () => this.toggle('video');
+    this.screenButton.onclick = () => this.toggleScreen();
+    this.leaveButton.onclick = () => this.leave();
+    for (const button of [this.micButton, this.camButton, this.screenButton, this.leaveButton]) { button.disabled = true; }
+    this.errorBox = element('div', { class: 'jv-error', hidden: '' });
+    this.unlockButton = element('button', { class: 'jv-audio-unlock', type: 'button', hidden: '', text: 'Click to enable audio' });
+    this.unlockButton.onclick = () => this.unlockAudio();
+    this.grid = element('div', { class: 'jv-grid' });
+    this.audioBox = element('div', { class: 'jv-audio', hidden: '' });
+    this.messageList = element('ol', { class: 'jv-messages' });
+    this.chatInput = element('input', { class: 'jv-chat-input', type: 'text', placeholder: 'Message everyone', disabled: '' });
+    const form = element('form', { class: 'jv-chat-form' }, [this.chatInput, element('button', { type: 'submit', text: 'Send' })]);
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      const text = this.chatInput.value.trim();
+      if (text) { this.sendMessage(text); this.chatInput.value = ''; }
+    };
+    const chat = element('div', { class: 'jv-chat' }, [this.messageList, form]);
+    const bar = element('div', { class: 'jv-bar' }, [
+      this.stateBadge, this.title, element('span', { class: 'jv-spacer' }),
+      this.micButton, this.camButton, this.screenButton, this.leaveButton,
+    ]);
+    this.container = element('div', { class: 'jv-room' }, [
+      bar, this.errorBox, this.unlockButton, element('div', { class: 'jv-body' }, [this.grid, chat]), this.audioBox,
+    ]);
+    this.localTile = this.tile('local', this.model.get('identity') || 'you', true);
+    this.root.append(this.container);
+  }
+
+  tile(sid, identity, local = false) {
+    const media = element('div', { class: 'jv-media' });
+    const tracks = element('span', { class: 'jv-tracks' });
+    const label = element('span', { class: 'jv-name', text: local ? `${identity} (you)` : identity });
+    const node = element('div', { class: local ? 'jv-tile jv-local' : 'jv-tile', 'data-sid': sid, 'data-identity': identity }, [
+      media, element('div', { class: 'jv-label' }, [label, tracks]),
+    ]);
+    this.grid.append(node);
+    return { node, media, tracks, label };
+  }
+
+  setState(state) {
+    this.stateBadge.textContent = state;
+    this.stateBadge.setAttribute('data-state', state);
+    const live = state === 'connected' || state === 'reconnecting';
+    for (const button of [this.micButton, this.camButton, this.screenButton, this.leaveButton]) { button.disabled = !live; }
+    this.screenButton.disabled = !live || !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+    if (live) { this.chatInput.removeAttribute('disabled'); } else { this.chatInput.setAttribute('disabled', ''); }
+    this.save({ state });
+  }
+
+  showError(error) {
+    const info = describeError(error);
+    this.errorBox.textContent = '';
+    this.errorBox.append(
+      element('strong', { text: info.code ? `Error ${info.code}` : info.name }),
+      ' ', info.message,
+      info.remedy ? element('div', { class: 'jv-remedy', text: info.remedy }) : '',
+    );
+    this.errorBox.removeAttribute('hidden');
+    this.save({ error: info });
+    return info;
+  }
+
+  save(values) {
+    try {
+      for (const [name, value] of Object.entries(values)) { this.model.set(name, value); }
+      this.model.save_changes();
+    } catch (_) {
+      // The widget was closed in the kernel: nothing left to tell.
+    }
+  }
+
+  // ------------------------------------------------------------------ joining
+
+  async start() {
+    this.setState('connecting');
+    let grant;
+    try {
+      const query = new URLSearchParams({ room: this.model.get('room') });
+      if (this.model.get('identity')) { query.set('identity', this.model.get('identity')); }
+      grant = await request(this.base, `video/token?${query}`);
+    } catch (error) {
+      this.showError(error);
+      this.setState('disconnected');
+      return;
+    }
+    if (this.left) { return; }
+    this.localTile.label.textContent = `${grant.identity} (you)`;
+    this.localTile.node.setAttribute('data-identity', grant.identity);
+    this.save({ identity: grant.identity });
+    await this.acquireMedia();
+    if (this.left) { this.stopLocalTracks(); return; }
+    this.dataTrack = new Video.LocalDataTrack({ name: 'chat' });
+    let room;
+    try {
+      room = await Video.connect(grant.token, {
+        name: grant.room,
+        wsServer: signalingUrl(this.base),
+        iceServers: grant.ice_servers || [],
+        insights: false,
+        dominantSpeaker: true,
+        tracks: [...this.localTracks, this.dataTrack],
+      });
+    } catch (error) {
+      this.stopLocalTracks();
+      this.showError(error);
+      this.setState('disconnected');
+      return;
+    }
+    if (this.left) { room.disconnect(); return; }
+    this.joined(room);
+  }
+
+  async acquireMedia() {
+    const audio = this.model.get('audio');
+    const video = this.model.get('video');
+    if (!audio && !video) { return; }
+    const device = (id) => (id ? { deviceId: { exact: id } } : {});
+    try {
+      this.localTracks = await Video.createLocalTracks({
+        audio: audio ? { ...device(this.model.get('audio_device')) } : false,
+        video: video ? { width: 640, height: 480, ...device(this.model.get('video_device')) } : false,
+      });
+    } catch (error) {
+      // Join anyway, to see, hear and chat; the error says how to get media back.
+      if (!isMediaError(error) && !(error instanceof TypeError)) { throw error; }
+      this.showError(error);
+      this.localTracks = [];
+    }
+    for (const track of this.localTracks) {
+      if (track.kind === 'video') { this.localTile.media.append(track.attach()); }
+    }
+  }
+
+  joined(room) {
+    this.room = room;
+    this.title.textContent = `${room.name}`;
+    this.localTile.node.setAttribute('data-sid', room.localParticipant.sid);
+    room.participants.forEach((participant) => this.addParticipant(participant));
+    room.on('participantConnected', (participant) => { this.addParticipant(participant); this.sync(); });
+    room.on('participantDisconnected', (participant) => this.removeParticipant(participant));
+    room.on('trackSubscribed', (track, publication, participant) => this.attach(track, participant));
+    room.on('trackUnsubscribed', (track, publication, participant) => this.detach(track, publication, participant));
+    for (const name of ['trackPublished', 'trackUnpublished', 'trackEnabled', 'trackDisabled']) {
+      room.on(name, (_, participant) => { this.renderTracks(participant); this.sync(); });
+    }
+    room.on('trackSubscriptionFailed', (error, _, participant) => { this.showError(error); this.renderTracks(participant); });
+    room.on('trackMessage', (data, track, participant) => this.received(data, participant));
+    room.on('dominantSpeakerChanged', (participant) => this.dominant(participant));
+    room.on('reconnecting', (error) => { this.setState('reconnecting'); if (error) { this.showError(error); } });
+    room.on('reconnected', () => { this.errorBox.setAttribute('hidden', ''); this.save({ error: null }); this.setState('connected'); });
+    room.on('disconnected', (_, error) => this.disconnected(error));
+    this.save({ room_sid: room.sid, participant_sid: room.localParticipant.sid });
+    this.sync();
+    this.setState('connected');
+  }
+
+  disconnected(error) {
+    this.stopLocalTracks();
+    if (error) { this.showError(error); }
+    this.room = null;
+    this.setState('disconnected');
+  }
+
+  // ------------------------------------------------------------------ participants and tracks
+
+  addParticipant(participant) {
+    if (this.tiles.has(participant.sid)) { return; }
+    this.tiles.set(participant.sid, this.tile(participant.sid, participant.identity));
+    participant.tracks.forEach((publication) => { if (publication.track) { this.attach(publication.track, participant); } });
+    this.renderTracks(participant);
+  }
+
+  removeParticipant(participant) {
+    const tile = this.tiles.get(participant.sid);
+    if (tile) { tile.node.remove(); this.tiles.delete(participant.sid); }
+    participant.tracks.forEach((publication) => {
+      if (publication.track && publication.track.detach) { publication.track.detach().forEach((node) => node.remove()); }
+    });
+    this.sync();
+  }
+
+  attach(track, participant) {
+    const tile = this.tiles.get(participant.sid);
+    if (!tile) { return; }
+    if (track.kind === 'video') {
+      const video = track.attach();
+      video.classList.add('jv-video');
+      video.setAttribute('data-track-sid', track.sid);
+      video.setAttribute('data-track-name', track.name);
+      video.muted = true;
+      tile.media.querySelectorAll('.jv-placeholder').forEach((node) => node.remove());
+      tile.media.append(video);
+    } else if (track.kind === 'audio') {
+      const audio = track.attach();
+      audio.setAttribute('data-track-sid', track.sid);
+      this.audioBox.append(audio);
+      const playing = audio.play();
+      if (playing && playing.catch) {
+        playing.catch((error) => { if (error.name === 'NotAllowedError') { this.unlockButton.removeAttribute('hidden'); } });
+      }
+    }
+    this.renderTracks(participant);
+    this.sync();
+  }
+
+  detach(track, publication, participant) {
+    if (track.detach) { track.detach().forEach((node) => node.remove()); }
+    const tile = this.tiles.get(participant.sid);
+    if (tile && track.kind === 'video' && !tile.media.querySelector('video')) {
+      tile.media.append(element('div', { class: 'jv-placeholder', text: this.excluded.has(publication.trackSid) ? 'video unsubscribed' : 'no video' }));
+    }
+    this.renderTracks(participant);
+    this.sync();
+  }
+
+  /** The per-track subscribe toggles and muted marks under a participant's name. */
+  renderTracks(participant) {
+    const tile = this.tiles.get(participant.sid);
+    if (!tile) { return; }
+    tile.tracks.textContent = '';
+    participant.tracks.forEach((publication) => {
+      if (publication.kind === 'data') { return; }
+      const subscribed = publication.isSubscribed;
+      const button = element('button', {
+        type: 'button',
+        class: 'jv-sub',
+        'data-track-sid': publication.trackSid,
+        'data-kind': publication.kind,
+        'data-subscribed': String(subscribed),
+        'data-enabled': String(publication.isTrackEnabled),
+        title: subscribed ? `Unsubscribe from ${publication.trackName}` : `Subscribe to ${publication.trackName}`,
+        text: `${publication.kind === 'audio' ? '🎤' : '🎥'}${publication.isTrackEnabled ? '' : ' off'}${subscribed ? '' : ' ⊘'}`,
+      });
+      button.onclick = () => (this.excluded.has(publication.trackSid) ? this.subscribe(publication.trackSid) : this.unsubscribe(publication.trackSid));
+      tile.tracks.append(button);
+    });
+  }
+
+  dominant(participant) {
+    for (const tile of [this.localTile, ...this.tiles.values()]) { tile.node.classList.remove('jv-dominant'); }
+    const tile = participant && this.tiles.get(participant.sid);
+    if (tile) { tile.node.classList.add('jv-dominant'); }
+    this.save({ dominant_speaker: participant ? participant.identity : null });
+  }
+
+  /** ``participants`` for Python: every remote participant and their tracks. */
+  sync() {
+    if (!this.room) { return; }
+    const participants = [...this.room.participants.values()].map((participant) => ({
+      sid: participant.sid,
+      identity: participant.identity,
+      state: participant.state,
+      tracks: [...participant.tracks.values()].map((publication) => ({
+        sid: publication.trackSid,
+        kind: publication.kind,
+        name: publication.trackName,
+        enabled: publication.isTrackEnabled,
+        subscribed: publication.isSubscribed,
+      })),
+    }));
+    this.save({ participants });
+  }
+
+  // ------------------------------------------------------------------ subscriptions
+
+  async subscribe(trackSid) {
+    this.excluded.delete(trackSid);
+    await this.applyRules();
+  }
+
+  async unsubscribe(trackSid) {
+    this.excluded.add(trackSid);
+    await this.applyRules();
+  }
+
+  /** Everything but the excluded tracks, through the REST SubscribeRules of this participant. */
+  async applyRules() {
+    if (!this.room) { return; }
+    const rules = [{ type: 'include', all: true }, ...[...this.excluded].map((track) => ({ type: 'exclude', track }))];
+    const path = `video/v1/Rooms/${this.room.sid}/Participants/${this.room.localParticipant.sid}/SubscribeRules`;
+    try {
+      await request(this.base, path, { method: 'POST', form: { Rules: JSON.stringify(rules) } });
+    } catch (error) {
+      this.showError(error);
+    }
+  }
+
+  // ------------------------------------------------------------------ local media
+
+  toggle(kind) {
+    const tracks = this.localTracks.filter((track) => track.kind === kind);
+    if (!tracks.length) { return; }
+    this.setEnabled(kind, !tracks[0].isEnabled);
+  }
+
+  setEnabled(kind, enabled) {
+    for (const track of this.localTracks) {
+      if (track.kind === kind) { if (enabled) { track.enable(); } else { track.disable(); } }
+    }
+    if (kind === 'audio') { this.micButton.textContent = enabled ? 'Mute' : 'Unmute'; }
+    if (kind === 'video') { this.camButton.textContent = enabled ? 'Stop video' : 'Start video'; }
+    (kind === 'audio' ? this.micButton : this.camButton).classList.toggle('jv-off', !enabled);
+  }
+
+  async toggleScreen() {
+    if (!this.room) { return; }
+    if (this.screenTrack) { this.stopScreen(); return; }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    } catch (error) {
+      if (error.name !== 'NotAllowedError') { this.showError(error); }
+      return;
+    }
+    const mediaStreamTrack = stream.getVideoTracks()[0];
+    this.screenTrack = new Video.LocalVideoTrack(mediaStreamTrack, { name: 'screen' });
+    mediaStreamTrack.addEventListener('ended', () => this.stopScreen());
+    await this.room.localParticipant.publishTrack(this.screenTrack);
+    this.screenButton.textContent = 'Stop sharing';
+  }
+
+  stopScreen() {
+    if (!this.screenTrack) { return; }
+    if (this.room) { this.room.localParticipant.unpublishTrack(this.screenTrack); }
+    this.screenTrack.stop();
+    this.screenTrack = null;
+    this.screenButton.textContent = 'Share screen';
+  }
+
+  stopLocalTracks() {
+    this.stopScreen();
+    for (const track of this.localTracks) { track.stop(); track.detach().forEach((node) => node.remove()); }
+    this.localTracks = [];
+  }
+
+  unlockAudio() {
+    this.audioBox.querySelectorAll('audio').forEach((audio) => audio.play().catch(() => {}));
+    this.unlockButton.setAttribute('hidden', '');
+  }
+
+  // ------------------------------------------------------------------ chat
+
+  sendMessage(text) {
+    if (!this.room || !this.dataTrack) { return; }
+    this.dataTrack.send(text);
+    this.addMessage(this.room.localParticipant, text);
+  }
+
+  received(data, participant) {
+    const text = typeof data === 'string' ? data : decoder.decode(data);
+    this.addMessage(participant, text);
+  }
+
+  addMessage(participant, text) {
+    const now = new Date();
+    const message = { sid: participant.sid, identity: participant.identity, text, time: now.toISOString() };
+    this.messages.push(message);
+    const local = this.room && participant === this.room.localParticipant;
+    this.messageList.append(element('li', { class: local ? 'jv-message jv-own' : 'jv-message' }, [
+      element('span', { class: 'jv-time', text: clock(now) }),
+      element('span', { class: 'jv-who', text: participant.identity }),
+      element('span', { class: 'jv-text', text }),
+    ]));
+    this.messageList.scrollTop = this.messageList.scrollHeight;
+    this.save({ messages: [...this.messages] });
+  }
+
+  // ------------------------------------------------------------------ Python's commands
+
+  command(message) {
+    if (!message || typeof message !== 'object') { return; }
+    switch (message.command) {
+      case 'send_message': this.sendMessage(String(message.text)); break;
+      case 'subscribe': this.subscribe(message.track_sid); break;
+      case 'unsubscribe': this.unsubscribe(message.track_sid); break;
+      case 'mute': this.setEnabled(message.kind, false); break;
+      case 'unmute': this.setEnabled(message.kind, true); break;
+      case 'leave': this.leave(); break;
+      default: break;
+    }
+  }
+
+  leave() {
+    this.left = true;
+    if (this.room) { this.room.disconnect(); } else { this.stopLocalTracks(); }
+  }
+
+  dispose() {
+    this.model.off('msg:custom', this.onCommand);
+    window.removeEventListener('beforeunload', this.onUnload);
+    window.removeEventListener('pagehide', this.onUnload);
+  }
+}

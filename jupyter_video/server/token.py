@@ -1,0 +1,82 @@
+"""``GET /video/token``: an Access Token for the page's Jupyter user.
+
+The widgets' browser half asks here with the page's own Jupyter session, so the
+kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
+``identity`` (a display name; made unique among the room's participants, else the
+Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..tokens import AccessToken, VideoGrant
+
+TOKEN_TTL = 4 * 3600  # seconds; a token is only checked when joining and on reconnects
+RESERVATION_SECONDS = 60.0  # an identity just handed out stays taken this long
+MAX_NAME = 128
+
+
+class TokenHandler(APIHandler):
+    """Mints a token for one room, signed with this server's API key."""
+
+    # (room name, identity) -> monotonic time until which it is reserved: two tabs
+    # asking at once must not both get "alice" and push each other out (53205).
+    _reserved: dict[tuple[str, str], float] = {}
+
+    @web.authenticated
+    def get(self) -> None:
+        room = self.get_query_argument("room", "lab").strip()
+        if not room or len(room) > MAX_NAME:
+            raise web.HTTPError(400, f"room must be 1 to {MAX_NAME} characters")
+        requested = (self.get_query_argument("identity", "") or "").strip()[:MAX_NAME]
+        identity = self._unique_identity(room, requested or self._user_name())
+        context = self.settings["jupyter_video"]
+        credentials = context.credentials
+        token = AccessToken(
+            credentials.account_sid,
+            credentials.api_key_sid,
+            credentials.api_key_secret,
+            identity=identity,
+            ttl=TOKEN_TTL,
+        )
+        token.add_grant(VideoGrant(room=room))
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            json.dumps(
+                {"token": token.to_jwt(), "identity": identity, "room": room, "ice_servers": []}
+            )
+        )
+
+    def _user_name(self) -> str:
+        user: Any = self.current_user
+        for attribute in ("display_name", "name", "username"):
+            value = getattr(user, attribute, None)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:MAX_NAME]
+        return "jupyter"
+
+    def _unique_identity(self, room: str, wanted: str) -> str:
+        now = time.monotonic()
+        reserved = TokenHandler._reserved
+        for key in [key for key, until in reserved.items() if until <= now]:
+            del reserved[key]
+        taken = {identity for (name, identity) in reserved if name == room}
+        registry = self.settings["jupyter_video"].registry
+        in_progress = registry.find_in_progress(room)
+        if in_progress is not None:
+            taken |= {p.identity for p in registry.connected_participants(in_progress.sid)}
+        identity, number = wanted, 1
+        while identity in taken:
+            number += 1
+            identity = f"{wanted} ({number})"
+        reserved[(room, identity)] = now + RESERVATION_SECONDS
+        return identity
+
+
+handlers: list[tuple[str, type[APIHandler]]] = [(r"/video/token/?", TokenHandler)]

@@ -1,0 +1,146 @@
+"""RoomWidget: a video room in a notebook cell, its state live in Python."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import anywidget
+import traitlets as t
+
+from . import _frontend
+
+MessageCallback = Callable[[dict[str, Any]], Any]
+ParticipantCallback = Callable[[str, dict[str, Any]], Any]
+Kind = Literal["audio", "video"]
+
+STATES = ("connecting", "connected", "reconnecting", "disconnected")
+
+
+class RoomWidget(anywidget.AnyWidget):
+    """Joins ``room`` when displayed, with the browser's camera and microphone.
+
+    The browser half is twilio-video.js; it fetches its Access Token from the
+    server's ``/video/token`` with the page's Jupyter session, so no secret
+    passes through the kernel. The traitlets below are set by the browser and
+    update while the kernel is idle (between cells).
+    """
+
+    _esm = _frontend.esm()
+    _widget = t.Unicode("room").tag(sync=True)
+    _server_url = t.Unicode("").tag(sync=True)
+
+    room = t.Unicode("lab", help="Room name (unique name) to join.").tag(sync=True)
+    identity = t.Unicode(
+        None,
+        allow_none=True,
+        help="Display identity asked for (made unique in the room); once joined, the one used.",
+    ).tag(sync=True)
+    audio = t.Bool(True, help="Publish the microphone.").tag(sync=True)
+    video = t.Bool(True, help="Publish the camera.").tag(sync=True)
+    audio_device = t.Unicode(None, allow_none=True, help="Microphone deviceId.").tag(sync=True)
+    video_device = t.Unicode(None, allow_none=True, help="Camera deviceId.").tag(sync=True)
+
+    state = t.Enum(STATES, "disconnected", help="Connection state of the browser.").tag(sync=True)
+    room_sid = t.Unicode("", help="RM... once connected.").tag(sync=True)
+    participant_sid = t.Unicode("", help="PA... of this widget's participant.").tag(sync=True)
+    participants = t.List(
+        t.Dict(),
+        help="Remote participants: sid, identity, state, tracks (sid, kind, name, enabled, "
+        "subscribed).",
+    ).tag(sync=True)
+    messages = t.List(
+        t.Dict(), help="Chat messages in order: sid (sender), identity, text, time (ISO 8601)."
+    ).tag(sync=True)
+    dominant_speaker = t.Unicode(
+        None, allow_none=True, help="Identity of the dominant speaker."
+    ).tag(sync=True)
+    error = t.Dict(
+        None, allow_none=True, help="Last error: code (Twilio's, or None), name, message, remedy."
+    ).tag(sync=True)
+
+    def __init__(
+        self,
+        room: str = "lab",
+        identity: str | None = None,
+        audio: bool = True,
+        video: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("_server_url", _frontend.server_url())
+        super().__init__(room=room, identity=identity, audio=audio, video=video, **kwargs)
+        self._message_callbacks: list[MessageCallback] = []
+        self._participant_callbacks: list[ParticipantCallback] = []
+        self.observe(self._messages_changed, names="messages")
+        self.observe(self._participants_changed, names="participants")
+
+    def __repr__(self) -> str:
+        return f"RoomWidget(room={self.room!r}, state={self.state!r}, identity={self.identity!r})"
+
+    # -- commands to the browser -------------------------------------------------
+
+    def send_message(self, text: str) -> None:
+        """Send ``text`` to everyone in the room on the chat data track."""
+        self._command("send_message", text=str(text))
+
+    def subscribe(self, track_sid: str) -> None:
+        """Receive a remote track again (SubscribeRules of this participant)."""
+        self._command("subscribe", track_sid=track_sid)
+
+    def unsubscribe(self, track_sid: str) -> None:
+        """Stop receiving a remote track (SubscribeRules of this participant)."""
+        self._command("unsubscribe", track_sid=track_sid)
+
+    def mute(self, kind: Kind = "audio") -> None:
+        """Disable the local microphone (``"audio"``) or camera (``"video"``); others see it."""
+        self._command("mute", kind=_kind(kind))
+
+    def unmute(self, kind: Kind = "audio") -> None:
+        """Enable the local microphone or camera again."""
+        self._command("unmute", kind=_kind(kind))
+
+    def leave(self) -> None:
+        """Disconnect the browser from the room."""
+        self._command("leave")
+
+    def _command(self, command: str, **fields: Any) -> None:
+        if self.state not in ("connected", "reconnecting"):
+            raise RuntimeError(
+                f"RoomWidget is {self.state}: display it and wait until state is 'connected' "
+                "(traitlets update between cells)"
+            )
+        self.send({"command": command, **fields})
+
+    # -- callbacks ---------------------------------------------------------------
+
+    def on_message(self, callback: MessageCallback) -> MessageCallback:
+        """Call ``callback(message)`` for every new chat message (usable as a decorator)."""
+        self._message_callbacks.append(callback)
+        return callback
+
+    def on_participant(self, callback: ParticipantCallback) -> ParticipantCallback:
+        """Call ``callback(event, participant)`` when a remote participant connects or
+        disconnects (``event`` is ``"connected"`` or ``"disconnected"``)."""
+        self._participant_callbacks.append(callback)
+        return callback
+
+    def _messages_changed(self, change: dict[str, Any]) -> None:
+        old, new = change["old"] or [], change["new"] or []
+        for message in new[len(old):]:
+            for callback in list(self._message_callbacks):
+                callback(message)
+
+    def _participants_changed(self, change: dict[str, Any]) -> None:
+        old = {p["sid"]: p for p in change["old"] or []}
+        new = {p["sid"]: p for p in change["new"] or []}
+        events = [("connected", p) for sid, p in new.items() if sid not in old]
+        events += [("disconnected", p) for sid, p in old.items() if sid not in new]
+        for event, participant in events:
+            for callback in list(self._participant_callbacks):
+                callback(event, participant)
+
+
+def _kind(kind: str) -> str:
+    if kind not in ("audio", "video"):
+        raise ValueError(f"kind must be 'audio' or 'video', not {kind!r}")
+    return kind
