@@ -21,6 +21,7 @@ from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
 from . import rest, signaling, token
+from .callbacks import Delivery, StatusCallbacks, StatusListener
 from .live import Conference, LiveSettings
 from .registry import RoomDefaults, RoomRegistry
 
@@ -35,6 +36,7 @@ class VideoContext:
     registry: RoomRegistry
     media: MediaPlane
     conference: Conference
+    status_callbacks: StatusCallbacks
 
 
 def _env(name: str) -> str | None:
@@ -145,6 +147,29 @@ class VideoApp(ExtensionApp):
         help="Seconds a participant whose signaling connection dropped may reconnect "
         "(twilio-video.js 'sync') before it is disconnected.",
     )
+    status_callback_attempts = Int(
+        4,
+        config=True,
+        help="Requests a room's status callback gets (the first included) before it is "
+        "given up on and logged: a connection error, timeout or non-2xx answer fails one.",
+    )
+    status_callback_retry_delay = Float(
+        1.0,
+        config=True,
+        help="Seconds before a failed status callback's first retry; each next retry "
+        "waits twice as long.",
+    )
+    status_callback_timeout = Float(
+        15.0,
+        config=True,
+        help="Seconds one status callback request may take (Twilio's webhook default).",
+    )
+    status_callback_queue_size = Int(
+        1000,
+        config=True,
+        help="Status callbacks one room may have waiting for a slow or dead receiver; "
+        "beyond it the oldest waiting ones are dropped (and counted in the log).",
+    )
 
     @default("account_sid")
     def _default_account_sid(self) -> str | None:
@@ -212,8 +237,36 @@ class VideoApp(ExtensionApp):
             credentials.api_keys,
             LiveSettings(ad_hoc_rooms=self.ad_hoc_rooms, session_timeout=self.session_timeout),
         )
-        self.context = VideoContext(self, credentials, store, registry, media, conference)
+        status_callbacks = StatusCallbacks(
+            credentials.auth_token,
+            Delivery(
+                attempts=self.status_callback_attempts,
+                first_delay=self.status_callback_retry_delay,
+                timeout=self.status_callback_timeout,
+                queue_size=self.status_callback_queue_size,
+            ),
+            self.log,
+        )
+        # First, so that it numbers events in the order the registry emits them.
+        registry.listeners.insert(0, status_callbacks.on_room_event)
+        self.context = VideoContext(
+            self, credentials, store, registry, media, conference, status_callbacks
+        )
         self.settings["jupyter_video"] = self.context
+
+    @property
+    def status_listeners(self) -> list[StatusListener]:
+        """Python callables given every room event's status callback parameters (a dict).
+
+        Sync or async; called as each event happens, for every room; what they raise
+        is logged. ``app.status_listeners.append(fn)`` or ``app.on_status_callback(fn)``.
+        """
+        return self.context.status_callbacks.listeners
+
+    def on_status_callback(self, listener: StatusListener) -> StatusListener:
+        """Add ``listener`` to ``status_listeners``; usable as a decorator."""
+        self.status_listeners.append(listener)
+        return listener
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(signaling.handlers)
@@ -222,6 +275,7 @@ class VideoApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.context.media.start()
+        self.context.status_callbacks.start()
         self._media_events = asyncio.ensure_future(self.context.conference.run_media_events())
         # Rooms end by themselves after their timeouts: check a few times per minute.
         interval_ms = max(100.0, min(10_000.0, self.timeout_minute_seconds * 1000 / 6))
@@ -241,6 +295,7 @@ class VideoApp(ExtensionApp):
         context = getattr(self, "context", None)
         if context is not None:
             await context.conference.close()
+            await context.status_callbacks.close()
             if getattr(self, "_media_events", None) is not None:
                 self._media_events.cancel()
             await context.media.close()
