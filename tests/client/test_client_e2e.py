@@ -243,6 +243,24 @@ async def test_events_follow_participants_and_their_tracks(join) -> None:
     assert seen.names()[-1] == "disconnected"
 
 
+async def test_a_participant_who_leaves_is_announced_to_the_others(join) -> None:
+    name = room_name()
+    alice, seen = await join("alice", name)
+    bob, _ = await join("bob", name, tracks=[LocalDataTrack(name="chat")])
+    bob_sid = bob.local_participant.sid
+
+    def from_bob(event: RoomEvent) -> bool:
+        return event.participant is not None and event.participant.sid == bob_sid
+
+    await seen.wait("track_subscribed", from_bob)
+    await bob.disconnect()
+    assert bob.state is RoomState.DISCONNECTED
+    await seen.wait("participant_disconnected", from_bob, timeout=10)
+    assert bob_sid not in alice.participants
+    unsubscribed = await seen.wait("track_unsubscribed", from_bob)
+    assert unsubscribed.publication is not None and not unsubscribed.publication.is_subscribed
+
+
 async def test_publishing_after_connecting_gets_a_track_sid_and_reaches_others(join) -> None:
     name = room_name()
     alice, _ = await join("alice", name)
@@ -290,6 +308,19 @@ async def test_async_listeners_run_and_callbacks_see_the_objects(join) -> None:
     await join("bob", name)
     await asyncio.wait_for(done.wait(), WAIT)
     assert identities == ["bob"]
+
+
+async def test_without_a_server_url_it_joins_the_users_running_server(
+        video_server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a kernel of the same user sees the server's data and runtime directories
+    for name, value in video_server.env.items():
+        if name.startswith("JUPYTER_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("JUPYTER_VIDEO_URL", raising=False)
+    async with await connect(token(video_server, "kernel"), room_name(),
+                             ice_host_addresses=LOOPBACK) as room:
+        assert room.state is RoomState.CONNECTED
+        assert room.local_participant.identity == "kernel"
 
 
 # ------------------------------------------------------------------------- errors
