@@ -176,6 +176,18 @@ def tap_encoded_frames(
     receiver.receive = receive  # type: ignore[method-assign]
 
 
+def retarget_encoded_frames(receiver: RTCRtpReceiver, on_frame: FrameHandler) -> None:
+    """Send the frames of an already tapped (and started) receiver to ``on_frame``.
+
+    twilio-video puts a newly published track on an m-section that an
+    unpublished one used; aiortc keeps the receiver and fires no ``track`` event.
+    """
+    tap = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+    if not isinstance(tap, _FrameTapQueue):
+        raise RuntimeError("retarget_encoded_frames() needs a receiver tapped before")
+    tap._on_frame = on_frame
+
+
 def receiver_decodes(receiver: RTCRtpReceiver) -> bool:
     """Whether ``receiver`` runs aiortc's decoder thread."""
     thread = receiver._RTCRtpReceiver__decoder_thread  # type: ignore[attr-defined]
@@ -203,15 +215,25 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
     return True
 
 
+_AUDIO_LEVEL_CALLBACK = "_jupyter_video_audio_level"
+
+
 def on_audio_level(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
     """Call ``callback(level)`` with each packet's ``ssrc-audio-level`` (0 loud .. 127
-    silent, -dBov), read from the already parsed RTP header: no decoding."""
+    silent, -dBov), read from the already parsed RTP header: no decoding.
+
+    Calling it again for the same receiver replaces the callback.
+    """
+    already_wrapped = hasattr(receiver, _AUDIO_LEVEL_CALLBACK)
+    setattr(receiver, _AUDIO_LEVEL_CALLBACK, callback)
+    if already_wrapped:
+        return
     handle = receiver._handle_rtp_packet
 
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
         level = packet.extensions.audio_level
         if level is not None:
-            callback(level[1])
+            getattr(receiver, _AUDIO_LEVEL_CALLBACK)(level[1])
         await handle(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]

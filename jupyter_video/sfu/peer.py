@@ -102,6 +102,7 @@ class Peer:
         self._public_address = public_address
         self._remote_sdp: str | None = None
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
+        self._sections: dict[RTCRtpTransceiver, MediaPublication] = {}  # what each carries
         # One transport for every m-section, as twilio-video.js asks of its own peer
         # connection (peerconnection.js: bundlePolicy max-bundle).
         self.pc = RTCPeerConnection(
@@ -136,6 +137,7 @@ class Peer:
             )
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
+        self._follow_reused_sections()
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:
@@ -195,19 +197,38 @@ class Peer:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
-        stream_id, track_id = self._msid(transceiver)
+        _, track_id = self._msid(transceiver)
         # aiortc names the remote track after a=msid only when its stream is listed
         # in a=msid-semantic (sdp.py webrtc_track_id); Chrome writes "a=msid:- <id>"
         # with an empty WMS list, so read the id the client announced from the SDP.
-        track_id = track_id or track.id
-        publication = self.room.media_publication(self.participant_sid, track_id, track.kind)
-        publication.attach(transceiver)
+        self._publish_section(transceiver, track_id or track.id, started=False)
+
+    def _follow_reused_sections(self) -> None:
+        """Publish tracks that arrive on m-sections which carried earlier ones.
+
+        twilio-video puts a new track on the m-section an unpublished track of the
+        same kind left; aiortc keeps that receiver and fires no ``track`` event.
+        """
+        for transceiver, publication in list(self._sections.items()):
+            _, track_id = self._msid(transceiver)
+            if track_id is not None and track_id != publication.track_id:
+                self._publish_section(transceiver, track_id, started=True)
+
+    def _publish_section(
+        self, transceiver: RTCRtpTransceiver, track_id: str, started: bool
+    ) -> None:
+        stream_id, _ = self._msid(transceiver)
+        publication = self.room.media_publication(
+            self.participant_sid, track_id, transceiver.kind
+        )
+        publication.attach(transceiver, started=started)
+        self._sections[transceiver] = publication
         assert publication.codec is not None
         self._report(
             TrackReceived(
                 participant_sid=self.participant_sid,
                 track_id=track_id,
-                kind=track.kind,  # type: ignore[arg-type]
+                kind=transceiver.kind,  # type: ignore[arg-type]
                 stream_id=stream_id,
                 mid=transceiver.mid,
                 codec=publication.codec.mimeType,

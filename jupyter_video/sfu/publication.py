@@ -88,11 +88,15 @@ class MediaPublication:
         else:
             self._on_ready.append(callback)
 
-    def attach(self, transceiver: RTCRtpTransceiver) -> None:
-        """Start taking encoded frames from the publisher's receiver."""
+    def attach(self, transceiver: RTCRtpTransceiver, started: bool = False) -> None:
+        """Start taking encoded frames from the publisher's receiver (``started``:
+        one that carried another publication before)."""
         self._transceiver = transceiver
         self.codec = adapter.negotiated_codecs(transceiver)[0]
-        adapter.tap_encoded_frames(transceiver.receiver, self._on_frame)
+        if started:
+            adapter.retarget_encoded_frames(transceiver.receiver, self._on_frame)
+        else:
+            adapter.tap_encoded_frames(transceiver.receiver, self._on_frame)
         if self.kind == "audio":
             adapter.on_audio_level(transceiver.receiver, self._on_audio_level)
         callbacks, self._on_ready = self._on_ready, []

@@ -337,3 +337,28 @@ async def test_subscribing_before_the_publishers_media_is_offered_once_it_arrive
 
     indices = await receive_pattern(received, 5)
     assert indices == list(range(indices[0], indices[0] + 5))
+
+
+async def test_a_track_published_on_the_m_section_of_an_unpublished_one_is_forwarded(
+    plane: MediaPlane, clients
+) -> None:
+    # twilio-video.js puts a new track on the m-section a removed track of the same
+    # kind left (same mid, new a=msid); aiortc fires no new 'track' event for it.
+    publisher, subscriber = clients(1), clients(2)
+    first_sid = await publish_video(publisher)
+    await plane.unpublish(publisher.sid, first_sid)
+    second = PatternTrack()
+    [transceiver] = publisher.pc.getTransceivers()
+    transceiver.sender.replaceTrack(second)
+    await publisher.offer()
+    second_sid = "MT" + "2" * 32
+    await plane.bind_publication(publisher.sid, second.id, second_sid, "video")
+    event = await wait_for_event(
+        plane, lambda e: isinstance(e, TrackReceived) and e.track_id == second.id
+    )
+    assert isinstance(event, TrackReceived) and event.mid == transceiver.mid
+    await subscriber.join()
+    await subscriber.subscribe(second_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    indices = await receive_pattern(track, 10)
+    assert indices == list(range(indices[0], indices[0] + 10))
