@@ -39,6 +39,9 @@ def sid(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
 
 
+# Tasks started and not awaited, kept referenced until the process ends.
+BACKGROUND: set[asyncio.Future[Any]] = set()
+
 class Capture(websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         return True
@@ -73,7 +76,7 @@ class Capture(websocket.WebSocketHandler):
         if self.heartbeat_task:
             self.heartbeat_task.cancel()
         for pc in self.pcs.values():
-            asyncio.ensure_future(pc.close())
+            BACKGROUND.add(asyncio.ensure_future(pc.close()))
 
     async def on_message(self, message: str | bytes) -> None:  # type: ignore[override]
         frame = json.loads(message)
@@ -233,7 +236,7 @@ class Capture(websocket.WebSocketHandler):
             await asyncio.sleep(2)
             self.send_msg({"type": "disconnected", "status": "completed"})
         elif SCENARIO == "join":
-            asyncio.ensure_future(self.remote_participant_story())
+            BACKGROUND.add(asyncio.ensure_future(self.remote_participant_story()))
 
     async def on_sync(self, body: dict[str, Any]) -> None:
         pcs = [a for a in [await self.answer(s) for s in body.get("peer_connections", [])] if a]
