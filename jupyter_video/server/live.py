@@ -240,11 +240,12 @@ class Conference:
                 53201, f"Identity is {len(identity)} characters; the limit is {MAX_IDENTITY_LENGTH}"
             )
         record_room = self._room_for(claims, message.name)
-        room = self.rooms.setdefault(record_room.sid, LiveRoom(record_room))
-        for other in list(room.participants.values()):
+        existing = self.rooms.get(record_room.sid)
+        for other in list(existing.participants.values()) if existing else []:
             if other.identity == identity:
                 await self.kick(other, ParticipantError(53205))
         record = self.registry.connect_participant(record_room, identity)
+        room = self.rooms.setdefault(record_room.sid, LiveRoom(record_room))
         participant = LiveParticipant(room, record, connection)
         room.participants[record.sid] = participant
         self.sessions[participant.session] = participant
