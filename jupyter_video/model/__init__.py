@@ -6,6 +6,7 @@ the SFU is told what they decide.
 
 from .participant import Participant, ParticipantStatus
 from .record import Record, utcnow
+from .recording import Recording, RecordingStatus
 from .room import Room, RoomStatus, RoomType
 from .rules import RecordingRules, Rule, SubscribeRules, TrackFacts, parse_rules
 from .track import PublishedTrack, SubscribedTrack, TrackKind
@@ -15,7 +16,9 @@ __all__ = [
     "ParticipantStatus",
     "PublishedTrack",
     "Record",
+    "Recording",
     "RecordingRules",
+    "RecordingStatus",
     "Room",
     "RoomStatus",
     "RoomType",
