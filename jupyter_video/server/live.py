@@ -79,6 +79,9 @@ class LiveParticipant:
         self.offer_pending = False
         self.renegotiate_again = False
         self.gone = False
+        # Until 'connected' is sent the client takes no other message; 'connected'
+        # carries the whole room as it is then, so nothing earlier is missed.
+        self.welcomed = False
         self.lock = asyncio.Lock()
         self._reconnect_timer: asyncio.TimerHandle | None = None
 
@@ -91,8 +94,13 @@ class LiveParticipant:
         return self.record.identity
 
     def send(self, body: dict[str, Any]) -> None:
-        if self.connection is not None and not self.gone:
+        if self.connection is not None and not self.gone and self.welcomed:
             self.connection.send(body)
+
+    def welcome(self, connected: dict[str, Any]) -> None:
+        """Send ``connected`` (or ``synced``): from now on every update goes out."""
+        self.welcomed = True
+        self.send(connected)
 
     # -- what others see -------------------------------------------------------
 
@@ -255,7 +263,7 @@ class Conference:
                 await self.media.add_peer(record.sid, record_room.sid)
                 await self._apply_tracks(participant, message.participant, announce=False)
                 answers = await self._apply_descriptions(participant, message.peer_connections)
-                participant.send(
+                participant.welcome(
                     rsp.Connected(
                         session=participant.session,
                         sid=record_room.sid,
