@@ -151,6 +151,25 @@ class CloseRoom(Command):
 
 
 @dataclass
+class StartRecording(Command):
+    """Record publication ``track_sid`` into the Matroska file ``path``, from its next
+    keyframe on (``RecordingStarted`` says when media began)."""
+
+    participant_sid: str
+    track_sid: str
+    recording_sid: str
+    path: str
+
+
+@dataclass
+class StopRecording(Command):
+    """Finish a recording's file; the result is its :class:`RecordingSummary` (None if
+    the recording had already ended, which a ``RecordingEnded`` event reported)."""
+
+    recording_sid: str
+
+
+@dataclass
 class GetStats(Command):
     """Media-plane counters (:class:`MediaStats`)."""
 
@@ -170,6 +189,20 @@ class MediaStats:
     keyframe_requests_sent: int
     decoders_created: int
     encoders_created: int
+    recordings: int = 0
+    frames_recorded: int = 0
+
+
+@dataclass
+class RecordingSummary:
+    """What a finished recording's file holds (``error``: why it holds nothing usable)."""
+
+    recording_sid: str
+    codec: str | None  # vp8, h264, opus
+    started_at: float | None  # Unix time of the first recorded frame
+    duration: float  # seconds of media
+    size: int  # bytes
+    error: str | None = None
 
 
 # --------------------------------------------------------------------- events
@@ -228,6 +261,21 @@ class DominantSpeakerChanged(Event):
 
     room_sid: str
     participant_sid: str | None
+
+
+@dataclass
+class RecordingStarted(Event):
+    """The first frame of a recording (a keyframe, for video) was written."""
+
+    recording_sid: str
+    codec: str
+    started_at: float  # Unix time
+
+
+@dataclass
+class RecordingEnded(RecordingSummary, Event):
+    """A recording ended without a StopRecording: its publication or peer ended, or
+    writing failed."""
 
 
 @dataclass
@@ -383,6 +431,17 @@ class MediaPlane(abc.ABC):
 
     async def close_room(self, room_sid: str) -> None:
         await self.execute(CloseRoom(room_sid))
+
+    async def start_recording(
+        self, participant_sid: str, track_sid: str, recording_sid: str, path: str
+    ) -> None:
+        await self.execute(StartRecording(participant_sid, track_sid, recording_sid, path))
+
+    async def stop_recording(self, recording_sid: str) -> RecordingSummary | None:
+        result = await self.execute(StopRecording(recording_sid))
+        if result is None or isinstance(result, RecordingSummary):
+            return result
+        return RecordingSummary(**result)
 
     async def stats(self) -> list[MediaStats]:
         """One MediaStats per worker (one in-process)."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..errors import MediaError, ParticipantError, RoomError, VideoError
+from ..errors import MediaError, ParticipantError, RoomError, TrackError, VideoError
 from . import adapter
 from .interface import (
     AddIceCandidate,
@@ -25,14 +25,18 @@ from .interface import (
     GetStats,
     MediaPlane,
     MediaStats,
+    RecordingSummary,
     RemovePeer,
     SetEnabled,
+    StartRecording,
+    StopRecording,
     Subscribe,
     Unpublish,
     Unsubscribe,
 )
 from .peer import Peer
 from .publication import MediaPublication
+from .recording import TrackRecorder
 from .room import Room
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ class LocalMediaPlane(MediaPlane):
         self.rooms: dict[str, Room] = {}
         self._room_of: dict[str, Room] = {}  # participant_sid -> room
         self._speaker_task: asyncio.Task[None] | None = None
+        self._recorders: dict[str, tuple[MediaPublication, TrackRecorder]] = {}
         self._handlers: dict[type[Command], Callable[[Any], Awaitable[Any]]] = {
             AddPeer: self._add_peer,
             RemovePeer: self._remove_peer,
@@ -73,6 +78,8 @@ class LocalMediaPlane(MediaPlane):
             Unsubscribe: self._unsubscribe,
             SetEnabled: self._set_enabled,
             CloseRoom: self._close_room,
+            StartRecording: self._start_recording,
+            StopRecording: self._stop_recording,
             GetStats: self._get_stats,
         }
 
@@ -164,6 +171,8 @@ class LocalMediaPlane(MediaPlane):
             # Subscribers resume on a keyframe.
             for subscription in publication.subscriptions:
                 subscription.waiting_for_keyframe = publication.kind == "video"
+            for recorder in publication.recorders:
+                recorder.waiting_for_keyframe = publication.kind == "video"
             publication.request_keyframe()
         publication.enabled = command.enabled
 
@@ -174,6 +183,36 @@ class LocalMediaPlane(MediaPlane):
         for participant_sid in room.peers:
             self._room_of.pop(participant_sid, None)
         await room.close()
+
+    async def _start_recording(self, command: StartRecording) -> None:
+        publication = self._room(command.participant_sid).publication(command.track_sid)
+        if not isinstance(publication, MediaPublication):
+            raise TrackError(53300, f"Track {command.track_sid} is a data track: not recordable")
+        self._forget_ended_recorders()
+        if command.recording_sid in self._recorders:
+            raise MediaError(53401, f"Recording {command.recording_sid} is already running")
+        recorder = TrackRecorder(
+            command.recording_sid,
+            command.path,
+            publication.kind,
+            publication.clock_rate,
+            self.report,
+        )
+        publication.recorders.append(recorder)
+        self._recorders[command.recording_sid] = (publication, recorder)
+        publication.request_keyframe()
+
+    async def _stop_recording(self, command: StopRecording) -> RecordingSummary | None:
+        entry = self._recorders.pop(command.recording_sid, None)
+        if entry is None or entry[1].closed:
+            return None  # it ended by itself, and RecordingEnded said so
+        publication, recorder = entry
+        publication.recorders.remove(recorder)
+        return recorder.close()
+
+    def _forget_ended_recorders(self) -> None:
+        for sid in [sid for sid, (_, r) in self._recorders.items() if r.closed]:
+            del self._recorders[sid]
 
     async def _get_stats(self, command: GetStats) -> MediaStats:
         publications = [p for room in self.rooms.values() for p in room.publications.values()]
@@ -191,6 +230,8 @@ class LocalMediaPlane(MediaPlane):
             keyframe_requests_sent=sum(p.keyframe_requests_sent for p in media),
             decoders_created=counts.decoders,
             encoders_created=counts.encoders,
+            recordings=sum(len(p.recorders) for p in media),
+            frames_recorded=sum(r.frames_written for _, r in self._recorders.values()),
         )
 
     async def _track_dominant_speakers(self) -> None:

@@ -21,11 +21,14 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from . import adapter
 
 if TYPE_CHECKING:
+    from .recording import TrackRecorder
     from .subscription import DataSubscription, MediaSubscription
 
 logger = logging.getLogger(__name__)
 
 PLI_INTERVAL = 1.0
+RECENT_FRAMES = 30
+"""Frames kept from the last keyframe on (1 s at 30 fps, what a subscriber queue holds)."""
 """Seconds between two PLIs sent to one publisher for one publication."""
 
 
@@ -61,6 +64,7 @@ class MediaPublication:
         self.codec: RTCRtpCodecParameters | None = None
         self.enabled = True
         self.subscriptions: list[MediaSubscription] = []
+        self.recorders: list[TrackRecorder] = []
         self.frames_received = 0
         self.frames_forwarded = 0
         self.keyframe_requests_sent = 0
@@ -71,6 +75,8 @@ class MediaPublication:
         self._pli_timer: asyncio.TimerHandle | None = None
         self._pli_tasks: set[asyncio.Future[bool]] = set()
         self._on_ready: list[Callable[[MediaPublication], None]] = []
+        self.recent: list[EncodedFrame] = []
+        """The last keyframe and the frames after it (video, at most RECENT_FRAMES)."""
 
     @property
     def ready(self) -> bool:
@@ -105,12 +111,27 @@ class MediaPublication:
 
     def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
         self.frames_received += 1
-        if not self.enabled or not self.subscriptions:
-            return
         frame = EncodedFrame(data, timestamp, is_keyframe(codec.mimeType, data))
+        if self.kind == "video":
+            self._keep_for_new_subscribers(frame)
+        if not self.enabled or not (self.subscriptions or self.recorders):
+            return
+        for recorder in self.recorders:
+            recorder.push(codec, frame)
         for subscription in self.subscriptions:
             if subscription.push(frame):
                 self.frames_forwarded += 1
+
+    def _keep_for_new_subscribers(self, frame: EncodedFrame) -> None:
+        """Keep the last keyframe and the frames since, while they are few: a new
+        subscriber starts from them at once instead of waiting for a PLI's keyframe."""
+        if frame.keyframe:
+            self.recent = [frame]
+        elif self.recent:
+            if len(self.recent) < RECENT_FRAMES:
+                self.recent.append(frame)
+            else:
+                self.recent = []  # too old a keyframe: new subscribers ask for one
 
     def _on_audio_level(self, level: int) -> None:
         self.audio_level = level
@@ -137,9 +158,12 @@ class MediaPublication:
         task.add_done_callback(self._pli_tasks.discard)
 
     def close(self) -> None:
-        """Stop forwarding: every subscription is released."""
+        """Stop forwarding: every subscription is released, every recording ended."""
         for subscription in list(self.subscriptions):
             subscription.end()
+        for recorder in self.recorders:
+            recorder.end()
+        self.recorders.clear()
         if self._pli_timer is not None:
             self._pli_timer.cancel()
             self._pli_timer = None

@@ -36,6 +36,7 @@ from .interface import (
     MediaPlane,
     MediaStats,
     RemovePeer,
+    StopRecording,
     Subscribe,
     Unsubscribe,
     WorkerExited,
@@ -216,6 +217,11 @@ class WorkerMediaPlane(MediaPlane):
             alive = [w for w in self.workers if w.alive]
             results = await asyncio.gather(*(w.call(command) for w in alive))
             return [MediaStats(**r) for r in results]
+        if isinstance(command, StopRecording):
+            # Its participant may have left already: whichever worker has it answers.
+            alive = [w for w in self.workers if w.alive]
+            results = await asyncio.gather(*(w.call(command) for w in alive))
+            return next((r for r in results if r is not None), None)
         if isinstance(command, AddPeer):
             worker = self._worker_for_room(command.room_sid)
             result = await worker.call(command)
