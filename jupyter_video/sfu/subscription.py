@@ -124,7 +124,12 @@ class MediaSubscription:
         slot.track.frames.clear()
         self.waiting_for_keyframe = self.publication.kind == "video"
         self.publication.subscriptions.append(self)
-        self.publication.request_keyframe()
+        recent = list(self.publication.recent)
+        if recent and len(recent) <= slot.track.maxlen:
+            for frame in recent:  # starts on the kept keyframe, no PLI round trip
+                self.push(frame)
+        else:
+            self.publication.request_keyframe()
 
     def push(self, frame: EncodedFrame) -> bool:
         """Queue ``frame`` for the subscriber; False when it was dropped."""

@@ -362,3 +362,23 @@ async def test_a_track_published_on_the_m_section_of_an_unpublished_one_is_forwa
     track = await asyncio.wait_for(subscriber.tracks.get(), 10)
     indices = await receive_pattern(track, 10)
     assert indices == list(range(indices[0], indices[0] + 10))
+
+
+async def test_a_subscriber_joining_soon_after_a_keyframe_starts_from_it_without_a_pli(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, first, second = clients(1), clients(2), clients(3)
+    track_sid = await publish_video(publisher)
+    await first.join()
+    await first.subscribe(track_sid)
+    await receive_pattern(await asyncio.wait_for(first.tracks.get(), 10), 3)
+    [before] = await plane.stats()
+    # The keyframe the first subscriber asked for is less than a second old.
+    await second.join()
+    await second.subscribe(track_sid)
+    track = await asyncio.wait_for(second.tracks.get(), 10)
+    indices = await receive_pattern(track, 10)
+    assert indices == list(range(indices[0], indices[0] + 10))
+    assert second.keyframes[0] is True
+    [after] = await plane.stats()
+    assert after.keyframe_requests_sent == before.keyframe_requests_sent
