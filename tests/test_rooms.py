@@ -403,3 +403,22 @@ async def test_no_ad_hoc_rooms_means_53106(tmp_path: Any) -> None:
         assert info.value.code == 53106
     finally:
         process.stop()
+
+
+async def test_the_loudest_participant_is_announced_as_dominant_speaker(join: Any) -> None:
+    from jupyter_video.client import LocalAudioTrack
+
+    name = room_name()
+    seconds = np.arange(48000 * 8) / 48000
+    tone = (np.sin(2 * np.pi * 440 * seconds) * 20000).astype(np.int16)
+    listener, listener_events = await join("listener", name, dominant_speaker=True)
+    speaker, _ = await join(
+        "speaker", name, tracks=[LocalAudioTrack.from_array(tone, sample_rate=48000)]
+    )
+    event = await listener_events.wait(
+        "dominant_speaker_changed", lambda e: e.participant is not None
+    )
+    assert event.participant is not None
+    assert event.participant.sid == speaker.local_participant.sid
+    assert listener.dominant_speaker is not None
+    assert listener.dominant_speaker.identity == "speaker"

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import AccessTokenError, ParticipantError, RoomError, SignalingError, VideoError
-from ..model import Participant, PublishedTrack, Room, RoomStatus, TrackKind
+from ..model import Participant, PublishedTrack, Room, RoomStatus, TrackFacts, TrackKind
 from ..model.participant import MAX_IDENTITY_LENGTH
 from ..sfu import interface as media
 from ..sfu.interface import MediaPlane
 from ..signaling import rsp
 from ..tokens import TokenClaims, verify_token
+from .recordings import Recordings, Selection
 from .registry import RoomEvent, RoomRegistry
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,8 @@ class Conference:
         self.sessions: dict[str, LiveParticipant] = {}
         self._participants: dict[str, LiveParticipant] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.recordings: Recordings | None = None
+        """Set by the server app: where RecordingRules are applied."""
         registry.listeners.append(self._on_room_event)
 
     # -- background work -----------------------------------------------------
@@ -205,6 +208,8 @@ class Conference:
                 log.exception("handling media event %r failed", event)
 
     async def close(self) -> None:
+        if self.recordings is not None:
+            await self.recordings.stop_all()
         for participant in list(self._participants.values()):
             await self.leave(participant)
         for task in list(self._tasks):
@@ -263,6 +268,7 @@ class Conference:
                 await self.media.add_peer(record.sid, record_room.sid)
                 await self._apply_tracks(participant, message.participant, announce=False)
                 answers = await self._apply_descriptions(participant, message.peer_connections)
+                granted, needs_offer = await self._grant_media_signaling(participant, message)
                 participant.welcome(
                     rsp.Connected(
                         session=participant.session,
@@ -275,17 +281,35 @@ class Conference:
                         subscribed=participant.subscribed(),
                         recording=rsp.Recording(is_recording=False, revision=1),
                         options=rsp.RoomOptions(session_timeout=int(self.settings.session_timeout)),
+                        media_signaling=granted or None,
                     ).to_dict()
                 )
         except BaseException:
             await self.leave(participant)
             raise
+        if needs_offer:
+            self.spawn(self.renegotiate(participant))
         participant.state_revision.next()
         self._announce(participant)
         await self.refresh_subscriptions(participant)
         for other in room.others(participant):
             self.spawn(self.refresh_subscriptions(other))
+        self.spawn(self.refresh_recordings(room))
         return participant
+
+    async def _grant_media_signaling(
+        self, participant: LiveParticipant, message: rsp.Connect
+    ) -> tuple[dict[str, str], bool]:
+        """Open the media-signaling channels the client asked for that this server
+        speaks (``active_speaker``); the others are left out, which twilio-video
+        takes as "not available" (docs/signaling.md section 9)."""
+        granted: dict[str, str] = {}
+        needs_offer = False
+        if "active_speaker" in message.media_signaling:
+            label = f"active_speaker-{uuid.uuid4().hex[:8]}"
+            needs_offer = await self.media.grant_active_speaker(participant.sid, label)
+            granted["active_speaker"] = label
+        return granted, needs_offer
 
     async def resume(self, connection: Connection, message: rsp.Sync) -> LiveParticipant:
         """A client reconnecting its signaling with ``sync``: same session, full state."""
@@ -320,6 +344,7 @@ class Conference:
                     recording=rsp.Recording(is_recording=False, revision=1),
                 ).to_dict()
             )
+        self.spawn(self.refresh_recordings(participant.room))
         return participant
 
     # -- updates from a client -----------------------------------------------
@@ -338,6 +363,7 @@ class Conference:
         if changed:
             for other in participant.room.others(participant):
                 self.spawn(self.refresh_subscriptions(other))
+            self.spawn(self.refresh_recordings(participant.room))
 
     async def _apply_tracks(
         self, participant: LiveParticipant, state: rsp.LocalParticipantState, announce: bool = True
@@ -493,6 +519,27 @@ class Conference:
         if track is not None:
             self.registry.record_subscription(participant.record, track, subscribed)
 
+    async def refresh_recordings(self, room: LiveRoom) -> None:
+        """Record the tracks of ``room`` that its RecordingRules select, and no others."""
+        if self.recordings is None:
+            return
+
+        def selected() -> Selection:
+            if self.rooms.get(room.record.sid) is not room:  # ended, or everyone left
+                return {}
+            rules = self.registry.recording_rules(room.record)
+            wanted: Selection = {}
+            for participant in room.participants.values():
+                for track in participant.tracks.values():
+                    record = track.record
+                    facts = TrackFacts(record.sid, record.name, record.track_kind.value,
+                                       participant.sid, participant.identity)
+                    if record.track_kind is not TrackKind.DATA and rules.selects(facts):
+                        wanted[record.sid] = (participant.record, record)
+            return wanted
+
+        await self.recordings.apply(room.record, selected)
+
     async def renegotiate(self, participant: LiveParticipant) -> None:
         """Offer the participant a new description (after any offer it has not answered)."""
         async with participant.lock:
@@ -552,6 +599,7 @@ class Conference:
         self._announce(participant, "disconnected")
         for other in room.others(participant):
             self.spawn(self.refresh_subscriptions(other))
+        self.spawn(self.refresh_recordings(room))
         if not room.participants:
             self.rooms.pop(room.record.sid, None)
 
@@ -577,6 +625,7 @@ class Conference:
         if event.name == "room-ended":
             room = self.rooms.pop(event.room.sid, None)
             if room is not None:
+                self.spawn(self.refresh_recordings(room))
                 for participant in list(room.participants.values()):
                     self.spawn(self.kick(participant, None, completed=True))
                 self.spawn(self._close_room(event.room.sid))
@@ -592,6 +641,10 @@ class Conference:
             live = self._participants.get(event.participant.sid)
             if live is not None:
                 self.spawn(self.refresh_subscriptions(live))
+        elif event.name == "recording-rules-updated":
+            room = self.rooms.get(event.room.sid)
+            if room is not None:
+                self.spawn(self.refresh_recordings(room))
 
     async def _close_room(self, room_sid: str) -> None:
         with contextlib.suppress(VideoError):
@@ -602,6 +655,8 @@ class Conference:
             media.RenegotiationNeeded: self._on_renegotiation_needed,
             media.ConnectionStateChanged: self._on_connection_state,
             media.WorkerExited: self._on_worker_exited,
+            media.RecordingStarted: self._on_recording_started,
+            media.RecordingEnded: self._on_recording_ended,
         }
         handler = handlers.get(type(event))
         if handler is not None:
@@ -619,7 +674,17 @@ class Conference:
         if participant is not None and event.state == media.PeerState.FAILED:
             await self.kick(participant, VideoError(event.error_code or 53405))
 
+    async def _on_recording_started(self, event: media.RecordingStarted) -> None:
+        if self.recordings is not None:
+            self.recordings.started(event)
+
+    async def _on_recording_ended(self, event: media.RecordingEnded) -> None:
+        if self.recordings is not None:
+            self.recordings.ended(event)
+
     async def _on_worker_exited(self, event: media.WorkerExited) -> None:
+        if self.recordings is not None:
+            self.recordings.rooms_lost(event.room_sids)
         for sid in event.participant_sids:
             participant = self._participants.get(sid)
             if participant is not None:

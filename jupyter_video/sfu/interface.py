@@ -144,6 +144,17 @@ class SetEnabled(Command):
 
 
 @dataclass
+class GrantActiveSpeaker(Command):
+    """Open the participant's ``active_speaker`` media-signaling channel (an
+    RTCDataChannel labelled ``label``, docs/signaling.md section 9) and keep it
+    told who the room's dominant speaker is; the result says whether the
+    participant needs an offer (its first data channel)."""
+
+    participant_sid: str
+    label: str
+
+
+@dataclass
 class CloseRoom(Command):
     """Close every peer of the room."""
 
@@ -428,6 +439,10 @@ class MediaPlane(abc.ABC):
 
     async def set_enabled(self, participant_sid: str, track_sid: str, enabled: bool) -> None:
         await self.execute(SetEnabled(participant_sid, track_sid, enabled))
+
+    async def grant_active_speaker(self, participant_sid: str, label: str) -> bool:
+        needs_offer: bool = await self.execute(GrantActiveSpeaker(participant_sid, label))
+        return needs_offer
 
     async def close_room(self, room_sid: str) -> None:
         await self.execute(CloseRoom(room_sid))

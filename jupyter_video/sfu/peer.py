@@ -7,6 +7,7 @@ carry what it subscribes to, one sendonly transceiver per media subscription.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -103,6 +104,7 @@ class Peer:
         self._remote_sdp: str | None = None
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
         self._sections: dict[RTCRtpTransceiver, MediaPublication] = {}  # what each carries
+        self._active_speaker: RTCDataChannel | None = None
         # One transport for every m-section, as twilio-video.js asks of its own peer
         # connection (peerconnection.js: bundlePolicy max-bundle).
         self.pc = RTCPeerConnection(
@@ -253,6 +255,23 @@ class Peer:
         publication = self.room.data_publication(self.participant_sid, channel.label)
         publication.attach(channel)
         self._report(DataChannelOpened(self.participant_sid, channel.label))
+
+    # ----------------------------------------------------------- media signaling
+
+    def grant_active_speaker(self, label: str) -> bool:
+        """Open the ``active_speaker`` channel; True when an offer is needed for it."""
+        needs_offer = self.pc.sctp is None  # the first channel adds m=application
+        channel = self.pc.createDataChannel(label, ordered=True)
+        self._active_speaker = channel
+        # twilio-video sends {"type": "ready"} first; the current speaker goes out on open.
+        channel.on("open", lambda: self.tell_active_speaker(self.room.dominant_speaker))
+        return needs_offer
+
+    def tell_active_speaker(self, participant_sid: str | None) -> None:
+        """``{"type": "active_speaker", "participant": sid}`` (dominantspeakersignaling.js)."""
+        channel = self._active_speaker
+        if channel is not None and channel.readyState == "open":
+            channel.send(json.dumps({"type": "active_speaker", "participant": participant_sid}))
 
     # ----------------------------------------------------------- subscribing
 

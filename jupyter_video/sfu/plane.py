@@ -23,6 +23,7 @@ from .interface import (
     Command,
     CreateOffer,
     GetStats,
+    GrantActiveSpeaker,
     MediaPlane,
     MediaStats,
     RecordingSummary,
@@ -75,6 +76,7 @@ class LocalMediaPlane(MediaPlane):
             BindPublication: self._bind_publication,
             Unpublish: self._unpublish,
             Subscribe: self._subscribe,
+            GrantActiveSpeaker: self._grant_active_speaker,
             Unsubscribe: self._unsubscribe,
             SetEnabled: self._set_enabled,
             CloseRoom: self._close_room,
@@ -160,6 +162,11 @@ class LocalMediaPlane(MediaPlane):
     async def _subscribe(self, command: Subscribe) -> bool:
         room = self._room(command.subscriber_sid)
         return room.peer(command.subscriber_sid).subscribe(room.publication(command.track_sid))
+
+    async def _grant_active_speaker(self, command: GrantActiveSpeaker) -> bool:
+        room = self._room(command.participant_sid)
+        peer = room.peer(command.participant_sid)
+        return peer.grant_active_speaker(command.label)
 
     async def _unsubscribe(self, command: Unsubscribe) -> bool:
         return self._peer(command.subscriber_sid).unsubscribe(command.track_sid)

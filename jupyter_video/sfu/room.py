@@ -137,3 +137,5 @@ class Room:
         if speaker != self.dominant_speaker:
             self.dominant_speaker = speaker
             self._report(DominantSpeakerChanged(self.room_sid, speaker))
+            for peer in self.peers.values():
+                peer.tell_active_speaker(speaker)
