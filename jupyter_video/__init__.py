@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         RoomEvent,
         connect,
     )
+    from .recording import TrackRecording, recordings
     from .widgets import PreviewWidget, RoomWidget
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ _LAZY = {
         "connect",
     )
 }
+_LAZY.update({name: "jupyter_video.recording" for name in ("TrackRecording", "recordings")})
 # The widgets import anywidget and ipywidgets: only when a notebook asks for them.
 _LAZY.update({name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget")})
 
@@ -60,11 +62,13 @@ __all__ = [
     "Room",
     "RoomEvent",
     "RoomWidget",
+    "TrackRecording",
     "VideoError",
     "VideoGrant",
     "__version__",
     "connect",
     "credentials",
+    "recordings",
 ]
 
 

@@ -23,6 +23,7 @@ from ..store import Store, open_store
 from . import rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
 from .live import Conference, LiveSettings
+from .recordings import Recordings
 from .registry import RoomDefaults, RoomRegistry
 
 
@@ -37,6 +38,7 @@ class VideoContext:
     media: MediaPlane
     conference: Conference
     status_callbacks: StatusCallbacks
+    recordings: Recordings
 
 
 def _env(name: str) -> str | None:
@@ -119,6 +121,11 @@ class VideoApp(ExtensionApp):
         help="Where rooms and participants are kept: 'sqlite:////abs/path.sqlite' "
         "(default: jupyter_video.sqlite in the Jupyter data directory) or 'memory://'.",
     )
+    recordings_dir = Unicode(
+        config=True,
+        help="Directory where track recordings are written, one folder per room "
+        "(default: recordings/ under jupyter_video's folder in the Jupyter data directory).",
+    )
 
     media_workers = Int(
         None,
@@ -197,6 +204,10 @@ class VideoApp(ExtensionApp):
             Path(jupyter_data_dir()) / "jupyter_video" / "jupyter_video.sqlite"
         )
 
+    @default("recordings_dir")
+    def _default_recordings_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "jupyter_video" / "recordings")
+
     def initialize_settings(self) -> None:
         room_type = check_room_type(self.default_room_type)
         for name in ("empty_room_timeout", "unused_room_timeout"):
@@ -249,8 +260,13 @@ class VideoApp(ExtensionApp):
         )
         # First, so that it numbers events in the order the registry emits them.
         registry.listeners.insert(0, status_callbacks.on_room_event)
+        recordings = Recordings(registry, media, Path(self.recordings_dir), status_callbacks)
+        if self.serverapp is not None:
+            recordings.api_root = self.serverapp.connection_url.rstrip("/") + "/video/v1"
+        recordings.recover()  # after registry.recover(): nothing is recording any more
+        conference.recordings = recordings
         self.context = VideoContext(
-            self, credentials, store, registry, media, conference, status_callbacks
+            self, credentials, store, registry, media, conference, status_callbacks, recordings
         )
         self.settings["jupyter_video"] = self.context
 
@@ -282,6 +298,7 @@ class VideoApp(ExtensionApp):
         self._expiry = PeriodicCallback(self._expire_rooms, interval_ms)
         self._expiry.start()
         self._server_info = account.write_server_info(serverapp.connection_url)
+        self.context.recordings.api_root = serverapp.connection_url.rstrip("/") + "/video/v1"
 
     def _expire_rooms(self) -> None:
         self.context.registry.expire_rooms()

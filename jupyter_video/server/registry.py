@@ -441,6 +441,8 @@ class RoomRegistry:
         current = self.recording_rules(room)
         current.replace(rules)
         self.store.save(current)
+        # Not a status callback event either: live rooms start and stop recordings.
+        self._emit(RoomEvent("recording-rules-updated", room))
         return current
 
     def track_facts(self, track: PublishedTrack) -> TrackFacts:

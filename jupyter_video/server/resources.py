@@ -9,6 +9,7 @@ from urllib.parse import quote
 from ..model import (
     Participant,
     PublishedTrack,
+    Recording,
     RecordingRules,
     Room,
     SubscribedTrack,
@@ -34,6 +35,11 @@ class Urls:
 
     def participant(self, room_sid: str, participant_sid: str) -> str:
         return f"{self.room(room_sid)}/Participants/{participant_sid}"
+
+    def recording(self, recording_sid: str, room_sid: str | None = None) -> str:
+        """``/Recordings/RT...``, or ``/Rooms/RM.../Recordings/RT...`` when listed by room."""
+        parent = self.room(room_sid) if room_sid is not None else self.root
+        return f"{parent}/Recordings/{recording_sid}"
 
 
 def room_json(room: Room, urls: Urls) -> dict[str, Any]:
@@ -141,4 +147,31 @@ def recording_rules_json(rules: RecordingRules) -> dict[str, Any]:
         "rules": rules.rules,
         "date_created": iso(rules.date_created),
         "date_updated": iso(rules.date_updated),
+    }
+
+
+def recording_json(recording: Recording, urls: Urls, in_room: bool = False) -> dict[str, Any]:
+    """A Recording, as ``/Recordings`` (or, ``in_room``, ``/Rooms/{sid}/Recordings``) shows it."""
+    url = urls.recording(recording.sid, recording.room_sid if in_room else None)
+    return {
+        "account_sid": recording.account_sid,
+        "status": recording.status.value,
+        "date_created": iso(recording.date_created),
+        "date_updated": iso(recording.date_updated),
+        "sid": recording.sid,
+        "source_sid": recording.source_sid,
+        "room_sid": recording.room_sid,
+        "size": recording.size,
+        "type": recording.type,
+        "duration": recording.duration,
+        "container_format": recording.container_format,
+        "codec": recording.codec,
+        "grouping_sids": recording.grouping_sids,
+        "track_name": recording.track_name,
+        "offset": recording.offset,
+        "media_external_location": None,
+        "status_callback": None,
+        "status_callback_method": "POST",
+        "url": url,
+        "links": {"media": f"{url}/Media"},
     }

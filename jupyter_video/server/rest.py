@@ -22,9 +22,18 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..errors import VideoError, invalid_parameter
-from ..model import Participant, ParticipantStatus, Room, RoomStatus, parse_rules
+from ..model import (
+    Participant,
+    ParticipantStatus,
+    Recording,
+    RecordingStatus,
+    Room,
+    RoomStatus,
+    parse_rules,
+)
 from ..model.room import MEDIA_REGIONS, VIDEO_CODECS, check_room_type
 from . import resources
+from .recordings import MEDIA_TYPES, RecordingFilter, Recordings
 from .registry import Page, RoomRegistry
 
 MAX_PAGE_SIZE = 1000
@@ -534,6 +543,95 @@ class RecordingRulesHandler(TwilioHandler):
         )
 
 
+_RECORDING_LIST = (
+    "Status", "SourceSid", "GroupingSid", "MediaType", "DateCreatedAfter", "DateCreatedBefore",
+    *_PAGING,
+)  # fmt: skip
+_ROOM_RECORDING_LIST = ("Status", "SourceSid", "DateCreatedAfter", "DateCreatedBefore", *_PAGING)
+MEDIA_CHUNK = 1 << 20
+
+
+class RecordingsBase(TwilioHandler):
+    """``/Recordings/...`` and ``/Rooms/{RoomSid}/Recordings/...`` alike: the path's
+    groups are the room (when there is one), then the recording."""
+
+    @property
+    def recordings(self) -> Recordings:
+        return self.settings["jupyter_video"].recordings
+
+    def recording(self, path: Sequence[str]) -> Recording:
+        room_sid = self.room(path[0]).sid if len(path) == 2 else None
+        return self.recordings.get(path[-1], room_sid)
+
+
+class RecordingsHandler(RecordingsBase):
+    """``/v1/Recordings`` and ``/v1/Rooms/{RoomSid}/Recordings``: list."""
+
+    @allow_unauthenticated
+    def get(self, *path: str) -> None:
+        room = self.room(path[0]) if path else None
+        params = self.params(
+            _ROOM_RECORDING_LIST if room else _RECORDING_LIST, "listing Recordings"
+        )
+        status = params.choice("Status", [s.value for s in RecordingStatus])
+        where = RecordingFilter(
+            status=RecordingStatus(status) if status else None,
+            source_sid=params.text("SourceSid"),
+            grouping_sids=tuple(params.texts("GroupingSid") or ()),
+            media_type=params.choice("MediaType", ("audio", "video")),
+            room_sid=room.sid if room else None,
+            created_after=params.time("DateCreatedAfter"),
+            created_before=params.time("DateCreatedBefore"),
+        )
+        self.reply_page(
+            "recordings",
+            params,
+            lambda offset, limit: self.recordings.list(where, offset, limit),
+            lambda recording: resources.recording_json(recording, self.urls, room is not None),
+        )
+
+
+class RecordingHandler(RecordingsBase):
+    """``.../Recordings/{RecordingSid}``: fetch, and delete (the media goes, the record
+    stays ``deleted``)."""
+
+    @allow_unauthenticated
+    def get(self, *path: str) -> None:
+        self.params((), "fetching a Recording")
+        recording = self.recording(path)
+        self.reply(resources.recording_json(recording, self.urls, len(path) == 2))
+
+    @allow_unauthenticated
+    def delete(self, *path: str) -> None:
+        self.params((), "deleting a Recording")
+        self.recordings.delete(self.recording(path))
+        self.set_status(204)
+        self.finish()
+
+
+class RecordingMediaHandler(RecordingsBase):
+    """``.../Recordings/{RecordingSid}/Media``: the Matroska file itself."""
+
+    @allow_unauthenticated
+    async def get(self, *path: str) -> None:
+        self.params((), "fetching a Recording's media")
+        recording = self.recording(path)
+        if recording.status is RecordingStatus.DELETED:
+            raise VideoError(20404, f"The media of Recording {recording.sid} was deleted")
+        try:
+            media = open(recording.path, "rb")  # noqa: SIM115 - closed below, across awaits
+        except FileNotFoundError:
+            raise VideoError(20404, f"The media of Recording {recording.sid} is gone") from None
+        with media:
+            name = f"{recording.sid}.{recording.container_format}"
+            self.set_header("Content-Type", MEDIA_TYPES[recording.container_format])
+            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+            while chunk := media.read(MEDIA_CHUNK):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
 class NotFoundHandler(TwilioHandler):
     """Any other path under ``/video/v1``: Twilio's 20404 body, not Jupyter's page."""
 
@@ -558,5 +656,11 @@ handlers: list[tuple[str, type[TwilioHandler]]] = [
     (_PARTICIPANT + r"/SubscribedTracks/([^/]+)/?", SubscribedTrackHandler),
     (_PARTICIPANT + r"/SubscribeRules/?", SubscribeRulesHandler),
     (_ROOM + r"/RecordingRules/?", RecordingRulesHandler),
+    (_ROOM + r"/Recordings/?", RecordingsHandler),
+    (_ROOM + r"/Recordings/([^/]+)/?", RecordingHandler),
+    (_ROOM + r"/Recordings/([^/]+)/Media/?", RecordingMediaHandler),
+    (r"/video/v1/Recordings/?", RecordingsHandler),
+    (r"/video/v1/Recordings/([^/]+)/?", RecordingHandler),
+    (r"/video/v1/Recordings/([^/]+)/Media/?", RecordingMediaHandler),
     (r"/video/v1/(.*)", NotFoundHandler),
 ]
