@@ -4,8 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+WIDGET_JS := jupyter_video/static/widget.js
 
-.PHONY: lab test lint clean
+.PHONY: lab test lint clean browser-deps
 
 $(VENV)/.installed-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,15 +20,31 @@ $(VENV)/.installed-test: pyproject.toml
 	$(BIN)/pip install -e ".[test]"
 	touch $@
 
-lab: $(VENV)/.installed-lab
+lab: $(VENV)/.installed-lab $(WIDGET_JS)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) examples/quickstart.ipynb
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check jupyter_video tests benchmarks
 	$(BIN)/mypy
 
+# The widgets' front end: pip install -e builds it (hatch-jupyter-builder); this
+# rebuilds it from a clean npm ci when js/ changed since.
+$(WIDGET_JS): js/package.json js/package-lock.json js/build.mjs $(wildcard js/src/*)
+	cd js && npm ci --no-audit --no-fund && npm run build
+
+# Browser tests (tests/widgets, tests/browser): Debian's Chromium, driven by
+# playwright-core from tests/browser/node_modules (no Playwright browser download).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund
+
+browser-deps: $(CHROMIUM) tests/browser/node_modules/.package-lock.json $(WIDGET_JS)
+
 # pytest exits 5 when it collects nothing; that is not a failure of the code.
-test: lint
+test: lint browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 

@@ -84,11 +84,18 @@ class RoomView {
     this.messageList = element('ol', { class: 'jv-messages' });
     this.chatInput = element('input', { class: 'jv-chat-input', type: 'text', placeholder: 'Message everyone', disabled: '' });
     const form = element('form', { class: 'jv-chat-form' }, [this.chatInput, element('button', { type: 'submit', text: 'Send' })]);
-    form.onsubmit = (event) => {
-      event.preventDefault();
+    const submit = () => {
       const text = this.chatInput.value.trim();
       if (text) { this.sendMessage(text); this.chatInput.value = ''; }
     };
+    form.onsubmit = (event) => { event.preventDefault(); submit(); };
+    // Keys typed here are the chat's, not JupyterLab's shortcuts (Enter would edit
+    // the cell, "d d" delete it): Lumino skips elements with this attribute.
+    form.setAttribute('data-lm-suppress-shortcuts', 'true');
+    this.chatInput.addEventListener('keydown', (event) => {
+      event.stopPropagation();
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) { event.preventDefault(); submit(); }
+    });
     const chat = element('div', { class: 'jv-chat' }, [this.messageList, form]);
     const bar = element('div', { class: 'jv-bar' }, [
       this.stateBadge, this.title, element('span', { class: 'jv-spacer' }),
@@ -304,7 +311,7 @@ class RoomView {
         'data-subscribed': String(subscribed),
         'data-enabled': String(publication.isTrackEnabled),
         title: subscribed ? `Unsubscribe from ${publication.trackName}` : `Subscribe to ${publication.trackName}`,
-        text: `${publication.kind === 'audio' ? '🎤' : '🎥'}${publication.isTrackEnabled ? '' : ' off'}${subscribed ? '' : ' ⊘'}`,
+        text: `${publication.kind}${publication.isTrackEnabled ? '' : ' (off)'}`,
       });
       button.onclick = () => (this.excluded.has(publication.trackSid) ? this.subscribe(publication.trackSid) : this.unsubscribe(publication.trackSid));
       tile.tracks.append(button);

@@ -30,9 +30,9 @@ class PreviewWidget(anywidget.AnyWidget):
     )
     devices = t.List(t.Dict(), help="Cameras and microphones: kind, id, label.").tag(sync=True)
     level = t.Int(0, help="Microphone level, 0 (silence) to 10.").tag(sync=True)
-    error = t.Dict(None, allow_none=True, help="Media error: name, message, remedy.").tag(
-        sync=True
-    )
+    error = t.Dict(
+        default_value=None, allow_none=True, help="Media error: name, message, remedy."
+    ).tag(sync=True)
 
     def join(self, room: str = "lab", identity: str | None = None, **kwargs: Any) -> RoomWidget:
         """Release the preview's devices and return a RoomWidget using the chosen ones.

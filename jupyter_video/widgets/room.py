@@ -56,7 +56,9 @@ class RoomWidget(anywidget.AnyWidget):
         None, allow_none=True, help="Identity of the dominant speaker."
     ).tag(sync=True)
     error = t.Dict(
-        None, allow_none=True, help="Last error: code (Twilio's, or None), name, message, remedy."
+        default_value=None,
+        allow_none=True,
+        help="Last error: code (Twilio's, or None), name, message, remedy.",
     ).tag(sync=True)
 
     def __init__(
@@ -71,8 +73,8 @@ class RoomWidget(anywidget.AnyWidget):
         super().__init__(room=room, identity=identity, audio=audio, video=video, **kwargs)
         self._message_callbacks: list[MessageCallback] = []
         self._participant_callbacks: list[ParticipantCallback] = []
-        self.observe(self._messages_changed, names="messages")
-        self.observe(self._participants_changed, names="participants")
+        self.observe(self._on_messages, names="messages")
+        self.observe(self._on_participants, names="participants")
 
     def __repr__(self) -> str:
         return f"RoomWidget(room={self.room!r}, state={self.state!r}, identity={self.identity!r})"
@@ -124,13 +126,13 @@ class RoomWidget(anywidget.AnyWidget):
         self._participant_callbacks.append(callback)
         return callback
 
-    def _messages_changed(self, change: dict[str, Any]) -> None:
+    def _on_messages(self, change: dict[str, Any]) -> None:
         old, new = change["old"] or [], change["new"] or []
         for message in new[len(old):]:
             for callback in list(self._message_callbacks):
                 callback(message)
 
-    def _participants_changed(self, change: dict[str, Any]) -> None:
+    def _on_participants(self, change: dict[str, Any]) -> None:
         old = {p["sid"]: p for p in change["old"] or []}
         new = {p["sid"]: p for p in change["new"] or []}
         events = [("connected", p) for sid, p in new.items() if sid not in old]
