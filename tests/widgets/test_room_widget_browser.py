@@ -174,6 +174,7 @@ async def test_room_widget_in_jupyterlab_with_a_python_participant(
         received: list[str] = []
         disabled: list[str] = []
         left: list[str] = []
+        publications: list[tuple[str, str]] = []
 
         def on_event(event: RoomEvent) -> None:
             if event.name == "track_message" and isinstance(event.message, str):
@@ -182,8 +183,11 @@ async def test_room_widget_in_jupyterlab_with_a_python_participant(
                 disabled.append(event.publication.kind)
             elif event.name == "participant_disconnected" and event.participant is not None:
                 left.append(event.participant.identity)
+            elif event.name in ("track_published", "track_unpublished") and event.publication:
+                publications.append((event.name, event.publication.track_name))
 
-        for name in ("track_message", "track_disabled", "participant_disconnected"):
+        for name in ("track_message", "track_disabled", "participant_disconnected",
+                     "track_published", "track_unpublished"):
             python.on(name, on_event)
 
         # The widget shows the Python participant's video: bright and changing.
@@ -222,6 +226,14 @@ async def test_room_widget_in_jupyterlab_with_a_python_participant(
         # Stopping the camera in the page is seen by the Python participant.
         await page.call("click", selector=".jv-cam")
         await wait_until(lambda: "video" in disabled, what="track_disabled")
+
+        # Screen share is an extra video track named "screen", unpublished when stopped.
+        await page.call("click", selector=".jv-screen")
+        await wait_until(lambda: ("track_published", "screen") in publications,
+                         what="the screen track published")
+        await page.call("click", selector=".jv-screen")
+        await wait_until(lambda: ("track_unpublished", "screen") in publications,
+                         what="the screen track unpublished")
 
         # Unsubscribing in the page removes the video element (its frames stop), through
         # SubscribeRules; subscribing again brings the video back.
