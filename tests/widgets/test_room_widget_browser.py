@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 
 from jupyter_video.client import (
     LocalDataTrack,
@@ -347,4 +348,37 @@ async def test_preview_widget_shows_the_camera_lists_devices_and_meters_the_micr
         finally:
             await watcher.disconnect()
     finally:
+        await asyncio.to_thread(driver.close)
+
+
+async def test_room_widget_shows_a_full_room_error_with_its_remedy(server: ServerProcess) -> None:
+    room = room_name()
+    creds = server.credentials()
+    response = await asyncio.to_thread(
+        requests.post, f"{server.url}video/v1/Rooms", timeout=10,
+        auth=(creds["api_key_sid"], creds["api_key_secret"]),
+        data={"UniqueName": room, "MaxParticipants": "1"},
+    )
+    assert response.status_code == 201, response.text
+    occupant = await connect(token(server, "occupant"), room, server.url,
+                             ice_host_addresses=LOOPBACK)
+    write_notebook(server.root / "notebooks" / "full.ipynb", WIDGET_CELL.format(room=room))
+    (server.root / "notebooks" / "widget_state.json").unlink(missing_ok=True)
+    driver = PageDriver(timeout=150)
+    page = Page(driver)
+    try:
+        lab = JupyterLab(driver, server)
+        await asyncio.to_thread(lab.open, "full.ipynb")
+        await asyncio.to_thread(lab.run_first_cell)
+        await page.call("wait", selector=".jv-error", timeout=60000, wait=70)
+        shown = await page.eval("() => document.querySelector('.jv-error').textContent")
+        assert "53105" in shown and "The room is full." in shown and "max_participants" in shown
+        assert await page.eval(
+            "() => document.querySelector('.jv-state').dataset.state") == "disconnected"
+        state = await wait_until(lambda: (kernel_state(server).get("error") or {}).get("code")
+                                 and kernel_state(server), what="the error in the kernel")
+        assert state["error"]["code"] == 53105 and state["error"]["remedy"]
+        assert state["state"] == "disconnected"
+    finally:
+        await occupant.disconnect()
         await asyncio.to_thread(driver.close)
