@@ -32,6 +32,7 @@ from jupyter_video.sfu.adapter import use_host_addresses
 
 from .client.participants import LOOPBACK, room_name, token
 from .client.test_client_e2e import LEVELS, decode_index, pattern_frames
+from .conftest import make_twilio_client
 from .server_process import ServerProcess
 from .test_status_callbacks import Receiver, assert_signed_by
 
@@ -324,7 +325,16 @@ async def test_recordings_are_listed_fetched_downloaded_and_deleted_over_rest(
     frames = await asyncio.to_thread(lambda: list(video.frames()))
     assert_pattern([decode_index(frame) for frame in frames])
 
-    assert rest(server, "DELETE", f"Recordings/{audio['sid']}").status_code == 204
+    # Twilio's helper library, changed only in its base URL.
+    twilio = make_twilio_client(server)
+    mine = await asyncio.to_thread(twilio.video.v1.recordings.list, grouping_sid=[alice_sid])
+    assert {r.sid for r in mine} == {r["sid"] for r in listing(GroupingSid=alice_sid)}
+    in_room = await asyncio.to_thread(twilio.video.v1.rooms(room["sid"]).recordings.list)
+    assert {r.sid for r in in_room} == {r.sid for r in mine}
+    helper = await asyncio.to_thread(twilio.video.v1.recordings(audio["sid"]).fetch)
+    assert (helper.codec, helper.container_format, helper.size) == ("opus", "mka", audio["size"])
+    assert helper.grouping_sids == {"room_sid": room["sid"], "participant_sid": alice_sid}
+    assert await asyncio.to_thread(twilio.video.v1.recordings(audio["sid"]).delete) is True
     assert rest(server, "GET", f"Recordings/{audio['sid']}").json()["status"] == "deleted"
     assert rest(server, "GET", fetched["links"]["media"]).json()["code"] == 20404
     assert rest(server, "GET", "Recordings/RT" + "0" * 32).status_code == 404
@@ -361,6 +371,8 @@ async def test_a_server_killed_mid_recording_leaves_a_playable_file_and_a_finish
         assert fetched["status"] == "completed"
         assert room_recordings(restarted, room["sid"], Status="processing") == []
         path = download(restarted, fetched, tmp_path)
+        with av.open(str(path)) as container:  # its recorder never got to close it
+            assert container.duration is None
         codec, seconds, indices = video_of(path)
         assert codec == "vp8"
         assert_pattern(indices)
@@ -368,5 +380,36 @@ async def test_a_server_killed_mid_recording_leaves_a_playable_file_and_a_finish
         assert killed - began - 1.5 < seconds <= killed - began + 0.5
         assert abs(fetched["duration"] - seconds) <= 1
         assert fetched["size"] == path.stat().st_size
+    finally:
+        restarted.stop()
+
+
+async def test_a_server_stopping_finishes_its_recordings(
+    tmp_path: Path, join: Callable[..., Any]
+) -> None:
+    root = tmp_path / "stopped"
+    stopping = ServerProcess(root, video_config=video_config(root)).start()
+    try:
+        room = create_room(stopping, RecordParticipantsOnConnect="true")
+        await join("alice", room["unique_name"], camera(), to=stopping)
+        [recording] = await wait_until(lambda: room_recordings(stopping, room["sid"]))
+        await wait_until(
+            lambda: rest(stopping, "GET", f"Recordings/{recording['sid']}").json()["codec"]
+        )
+        await asyncio.sleep(2.0)
+        await asyncio.to_thread(stopping.stop)  # SIGTERM
+    finally:
+        stopping.stop(kill=True)
+
+    restarted = ServerProcess(root, video_config=video_config(root)).start()
+    try:
+        fetched = rest(restarted, "GET", f"Recordings/{recording['sid']}").json()
+        assert fetched["status"] == "completed" and fetched["duration"] >= 2
+        path = download(restarted, fetched, tmp_path)
+        with av.open(str(path)) as container:  # closed by its recorder: duration and cues
+            assert container.duration is not None and container.duration >= 1.8e6
+        codec, seconds, indices = video_of(path)
+        assert codec == "vp8" and seconds >= 1.8
+        assert_pattern(indices)
     finally:
         restarted.stop()

@@ -90,25 +90,34 @@ class Recordings:
         """Absolute ``.../video/v1`` URL that callbacks name recordings by (set at start)."""
         self._running: dict[str, dict[str, str]] = defaultdict(dict)  # room -> track -> RT
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._users: dict[str, int] = defaultdict(int)  # room -> applies holding or awaiting
 
     # -- which tracks are recorded -------------------------------------------
 
     async def apply(self, room: Room, selected: Callable[[], Selection]) -> None:
         """Record exactly the tracks of ``room`` that ``selected()`` names (asked under the
         room's lock, so that a later change is never undone by an earlier one)."""
-        async with self._locks[room.sid]:
-            wanted = selected()
-            running = self._running[room.sid]
-            for track_sid in [sid for sid in running if sid not in wanted]:
-                await self._stop(running.pop(track_sid))
-            for track_sid, (participant, track) in wanted.items():
-                if track_sid not in running:
-                    recording = await self._start(room, participant, track)
-                    if recording is not None:
-                        running[track_sid] = recording.sid
-            if not running:
-                self._running.pop(room.sid, None)
-                self._locks.pop(room.sid, None)
+        self._users[room.sid] += 1
+        try:
+            async with self._locks[room.sid]:
+                await self._apply(room, selected())
+        finally:
+            self._users[room.sid] -= 1
+            if not self._users[room.sid]:  # nobody waits: forget the room once idle
+                del self._users[room.sid]
+                if not self._running.get(room.sid):
+                    self._running.pop(room.sid, None)
+                    self._locks.pop(room.sid, None)
+
+    async def _apply(self, room: Room, wanted: Selection) -> None:
+        running = self._running[room.sid]
+        for track_sid in [sid for sid in running if sid not in wanted]:
+            await self._stop(running.pop(track_sid))
+        for track_sid, (participant, track) in wanted.items():
+            if track_sid not in running:
+                recording = await self._start(room, participant, track)
+                if recording is not None:
+                    running[track_sid] = recording.sid
 
     def is_recording(self, room_sid: str) -> bool:
         return bool(self._running.get(room_sid))

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
@@ -625,8 +626,12 @@ class RecordingMediaHandler(RecordingsBase):
         with media:
             name = f"{recording.sid}.{recording.container_format}"
             self.set_header("Content-Type", MEDIA_TYPES[recording.container_format])
+            # A recording still processing grows: send what it held when asked.
+            remaining = os.fstat(media.fileno()).st_size
+            self.set_header("Content-Length", str(remaining))
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-            while chunk := media.read(MEDIA_CHUNK):
+            while remaining and (chunk := media.read(min(MEDIA_CHUNK, remaining))):
+                remaining -= len(chunk)
                 self.write(chunk)
                 await self.flush()
         self.finish()
