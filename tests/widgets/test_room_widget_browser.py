@@ -42,8 +42,13 @@ from .browser import (
     write_notebook,
 )
 from .driver import DriverError, PageDriver
+from .test_twilio_video_page import CONNECT as CONNECT_PAGE
+from .test_twilio_video_page import SAMPLE as SAMPLE_PAGE
+from .test_twilio_video_page import TWILIO_VIDEO
 
 pytestmark = [requires_browser, pytest.mark.timeout(300)]
+
+TWILIO_VIDEO_JS = TWILIO_VIDEO / "twilio-video.min.js"
 
 WIDGET_CELL = """\
 import json, pathlib
@@ -151,7 +156,8 @@ async def test_room_widget_in_jupyterlab_with_a_python_participant(
         assert state["identity"] == "lab-user"
         assert state["room_sid"].startswith("RM") and state["participant_sid"].startswith("PA")
 
-        # A Python participant sees the widget's camera (Chromium's fake device).
+        # A Python participant sees the widget's camera (Chromium's fake device). It
+        # joins before anyone else publishes video: see the xfail test at the end.
         viewer = await connect(token(server, "python-viewer"), room, server.url,
                                ice_host_addresses=LOOPBACK)
         viewers.append(viewer)
@@ -381,4 +387,44 @@ async def test_room_widget_shows_a_full_room_error_with_its_remedy(server: Serve
         assert state["state"] == "disconnected"
     finally:
         await occupant.disconnect()
+        await asyncio.to_thread(driver.close)
+
+
+# Known server issue: once a browser renegotiates to subscribe to a newly published
+# video, the SFU stops forwarding that browser's own video (the widget's frames reach
+# the second page frozen, or the page's never reach the widget). The same stall hits a
+# Python participant that publishes: it gets no frames from a browser that subscribed
+# to it (see the ordering in the first test of this module).
+@pytest.mark.xfail(strict=False, reason="SFU: a browser's video stalls after it re-subscribes")
+async def test_room_widget_and_a_second_browser_page_see_each_other(server: ServerProcess) -> None:
+    room = room_name()
+    write_notebook(server.root / "notebooks" / "pair.ipynb", WIDGET_CELL.format(room=room))
+    driver = PageDriver(timeout=150)
+    other = PageDriver(timeout=150)
+    page = Page(driver)
+    try:
+        lab = JupyterLab(driver, server)
+        await asyncio.to_thread(lab.open, "pair.ipynb")
+        await asyncio.to_thread(lab.run_first_cell)
+        await page.call("wait", selector='.jv-state[data-state="connected"]', timeout=60000,
+                        wait=70)
+        # The second page: twilio-video.js itself, with Chromium's fake camera.
+        await asyncio.to_thread(other.call, "blank")
+        await asyncio.to_thread(other.call, "addScript", path=str(TWILIO_VIDEO_JS))
+        signaling = f"ws://127.0.0.1:{server.port}{server.base_url}video/signaling"
+        joined = await asyncio.to_thread(other.eval, CONNECT_PAGE, {
+            "token": token(server, "second-page"), "wsServer": signaling, "name": room})
+        assert joined["state"] == "connected"
+        # The widget renders the second page's camera, and the page the widget's.
+        first = await page.sample("second-page")
+        await asyncio.sleep(1.0)
+        second = await page.sample("second-page")
+        assert second["mean"] > 10 and second["frames"] > first["frames"]
+        assert first["hash"] != second["hash"]
+        seen = await asyncio.to_thread(other.wait_for, SAMPLE_PAGE, "lab-user", 30)
+        await asyncio.sleep(1.0)
+        later = await asyncio.to_thread(other.wait_for, SAMPLE_PAGE, "lab-user", 30)
+        assert later["mean"] > 10 and later["hash"] != seen["hash"]
+    finally:
+        await asyncio.to_thread(other.close)
         await asyncio.to_thread(driver.close)
