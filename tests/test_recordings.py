@@ -251,6 +251,7 @@ async def test_recording_rules_updated_over_rest_start_and_stop_track_recordings
                        LocalAudioTrack.from_array(tone(30), name="voice"))
     await asyncio.sleep(1.0)
     assert room_recordings(server, room["sid"]) == []
+    assert alice.is_recording is False
     video_sid = next(sid for sid, t in alice.local_participant.tracks.items() if t.kind == "video")
 
     rules = [{"type": "include", "kind": "video"}]
@@ -258,6 +259,7 @@ async def test_recording_rules_updated_over_rest_start_and_stop_track_recordings
     assert response.status_code == 200, response.text
     [recording] = await wait_until(lambda: room_recordings(server, room["sid"]))
     assert (recording["source_sid"], recording["status"]) == (video_sid, "processing")
+    await wait_until(lambda: alice.is_recording)  # twilio-video's room.isRecording
     await asyncio.sleep(1.5)
 
     rest(server, "POST", f"Rooms/{room['sid']}/RecordingRules",
@@ -266,6 +268,7 @@ async def test_recording_rules_updated_over_rest_start_and_stop_track_recordings
         lambda: room_recordings(server, room["sid"], Status="completed")
     )
     assert [r["sid"] for r in room_recordings(server, room["sid"])] == [recording["sid"]]
+    await wait_until(lambda: not alice.is_recording)
 
     rest(server, "POST", f"Rooms/{room['sid']}/RecordingRules",
          Rules=json.dumps([{"type": "include", "all": True}]))

@@ -150,6 +150,12 @@ class LiveRoom:
     def __init__(self, record: Room) -> None:
         self.record = record
         self.participants: dict[str, LiveParticipant] = {}
+        self.is_recording = False
+        self.recording_revision = rsp.Revision(1)  # twilio-video's recording.js starts at 1
+
+    def recording(self) -> rsp.Recording:
+        """Whether any track is being recorded, as twilio-video's ``room.isRecording``."""
+        return rsp.Recording(self.is_recording, self.recording_revision.value)
 
     def others(self, participant: LiveParticipant) -> list[LiveParticipant]:
         return [p for p in self.participants.values() if p is not participant]
@@ -279,7 +285,7 @@ class Conference:
                         peer_connections=answers,
                         published=participant.published(),
                         subscribed=participant.subscribed(),
-                        recording=rsp.Recording(is_recording=False, revision=1),
+                        recording=room.recording(),
                         options=rsp.RoomOptions(session_timeout=int(self.settings.session_timeout)),
                         media_signaling=granted or None,
                     ).to_dict()
@@ -341,7 +347,7 @@ class Conference:
                     peer_connections=current,
                     published=participant.published(),
                     subscribed=participant.subscribed(),
-                    recording=rsp.Recording(is_recording=False, revision=1),
+                    recording=participant.room.recording(),
                 ).to_dict()
             )
         self.spawn(self.refresh_recordings(participant.room))
@@ -539,6 +545,13 @@ class Conference:
             return wanted
 
         await self.recordings.apply(room.record, selected)
+        is_recording = self.recordings.is_recording(room.record.sid)
+        if is_recording != room.is_recording:
+            room.is_recording = is_recording
+            room.recording_revision.next()
+            body = rsp.ServerUpdate(recording=room.recording()).to_dict()
+            for participant in room.participants.values():
+                participant.send(body)
 
     async def renegotiate(self, participant: LiveParticipant) -> None:
         """Offer the participant a new description (after any offer it has not answered)."""
