@@ -153,10 +153,12 @@ class Peer:
                 self._start_in_new_slot(subscription)
         try:
             offer = await self.pc.createOffer()
+            sdp = offer.sdp
             if self._client_extmap:
-                offer = RTCSessionDescription(
-                    sdp_rewrite.keep_extmap_ids(offer.sdp, self._client_extmap), "offer"
-                )
+                sdp = sdp_rewrite.keep_extmap_ids(sdp, self._client_extmap)
+            if self._remote_sdp is not None:
+                sdp = sdp_rewrite.keep_payload_types(sdp, self._remote_sdp)
+            offer = RTCSessionDescription(sdp, "offer")
             await self.pc.setLocalDescription(offer)
         except Exception as exc:
             raise MediaError(53401, f"Server is unable to create an offer: {exc}") from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,8 @@ class ForwardedTrack(MediaStreamTrack):
         self.maxlen = AUDIO_QUEUE_FRAMES if kind == "audio" else VIDEO_QUEUE_FRAMES
         self.frames: collections.deque[EncodedFrame] = collections.deque()
         self._arrived = asyncio.Event()
+        self.last_timestamp: int | None = None
+        """RTP timestamp of the last frame queued, in this track's own timeline."""
 
     def rename(self, track_id: str) -> None:
         """Carry another publication's track id (the msid the subscriber sees)."""
@@ -54,7 +57,17 @@ class ForwardedTrack(MediaStreamTrack):
 
     def put(self, frame: EncodedFrame) -> None:
         self.frames.append(frame)
+        self.last_timestamp = frame.timestamp
         self._arrived.set()
+
+    def next_timestamp(self) -> int:
+        """Where a new source's first frame goes: just after what was sent, so the
+        subscriber's RTP timestamps never run backwards (a receiver drops such
+        frames as late, and the picture stalls)."""
+        if self.last_timestamp is None:
+            return 0
+        step = self.clock_rate // (50 if self.kind == "audio" else 30)  # one frame
+        return self.last_timestamp + step
 
     async def recv(self) -> av.Packet:
         """The next encoded frame, as a packet aiortc packetizes without encoding."""
@@ -114,6 +127,7 @@ class MediaSubscription:
         self.waiting_for_keyframe = publication.kind == "video"
         self.frames_forwarded = 0
         self.frames_dropped = 0
+        self._offset: int | None = None
 
     def start(self, slot: SendSlot) -> None:
         """Forward through ``slot``, starting at the next keyframe."""
@@ -122,6 +136,7 @@ class MediaSubscription:
         slot.track.rename(self.publication.track_id)
         slot.transceiver.sender.replaceTrack(slot.track)  # the msid carries the new id
         slot.track.frames.clear()
+        self._offset = None  # publication time -> this slot's time, set by the first frame
         self.waiting_for_keyframe = self.publication.kind == "video"
         self.publication.subscriptions.append(self)
         recent = list(self.publication.recent)
@@ -151,7 +166,9 @@ class MediaSubscription:
                 return False
             queue.popleft()
             self.frames_dropped += 1
-        self.slot.track.put(frame)
+        if self._offset is None:
+            self._offset = self.slot.track.next_timestamp() - frame.timestamp
+        self.slot.track.put(dataclasses.replace(frame, timestamp=frame.timestamp + self._offset))
         self.frames_forwarded += 1
         return True
 
