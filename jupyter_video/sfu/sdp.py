@@ -76,27 +76,35 @@ def _codec_keys(section: list[str]) -> dict[int, str]:
 
 
 def keep_payload_types(offer: str, negotiated: str) -> str:
-    """``offer`` with the payload types of already negotiated m-sections put back.
+    """``offer`` with the payload types the client negotiated put back, in every section.
 
     aiortc renumbers every codec from its own table in each offer (VP8 97 where
     Chrome had negotiated 96); Chrome then sends with the new numbers while the
-    SFU's started receivers still know the old ones, and the video stops.
-    Codecs the earlier negotiation did not have are dropped from those sections.
+    SFU's started receivers still know the old ones, and the video stops. One
+    numbering serves the whole BUNDLE group, new sections included: the same
+    number may not mean two codecs on one transport (RFC 8843 section 9.1.2).
+    Codecs whose number is taken by another codec are dropped.
     """
-    before = {_mid(section): _codec_keys(section) for section in _sections(negotiated)[1:]}
+    wanted: dict[str, int] = {}
+    for section in _sections(negotiated)[1:]:
+        for pt, key in _codec_keys(section).items():
+            wanted.setdefault(key, pt)
     out = []
     for section in _sections(offer):
-        mid = _mid(section)
-        if section and section[0].startswith("m=") and before.get(mid):
-            section = _renumber(section, {key: pt for pt, key in before[mid].items()})
+        if section and section[0].startswith("m=") and wanted:
+            section = _renumber(section, wanted)
         out.extend(section)
     return "\r\n".join(out)
 
 
 def _renumber(section: list[str], wanted: dict[str, int]) -> list[str]:
-    mapping = {
-        pt: wanted[key] for pt, key in _codec_keys(section).items() if key in wanted
-    }
+    taken = set(wanted.values())
+    mapping: dict[int, int] = {}
+    for pt, key in _codec_keys(section).items():
+        if key in wanted:
+            mapping[pt] = wanted[key]
+        elif pt not in taken:
+            mapping[pt] = pt
     if not mapping:
         return section  # nothing in common: leave it to the negotiation to refuse
     rewritten = []
