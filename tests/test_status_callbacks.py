@@ -556,3 +556,25 @@ async def test_an_event_after_room_ended_numbers_on_in_its_room(receiver: Receiv
     ]  # fmt: skip
     assert got[2].params == sent and sent["RecordingSid"] == "RT" + "1" * 32
     assert_signed_by(auth_token, got)
+
+
+def test_the_server_wide_status_callback_serves_rooms_created_without_one(
+    receiver: Receiver, tmp_path: Any
+) -> None:
+    url = receiver.url("ok")
+    process = ServerProcess(
+        tmp_path / "default-callback",
+        video_config={"status_callback": url, "status_callback_method": "GET"},
+    ).start()
+    try:
+        client = make_twilio_client(process)
+        room = client.video.v1.rooms.create(unique_name="no-callback-given")
+        assert (room.status_callback, room.status_callback_method) == (url, "GET")
+        [created] = receiver.wait_for_event(url, "room-created")
+        assert created.method == "GET" and created.params["RoomSid"] == room.sid
+        assert_signed_by(process.credentials()["auth_token"], [created])
+        own = receiver.url("ok")
+        other = client.video.v1.rooms.create(unique_name="own-callback", status_callback=own)
+        assert other.status_callback == own
+    finally:
+        process.stop()

@@ -111,6 +111,18 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Minutes a room nobody joined stays in progress (1-60).",
     )
+    status_callback = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Status callback URL for rooms created without a StatusCallback (over REST "
+        "or ad hoc by connecting): Twilio's room, participant, track and recording events.",
+    )
+    status_callback_method = Unicode(
+        "POST",
+        config=True,
+        help="HTTP method (POST or GET) of the default status_callback.",
+    )
     timeout_minute_seconds = Float(
         60.0,
         config=True,
@@ -209,6 +221,9 @@ class VideoApp(ExtensionApp):
         return str(Path(jupyter_data_dir()) / "jupyter_video" / "recordings")
 
     def initialize_settings(self) -> None:
+        if self.status_callback_method.upper() not in ("GET", "POST"):
+            raise ValueError("VideoApp.status_callback_method must be GET or POST")
+        self.status_callback_method = self.status_callback_method.upper()
         room_type = check_room_type(self.default_room_type)
         for name in ("empty_room_timeout", "unused_room_timeout"):
             low, high = ROOM_TIMEOUT_RANGE
@@ -234,6 +249,8 @@ class VideoApp(ExtensionApp):
                 max_participants=self.max_participants,
                 empty_room_timeout=self.empty_room_timeout,
                 unused_room_timeout=self.unused_room_timeout,
+                status_callback=self.status_callback,
+                status_callback_method=self.status_callback_method,
             ),
             timeout_minute=timedelta(seconds=self.timeout_minute_seconds),
         )

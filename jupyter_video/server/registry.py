@@ -67,6 +67,8 @@ class RoomDefaults:
     empty_room_timeout: int = 5
     unused_room_timeout: int = 5
     max_participant_duration: int = 14400
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class RoomRegistry:
         check_range(
             participants, (1, limit), 53107, f"MaxParticipants for a {room_type.value} room"
         )
+        if settings.get("status_callback") is None and self.defaults.status_callback:
+            settings["status_callback"] = self.defaults.status_callback
+            settings.setdefault("status_callback_method", self.defaults.status_callback_method)
         room = Room(
             sid=sid,
             account_sid=self.account_sid,
