@@ -9,11 +9,10 @@ protocol errors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,28 +25,20 @@ from jupyter_video.client import (
     LocalVideoTrack,
     RemoteDataTrack,
     RemoteVideoTrack,
-    Room,
     connect,
 )
 from jupyter_video.errors import AccessTokenError, ParticipantError, RoomError, VideoError
-from jupyter_video.sfu.adapter import use_host_addresses
 from jupyter_video.tokens import AccessToken, VideoGrant
 
-from .client.participants import LOOPBACK, WAIT, Recorder, room_name, token
-from .server_process import ServerProcess
+from ..server_process import ServerProcess
+from .participants import LOOPBACK, WAIT, Recorder, room_name, token
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(autouse=True)
-def loopback_only() -> Iterator[None]:
-    use_host_addresses(LOOPBACK)
-    yield
-    use_host_addresses(None)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def video_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """This module's server: a short session_timeout, for the heartbeat test."""
     process = ServerProcess(
         tmp_path_factory.mktemp("rooms"),
         video_config={
@@ -60,27 +51,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.stop()
 
 
-@pytest.fixture
-async def join(server: ServerProcess) -> AsyncIterator[Callable[..., Any]]:
-    rooms: list[Room] = []
-
-    async def _join(identity: str, name: str, **options: Any) -> tuple[Room, Recorder]:
-        room = await connect(
-            token(server, identity), name, server.url, ice_host_addresses=LOOPBACK, **options
-        )
-        rooms.append(room)
-        return room, Recorder(room)
-
-    yield _join
-    for room in rooms:
-        await room.disconnect()
-
-
-def rest(server: ServerProcess, method: str, path: str, **data: Any) -> requests.Response:
-    creds = server.credentials()
+def rest(video_server: ServerProcess, method: str, path: str, **data: Any) -> requests.Response:
+    creds = video_server.credentials()
     return requests.request(
         method,
-        f"{server.url}video/v1/{path}",
+        f"{video_server.url}video/v1/{path}",
         data=data or None,
         auth=(creds["api_key_sid"], creds["api_key_secret"]),
         timeout=10,
@@ -102,20 +77,6 @@ async def first_frame(track: RemoteVideoTrack, timeout: float = WAIT) -> np.ndar
     return await asyncio.wait_for(take(), timeout)
 
 
-async def frames_within(track: RemoteVideoTrack, seconds: float) -> int:
-    """How many frames ``track`` yields in ``seconds``."""
-    count = 0
-
-    async def take() -> None:
-        nonlocal count
-        async for _ in track.frames():
-            count += 1
-
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(take(), seconds)
-    return count
-
-
 async def wait_until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -131,7 +92,7 @@ def video_of(recorder: Recorder) -> Callable[[Any], bool]:
 
 
 async def test_rest_lists_what_real_participants_publish_and_subscribe(
-    join: Any, server: ServerProcess
+    join: Any, video_server: ServerProcess
 ) -> None:
     name = room_name()
     alice, _ = await join(
@@ -139,24 +100,26 @@ async def test_rest_lists_what_real_participants_publish_and_subscribe(
     )
     _bob, bob_events = await join("bob", name)
     await bob_events.wait("track_subscribed", video_of(bob_events))
-    published = rest(server, "GET", f"Rooms/{name}/Participants/alice/PublishedTracks").json()
+    published = rest(video_server, "GET", f"Rooms/{name}/Participants/alice/PublishedTracks").json()
     assert [(t["name"], t["kind"]) for t in published["published_tracks"]] == [("cam", "video")]
     camera_sid = published["published_tracks"][0]["sid"]
     assert camera_sid == alice.local_participant.tracks[camera_sid].track_sid
     subscribed = await wait_until(
-        lambda: rest(server, "GET", f"Rooms/{name}/Participants/bob/SubscribedTracks").json()[
+        lambda: rest(video_server, "GET", f"Rooms/{name}/Participants/bob/SubscribedTracks").json()[
             "subscribed_tracks"
         ]
     )
     assert [(t["sid"], t["publisher_sid"], t["kind"]) for t in subscribed] == [
         (camera_sid, alice.local_participant.sid, "video")
     ]
-    participants = rest(server, "GET", f"Rooms/{name}/Participants", Status="connected").json()
+    participants = rest(
+        video_server, "GET", f"Rooms/{name}/Participants", Status="connected"
+    ).json()
     assert {p["identity"] for p in participants["participants"]} == {"alice", "bob"}
 
 
 async def test_exclude_rule_stops_a_tracks_frames_and_include_brings_them_back(
-    join: Any, server: ServerProcess
+    join: Any, video_server: ServerProcess
 ) -> None:
     name = room_name()
     await join("alice", name, tracks=[LocalVideoTrack.from_frames(solid(180), name="cam")])
@@ -165,7 +128,7 @@ async def test_exclude_rule_stops_a_tracks_frames_and_include_brings_them_back(
     assert isinstance(event.track, RemoteVideoTrack)
     assert (await first_frame(event.track)).mean() > 120
     rules = rest(
-        server,
+        video_server,
         "POST",
         f"Rooms/{name}/Participants/bob/SubscribeRules",
         Rules=json.dumps([{"type": "include", "all": True}, {"type": "exclude", "track": "cam"}]),
@@ -173,13 +136,13 @@ async def test_exclude_rule_stops_a_tracks_frames_and_include_brings_them_back(
     assert rules.status_code == 200, rules.text
     await bob_events.wait("track_unsubscribed", video_of(bob_events))
     assert (
-        rest(server, "GET", f"Rooms/{name}/Participants/bob/SubscribedTracks").json()[
+        rest(video_server, "GET", f"Rooms/{name}/Participants/bob/SubscribedTracks").json()[
             "subscribed_tracks"
         ]
         == []
     )
     rest(
-        server,
+        video_server,
         "POST",
         f"Rooms/{name}/Participants/bob/SubscribeRules",
         Rules=json.dumps([{"type": "include", "publisher": "alice"}]),
@@ -220,13 +183,13 @@ async def test_an_older_connection_with_the_same_identity_is_displaced_with_5320
 
 
 async def test_rest_disconnect_removes_the_participant_at_once(
-    join: Any, server: ServerProcess
+    join: Any, video_server: ServerProcess
 ) -> None:
     name = room_name()
     erin, erin_events = await join("erin", name)
     _watcher, watcher_events = await join("watcher", name)
     response = rest(
-        server,
+        video_server,
         "POST",
         f"Rooms/{name}/Participants/{erin.local_participant.sid}",
         Status="disconnected",
@@ -240,7 +203,7 @@ async def test_rest_disconnect_removes_the_participant_at_once(
 
 
 async def test_data_keeps_flowing_for_others_while_garbage_arrives(
-    join: Any, server: ServerProcess
+    join: Any, video_server: ServerProcess
 ) -> None:
     name = room_name()
     chat = LocalDataTrack(name="chat")
@@ -250,7 +213,7 @@ async def test_data_keeps_flowing_for_others_while_garbage_arrives(
         "track_subscribed", lambda e: e.track is not None and e.track.kind == "data"
     )
     assert isinstance(event.track, RemoteDataTrack)
-    ws_url = server.url.replace("http://", "ws://") + "video/signaling"
+    ws_url = video_server.url.replace("http://", "ws://") + "video/signaling"
     for garbage in ("not json", json.dumps({"type": "msg", "body": {}}), "[1, 2]"):
         async with websockets.connect(ws_url) as socket:
             await socket.send(garbage)
@@ -265,9 +228,9 @@ async def test_data_keeps_flowing_for_others_while_garbage_arrives(
 
 
 async def test_an_update_before_connect_is_53004_and_closes_only_that_connection(
-    server: ServerProcess,
+    video_server: ServerProcess,
 ) -> None:
-    ws_url = server.url.replace("http://", "ws://") + "video/signaling"
+    ws_url = video_server.url.replace("http://", "ws://") + "video/signaling"
     async with websockets.connect(ws_url) as socket:
         await socket.send(json.dumps({"type": "hello", "id": "x", "timeout": 5000, "version": 2}))
         welcome = json.loads(await asyncio.wait_for(socket.recv(), 5))
@@ -281,17 +244,17 @@ async def test_an_update_before_connect_is_53004_and_closes_only_that_connection
         assert "connect first" in reply["body"]["message"]
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(socket.recv(), 5)
-    assert rest(server, "GET", "Rooms").status_code == 200
+    assert rest(video_server, "GET", "Rooms").status_code == 200
 
 
 def signed(
-    server: ServerProcess,
+    video_server: ServerProcess,
     identity: str,
     room: str | None = None,
     secret: str | None = None,
     **kwargs: Any,
 ) -> str:
-    creds = server.credentials()
+    creds = video_server.credentials()
     access = AccessToken(
         creds["account_sid"],
         creds["api_key_sid"],
@@ -314,19 +277,21 @@ def signed(
     ids=["malformed", "bad-signature", "expired", "other-room"],
 )
 async def test_bad_tokens_are_refused_with_their_code(
-    server: ServerProcess, make: Callable[[ServerProcess], str], code: int
+    video_server: ServerProcess, make: Callable[[ServerProcess], str], code: int
 ) -> None:
     with pytest.raises(AccessTokenError) as info:
-        await connect(make(server), "token-room", server.url, ice_host_addresses=LOOPBACK)
+        await connect(
+            make(video_server), "token-room", video_server.url, ice_host_addresses=LOOPBACK
+        )
     assert info.value.code == code
 
 
 async def test_a_client_that_goes_silent_is_dropped_after_its_session_timeout(
-    join: Any, server: ServerProcess
+    join: Any, video_server: ServerProcess
 ) -> None:
     name = room_name()
     _, watcher_events = await join("watcher", name)
-    ws_url = server.url.replace("http://", "ws://") + "video/signaling"
+    ws_url = video_server.url.replace("http://", "ws://") + "video/signaling"
     from aiortc import RTCConfiguration, RTCPeerConnection
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -336,7 +301,7 @@ async def test_a_client_that_goes_silent_is_dropped_after_its_session_timeout(
         "type": "connect",
         "version": 2,
         "name": name,
-        "token": token(server, "ghost"),
+        "token": token(video_server, "ghost"),
         "participant": {"revision": 1, "tracks": []},
         "peer_connections": [
             {
@@ -347,7 +312,7 @@ async def test_a_client_that_goes_silent_is_dropped_after_its_session_timeout(
     }
     try:
         async with websockets.connect(ws_url) as socket:
-            # A 1 s heartbeat period: the server gives up after 3 s of silence.
+            # A 1 s heartbeat period: the video_server gives up after 3 s of silence.
             await socket.send(
                 json.dumps(
                     {
@@ -369,7 +334,7 @@ async def test_a_client_that_goes_silent_is_dropped_after_its_session_timeout(
                     await asyncio.wait_for(socket.recv(), 10)
         status = await wait_until(
             lambda: (
-                rest(server, "GET", f"Rooms/{name}/Participants/{ghost_sid}").json()["status"]
+                rest(video_server, "GET", f"Rooms/{name}/Participants/{ghost_sid}").json()["status"]
                 == "disconnected"
             ),
             timeout=10,
@@ -381,11 +346,11 @@ async def test_a_client_that_goes_silent_is_dropped_after_its_session_timeout(
 
 
 async def test_a_completed_room_refuses_new_participants_who_get_a_new_room(
-    join: Any, server: ServerProcess
+    join: Any, video_server: ServerProcess
 ) -> None:
     name = room_name()
     first, first_events = await join("hal", name)
-    rest(server, "POST", f"Rooms/{first.sid}", Status="completed")
+    rest(video_server, "POST", f"Rooms/{first.sid}", Status="completed")
     event = await first_events.wait("disconnected")
     assert isinstance(event.error, RoomError) and event.error.code == 53118
     # Ad-hoc rooms are on: the name makes a new room.
