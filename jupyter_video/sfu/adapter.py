@@ -34,7 +34,11 @@ import av
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+)
 from aiortc.rtp import RtpPacket
 
 logger = logging.getLogger(__name__)
@@ -237,6 +241,23 @@ def on_audio_level(receiver: RTCRtpReceiver, callback: Callable[[int], None]) ->
         await handle(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+
+def use_header_extension_ids(pc: Any, ids: dict[str, int]) -> None:
+    """Give every transceiver's RTP header extensions the ids in ``ids`` (by URI).
+
+    ``createOffer`` resets each transceiver's extensions to aiortc's own table,
+    and a receiver that starts before the answer registers those ids on the
+    shared (BUNDLE) transport: Chrome's packets then get parsed with the wrong
+    map (its abs-send-time read as audio level) and the DTLS transport dies.
+    Call it right after ``createOffer``, with the ids the SDP offer carries.
+    """
+    for transceiver in pc.getTransceivers():
+        transceiver._headerExtensions = [
+            RTCRtpHeaderExtensionParameters(id=ids[extension.uri], uri=extension.uri)
+            for extension in transceiver._headerExtensions
+            if extension.uri in ids
+        ]
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:

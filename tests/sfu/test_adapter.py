@@ -161,3 +161,21 @@ def test_encoded_packet_carries_rtp_time() -> None:
     packet = adapter.encoded_packet(b"abc", 48000, 48000)
     assert isinstance(packet, av.Packet)
     assert (bytes(packet), packet.pts, float(packet.time_base * 48000)) == (b"abc", 48000, 1.0)
+
+
+async def test_transceivers_keep_header_extensions_that_offers_reset() -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.createOffer()  # resets _headerExtensions to aiortc's own ids
+        [transceiver] = pc.getTransceivers()
+        uris = {e.uri for e in transceiver._headerExtensions}
+        assert "urn:ietf:params:rtp-hdrext:ssrc-audio-level" in uris
+        adapter.use_header_extension_ids(pc, {"urn:ietf:params:rtp-hdrext:ssrc-audio-level": 1})
+        assert [(e.id, e.uri) for e in transceiver._headerExtensions] == [
+            (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+        ]
+    finally:
+        await pc.close()
