@@ -206,7 +206,6 @@ def subscribed_kinds(harness: Harness) -> set[str]:
 # Known server issue (not the pages'): in about one run in three the second page is
 # disconnected with 53403 "Server is unable to apply a remote answer: Cannot handle
 # answer in signaling state "closed"" right after subscribing, so its data never comes.
-@pytest.mark.xfail(strict=False, reason="server: 53403 on the second page's re-negotiation")
 def test_two_plain_pages_subscribe_to_each_other_and_exchange_data(
     server: ServerProcess,
 ) -> None:
