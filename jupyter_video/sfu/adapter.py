@@ -36,10 +36,10 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
-    RTCRtpHeaderExtensionParameters,
     RTCRtpReceiveParameters,
 )
 from aiortc.rtp import RtpPacket
+from aiortc.sdp import SessionDescription
 
 logger = logging.getLogger(__name__)
 
@@ -243,21 +243,28 @@ def on_audio_level(receiver: RTCRtpReceiver, callback: Callable[[int], None]) ->
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
 
 
-def use_header_extension_ids(pc: Any, ids: dict[str, int]) -> None:
-    """Give every transceiver's RTP header extensions the ids in ``ids`` (by URI).
+def use_offered_parameters(pc: Any, sdp: str) -> None:
+    """Give every transceiver the codecs and RTP header extensions ``sdp`` offers
+    for its m-section.
 
-    ``createOffer`` resets each transceiver's extensions to aiortc's own table,
-    and a receiver that starts before the answer registers those ids on the
-    shared (BUNDLE) transport: Chrome's packets then get parsed with the wrong
-    map (its abs-send-time read as audio level) and the DTLS transport dies.
-    Call it right after ``createOffer``, with the ids the SDP offer carries.
+    ``createOffer`` resets each transceiver's ``_codecs`` and
+    ``_headerExtensions`` to aiortc's own tables, whatever was negotiated. A
+    receiver that starts between that offer and its answer (the publisher's DTLS
+    finished meanwhile) registers those numbers on the shared (BUNDLE) transport:
+    Chrome's abs-send-time was read as audio level and the DTLS transport died,
+    and Chrome's Opus (111) and VP8 (96) matched no receiver, so the SFU got a
+    publisher's video in fragments and its audio not at all. Call it right after
+    ``createOffer``, with the SDP that is sent (payload types and extension ids
+    rewritten to the client's).
     """
+    media = SessionDescription.parse(sdp).media
     for transceiver in pc.getTransceivers():
-        transceiver._headerExtensions = [
-            RTCRtpHeaderExtensionParameters(id=ids[extension.uri], uri=extension.uri)
-            for extension in transceiver._headerExtensions
-            if extension.uri in ids
-        ]
+        # createOffer gives every transceiver it offers its m-line (new ones have no mid yet)
+        index = transceiver._get_mline_index()
+        if index is None or index >= len(media) or media[index].kind != transceiver.kind:
+            continue
+        transceiver._codecs = list(media[index].rtp.codecs)
+        transceiver._headerExtensions = list(media[index].rtp.headerExtensions)
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:

@@ -156,9 +156,9 @@ class Peer:
             sdp = offer.sdp
             if self._client_extmap:
                 sdp = sdp_rewrite.keep_extmap_ids(sdp, self._client_extmap)
-                adapter.use_header_extension_ids(self.pc, self._client_extmap)
             if self._remote_sdp is not None:
                 sdp = sdp_rewrite.keep_payload_types(sdp, self._remote_sdp)
+            adapter.use_offered_parameters(self.pc, sdp)
             offer = RTCSessionDescription(sdp, "offer")
             await self.pc.setLocalDescription(offer)
         except Exception as exc:

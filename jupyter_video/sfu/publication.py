@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLI_INTERVAL = 1.0
+"""Seconds between two PLIs sent to one publisher for one publication."""
 RECENT_FRAMES = 30
 """Frames kept from the last keyframe on (1 s at 30 fps, what a subscriber queue holds)."""
-"""Seconds between two PLIs sent to one publisher for one publication."""
 
 
 @dataclass(frozen=True)

@@ -50,25 +50,49 @@ def _mid(section: list[str]) -> str | None:
     return next((line[6:] for line in section if line.startswith("a=mid:")), None)
 
 
+_IDENTITY: dict[str, dict[str, str | None]] = {
+    "h264": {"packetization-mode": "0", "profile-level-id": None},
+    "vp9": {"profile-id": "0"},
+    "av1": {"profile": "0"},
+}
+"""The fmtp parameters that make two codecs of one name different codecs (with their
+defaults). The others (opus's ``usedtx`` that twilio-video adds, ``minptime`` ...)
+are settings of the same codec: comparing them made opus "unknown" in Chrome's
+numbering, and the SFU's re-offer dropped it (Chrome fell back to G722)."""
+
+DYNAMIC_PAYLOAD_TYPES = [*range(96, 128), *range(35, 64)]
+"""Where a codec numbered apart from the client's gets a number (RFC 7587 / RFC 5761)."""
+
+
+def _codec_key(name: str, params: str) -> str:
+    codec = name.split("/")[0]
+    values = dict(p.strip().split("=", 1) for p in params.split(";") if "=" in p)
+    identity = [
+        f"{param}={values.get(param, default)}".lower()
+        for param, default in _IDENTITY.get(codec, {}).items()
+        if param in values or default is not None
+    ]
+    return " ".join([name.lower(), *identity])
+
+
 def _codec_keys(section: list[str]) -> dict[int, str]:
-    """Payload type -> what the codec is (name/rate + fmtp), RTX by the codec it repairs."""
+    """Payload type -> what the codec is (name/rate + identifying fmtp), RTX by the
+    codec it repairs."""
     names: dict[int, str] = {}
     fmtp: dict[int, str] = {}
     for line in section:
         if line.startswith("a=rtpmap:"):
             number, name = line[9:].split(" ", 1)
-            names[int(number)] = name.lower()
+            names[int(number)] = name.strip()
         elif line.startswith("a=fmtp:"):
             number, params = line[7:].split(" ", 1)
             fmtp[int(number)] = params
     keys: dict[int, str] = {}
     for pt, name in names.items():
-        params = fmtp.get(pt, "")
-        if name.startswith("rtx/"):
-            continue
-        keys[pt] = f"{name} {';'.join(sorted(p for p in params.split(';') if p))}"
+        if not name.lower().startswith("rtx/"):
+            keys[pt] = _codec_key(name, fmtp.get(pt, ""))
     for pt, name in names.items():
-        if name.startswith("rtx/"):
+        if name.lower().startswith("rtx/"):
             apt = re.search(r"apt=(\d+)", fmtp.get(pt, ""))
             if apt and int(apt.group(1)) in keys:
                 keys[pt] = f"rtx for {keys[int(apt.group(1))]}"
@@ -83,28 +107,37 @@ def keep_payload_types(offer: str, negotiated: str) -> str:
     SFU's started receivers still know the old ones, and the video stops. One
     numbering serves the whole BUNDLE group, new sections included: the same
     number may not mean two codecs on one transport (RFC 8843 section 9.1.2).
-    Codecs whose number is taken by another codec are dropped.
+    A codec the client has no number for keeps aiortc's when that is free, and
+    otherwise gets a free dynamic one.
     """
     wanted: dict[str, int] = {}
     for section in _sections(negotiated)[1:]:
         for pt, key in _codec_keys(section).items():
-            wanted.setdefault(key, pt)
+            if key not in wanted and pt not in wanted.values():
+                wanted[key] = pt
     out = []
     for section in _sections(offer):
-        if section and section[0].startswith("m=") and wanted:
+        if section and section[0].startswith("m="):
             section = _renumber(section, wanted)
         out.extend(section)
     return "\r\n".join(out)
 
 
 def _renumber(section: list[str], wanted: dict[str, int]) -> list[str]:
+    """``section`` in ``wanted``'s numbering; codecs new to it are added to it."""
     taken = set(wanted.values())
     mapping: dict[int, int] = {}
-    for pt, key in _codec_keys(section).items():
-        if key in wanted:
-            mapping[pt] = wanted[key]
-        elif pt not in taken:
-            mapping[pt] = pt
+    codecs = sorted(_codec_keys(section).items(), key=lambda item: item[1].startswith("rtx"))
+    for pt, key in codecs:  # RTX after the codecs it repairs
+        if key not in wanted:
+            free = pt if pt not in taken else next(
+                (n for n in DYNAMIC_PAYLOAD_TYPES if n not in taken), None
+            )
+            if free is None:
+                continue  # no number left: the codec is not offered
+            wanted[key] = free
+            taken.add(free)
+        mapping[pt] = wanted[key]
     if not mapping:
         return section  # nothing in common: leave it to the negotiation to refuse
     rewritten = []

@@ -73,6 +73,8 @@ export const CHROMIUM_ARGS = [
   '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
   '--allow-loopback-in-peer-connection', '--disable-background-networking',
   '--disable-component-update', '--no-first-run', '--disable-sync',
+  // Remote audio is played (page.js), so that its stats count decoded sound.
+  '--autoplay-policy=no-user-gesture-required',
 ];
 
 async function main() {

@@ -15,6 +15,10 @@
     participant.on('trackUnpublished', (pub) => send('trackUnpublished', { participant: participant.sid, publication: publicationInfo(pub) }));
     participant.on('trackSubscribed', (track, pub) => {
       send('trackSubscribed', { participant: participant.sid, publication: publicationInfo(pub), trackName: track.name, kind: track.kind });
+      if (track.kind === 'audio') {
+        // Played, so that the browser decodes it and counts its energy (stats()).
+        document.body.append(track.attach());
+      }
       if (track.kind === 'data') {
         track.on('message', (data) => send('dataMessage', { participant: participant.sid, trackSid: pub.trackSid, data: typeof data === 'string' ? data : '<binary>' }));
       }
@@ -24,6 +28,15 @@
   }
 
   const state = { room: null, dataTrack: null };
+
+  // twilio-video keeps its RTCPeerConnection to itself: note each one as it is
+  // given a remote description (a subclass would hide the methods from its wrapper).
+  const peerConnections = [];
+  const setRemoteDescription = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = function (...args) {
+    if (!peerConnections.includes(this)) { peerConnections.push(this); }
+    return setRemoteDescription.apply(this, args);
+  };
 
   // With logLevel "debug", report every failing SDP call with the browser's own
   // message: twilio-video only says "Client is unable to create or apply a local
@@ -128,6 +141,32 @@
       const pub = Array.from(state.room.localParticipant.dataTracks.values())[0];
       if (pub) { pub.track.send(text); }
       send('dataSent', { text, ok: !!pub });
+    },
+
+    /** The browser's own RTP statistics, per direction and kind: codec, packets,
+     *  frames decoded and audio energy (twilio-video's getStats() leaves remote
+     *  tracks' codec and counts empty in current Chromium). */
+    async stats() {
+      const streams = [];
+      for (const pc of peerConnections) {
+        const report = await pc.getStats();
+        report.forEach((stat) => {
+          if (stat.type !== 'inbound-rtp' && stat.type !== 'outbound-rtp') { return; }
+          const codec = stat.codecId && report.get(stat.codecId);
+          streams.push({
+            direction: stat.type === 'inbound-rtp' ? 'in' : 'out',
+            kind: stat.kind,
+            mid: stat.mid,
+            codec: codec ? codec.mimeType.toLowerCase() : null,
+            packets: stat.type === 'inbound-rtp' ? stat.packetsReceived : stat.packetsSent,
+            framesDecoded: stat.framesDecoded || 0,
+            audioEnergy: stat.totalAudioEnergy || 0,
+            samples: stat.totalSamplesReceived || 0,
+            concealed: stat.concealedSamples || 0,
+          });
+        });
+      }
+      send('stats', { streams });
     },
 
     disconnect() {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 
 import aioice
 import aioice.ice
@@ -163,19 +164,28 @@ def test_encoded_packet_carries_rtp_time() -> None:
     assert (bytes(packet), packet.pts, float(packet.time_base * 48000)) == (b"abc", 48000, 1.0)
 
 
-async def test_transceivers_keep_header_extensions_that_offers_reset() -> None:
+async def test_transceivers_take_the_codecs_and_extensions_of_the_offer_sent() -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         pc.addTransceiver("audio", direction="sendonly")
-        await pc.createOffer()  # resets _headerExtensions to aiortc's own ids
+        offer = await pc.createOffer()  # resets _codecs and _headerExtensions to aiortc's
         [transceiver] = pc.getTransceivers()
-        uris = {e.uri for e in transceiver._headerExtensions}
-        assert "urn:ietf:params:rtp-hdrext:ssrc-audio-level" in uris
-        adapter.use_header_extension_ids(pc, {"urn:ietf:params:rtp-hdrext:ssrc-audio-level": 1})
-        assert [(e.id, e.uri) for e in transceiver._headerExtensions] == [
-            (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level")
-        ]
+        level = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+        assert level in {e.uri for e in transceiver._headerExtensions}
+        assert transceiver._codecs[0].mimeType == "audio/opus"
+        # What is sent: Chrome's numbers (opus 111, audio level 1, mid 4).
+        sent = (offer.sdp.replace("a=rtpmap:96 opus", "a=rtpmap:111 opus")
+                .replace("UDP/TLS/RTP/SAVPF 96 ", "UDP/TLS/RTP/SAVPF 111 "))
+        sent = re.sub(r"a=extmap:\d+ urn:ietf:params:rtp-hdrext:sdes:mid",
+                      "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid", sent)
+        sent = re.sub(rf"a=extmap:\d+ {level}", f"a=extmap:1 {level}", sent)
+        assert "a=rtpmap:111 opus/48000/2" in sent
+        adapter.use_offered_parameters(pc, sent)
+        assert (transceiver._codecs[0].mimeType, transceiver._codecs[0].payloadType) == (
+            "audio/opus", 111)
+        assert sorted((e.id, e.uri) for e in transceiver._headerExtensions) == [
+            (1, level), (4, "urn:ietf:params:rtp-hdrext:sdes:mid")]
     finally:
         await pc.close()

@@ -52,3 +52,90 @@ def test_header_extension_ids_follow_the_client() -> None:
     mid = "urn:ietf:params:rtp-hdrext:sdes:mid"
     level = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
     assert extmaps == [f"a=extmap:{ids[mid]} {mid}", f"a=extmap:{ids[level]} {level}"]
+
+
+def section_codecs(sdp: str, mid: str) -> dict[int, str]:
+    """Payload type -> rtpmap name in the m-section ``mid``."""
+    codecs: dict[int, str] = {}
+    current = None
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=mid:"):
+            current = line[6:]
+        elif line.startswith("a=rtpmap:") and current == mid:
+            number, name = line[9:].split(" ", 1)
+            codecs[int(number)] = name
+    return codecs
+
+
+# twilio-video's own answer after a re-offer: Opus with the DTX it turns on, VP8 96.
+TWILIO_VIDEO_ANSWER = "\r\n".join([
+    "v=0", "o=- 2 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8", "a=mid:0", "a=sendonly",
+    "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;usedtx=1;useinbandfec=1",
+    "a=rtpmap:9 G722/8000", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+    "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103", "a=mid:1", "a=sendonly",
+    "a=rtpmap:96 VP8/90000", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96",
+    "a=rtpmap:102 H264/90000",
+    "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+    "a=rtpmap:103 rtx/90000", "a=fmtp:103 apt=102", "",
+])
+
+# aiortc's re-offer: the two published sections, then two new subscriptions
+# (aiortc numbers opus 96 and VP8 97 in every section, and writes no opus fmtp).
+AIORTC_SUBSCRIBING_REOFFER = "\r\n".join([
+    "v=0", "o=- 3 3 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0 1 2 3",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 96 9 0 8", "a=mid:0", "a=recvonly",
+    "a=rtpmap:96 opus/48000/2", "a=rtpmap:9 G722/8000", "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "m=video 9 UDP/TLS/RTP/SAVPF 97 98 99 100", "a=mid:1", "a=recvonly",
+    "a=rtpmap:97 VP8/90000", "a=rtpmap:98 rtx/90000", "a=fmtp:98 apt=97",
+    "a=rtpmap:99 H264/90000",
+    "a=fmtp:99 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+    "a=rtpmap:100 rtx/90000", "a=fmtp:100 apt=99",
+    "m=video 9 UDP/TLS/RTP/SAVPF 97 98", "a=mid:2", "a=sendonly",
+    "a=rtpmap:97 VP8/90000", "a=rtpmap:98 rtx/90000", "a=fmtp:98 apt=97",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 96", "a=mid:3", "a=sendonly",
+    "a=rtpmap:96 opus/48000/2", "",
+])
+
+
+def test_opus_keeps_its_number_whatever_its_settings() -> None:
+    rewritten = keep_payload_types(AIORTC_SUBSCRIBING_REOFFER, TWILIO_VIDEO_ANSWER)
+    # Before: aiortc's opus (no fmtp) and Chrome's (usedtx=1 ...) were two codecs; 96
+    # being VP8's, opus was dropped from section 0 (Chrome went to G722) and left
+    # as 96 in section 3, where 96 also meant VP8 in the same BUNDLE group.
+    assert section_codecs(rewritten, "0") == {
+        111: "opus/48000/2", 9: "G722/8000", 0: "PCMU/8000", 8: "PCMA/8000"}
+    assert section_codecs(rewritten, "3") == {111: "opus/48000/2"}
+    assert section_codecs(rewritten, "1") == {
+        96: "VP8/90000", 97: "rtx/90000", 102: "H264/90000", 103: "rtx/90000"}
+    assert section_codecs(rewritten, "2") == {96: "VP8/90000", 97: "rtx/90000"}
+    assert "a=fmtp:97 apt=96" in rewritten.split("\r\n")
+
+
+def test_one_number_means_one_codec_in_the_whole_bundle() -> None:
+    rewritten = keep_payload_types(AIORTC_SUBSCRIBING_REOFFER, TWILIO_VIDEO_ANSWER)
+    meaning: dict[int, set[str]] = {}
+    for mid in "0123":
+        for pt, name in section_codecs(rewritten, mid).items():
+            meaning.setdefault(pt, set()).add(name)
+    assert all(len(names) == 1 for names in meaning.values()), meaning
+
+
+def test_a_codec_the_client_never_numbered_gets_a_free_number() -> None:
+    # The client negotiated VP8 only, as 96 and its RTX 97; aiortc offers H264 as 96.
+    negotiated = "\r\n".join([
+        "v=0", "s=-", "m=video 9 UDP/TLS/RTP/SAVPF 96 97", "a=mid:0",
+        "a=rtpmap:96 VP8/90000", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96", "",
+    ])
+    offer = "\r\n".join([
+        "v=0", "s=-", "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98", "a=mid:0",
+        "a=rtpmap:96 H264/90000", "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f",
+        "a=rtpmap:97 VP8/90000", "a=rtpmap:98 rtx/90000", "a=fmtp:98 apt=97", "",
+    ])
+    rewritten = keep_payload_types(offer, negotiated)
+    codecs = section_codecs(rewritten, "0")
+    assert codecs[96] == "VP8/90000" and codecs[97] == "rtx/90000"
+    [h264] = [pt for pt, name in codecs.items() if name == "H264/90000"]
+    assert h264 not in (96, 97)
+    assert f"a=fmtp:{h264} packetization-mode=1;profile-level-id=42e01f" in rewritten

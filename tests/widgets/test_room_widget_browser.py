@@ -156,8 +156,7 @@ async def test_room_widget_in_jupyterlab_with_a_python_participant(
         assert state["identity"] == "lab-user"
         assert state["room_sid"].startswith("RM") and state["participant_sid"].startswith("PA")
 
-        # A Python participant sees the widget's camera (Chromium's fake device). It
-        # joins before anyone else publishes video: see the xfail test at the end.
+        # A Python participant sees the widget's camera (Chromium's fake device).
         viewer = await connect(token(server, "python-viewer"), room, server.url,
                                ice_host_addresses=LOOPBACK)
         viewers.append(viewer)
@@ -390,12 +389,6 @@ async def test_room_widget_shows_a_full_room_error_with_its_remedy(server: Serve
         await asyncio.to_thread(driver.close)
 
 
-# Known server issue: once a browser renegotiates to subscribe to a newly published
-# video, the SFU stops forwarding that browser's own video (the widget's frames reach
-# the second page frozen, or the page's never reach the widget). The same stall hits a
-# Python participant that publishes: it gets no frames from a browser that subscribed
-# to it (see the ordering in the first test of this module).
-@pytest.mark.xfail(strict=False, reason="SFU: a browser's video stalls after it re-subscribes")
 async def test_room_widget_and_a_second_browser_page_see_each_other(server: ServerProcess) -> None:
     room = room_name()
     write_notebook(server.root / "notebooks" / "pair.ipynb", WIDGET_CELL.format(room=room))
