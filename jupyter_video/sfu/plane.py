@@ -88,6 +88,7 @@ class LocalMediaPlane(MediaPlane):
     async def start(self) -> None:
         if self.host_addresses is not None:
             adapter.use_host_addresses(self.host_addresses)
+        adapter.use_fast_sender_clock()
         if self._speaker_task is None:
             self._speaker_task = asyncio.ensure_future(self._track_dominant_speakers())
 

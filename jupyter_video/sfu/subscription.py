@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -47,7 +46,7 @@ class ForwardedTrack(MediaStreamTrack):
         )
         self.maxlen = AUDIO_QUEUE_FRAMES if kind == "audio" else VIDEO_QUEUE_FRAMES
         self.frames: collections.deque[EncodedFrame] = collections.deque()
-        self._arrived = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.last_timestamp: int | None = None
         """RTP timestamp of the last frame queued, in this track's own timeline."""
 
@@ -58,7 +57,14 @@ class ForwardedTrack(MediaStreamTrack):
     def put(self, frame: EncodedFrame) -> None:
         self.frames.append(frame)
         self.last_timestamp = frame.timestamp
-        self._arrived.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        # One future per wait, resolved directly: an asyncio.Event costs a
+        # clear(), a future, a waiter deque and its removal per frame and subscriber.
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def next_timestamp(self) -> int:
         """Where a new source's first frame goes: just after what was sent, so the
@@ -74,14 +80,17 @@ class ForwardedTrack(MediaStreamTrack):
         while not self.frames:
             if self.readyState != "live":
                 raise MediaStreamError
-            self._arrived.clear()
-            await self._arrived.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         frame = self.frames.popleft()
         return adapter.encoded_packet(frame.data, frame.timestamp, self.clock_rate)
 
     def stop(self) -> None:
         super().stop()
-        self._arrived.set()
+        self._wake()
 
 
 class SendSlot:
@@ -168,7 +177,9 @@ class MediaSubscription:
             self.frames_dropped += 1
         if self._offset is None:
             self._offset = self.slot.track.next_timestamp() - frame.timestamp
-        self.slot.track.put(dataclasses.replace(frame, timestamp=frame.timestamp + self._offset))
+        self.slot.track.put(
+            EncodedFrame(frame.data, frame.timestamp + self._offset, frame.keyframe)
+        )
         self.frames_forwarded += 1
         return True
 

@@ -189,3 +189,21 @@ async def test_transceivers_take_the_codecs_and_extensions_of_the_offer_sent() -
             (1, level), (4, "urn:ietf:params:rtp-hdrext:sdes:mid")]
     finally:
         await pc.close()
+
+
+def test_fast_sender_clock_gives_aiortc_ntp_time_to_the_sender_only() -> None:
+    import aiortc.clock
+    import aiortc.rtcrtpsender
+
+    run_rtp = source(RTCRtpSender._run_rtp)
+    assert run_rtp.count("clock.current_ntp_time()") == 2  # abs-send-time, sender report
+    adapter.use_fast_sender_clock()
+    adapter.use_fast_sender_clock()  # idempotent
+    clock = aiortc.rtcrtpsender.clock
+    assert clock is not aiortc.clock
+    assert clock.current_datetime is aiortc.clock.current_datetime
+    before = aiortc.clock.current_ntp_time()
+    fast = clock.current_ntp_time()
+    after = aiortc.clock.current_ntp_time()
+    assert before <= fast <= after
+    assert aiortc.clock.datetime_from_ntp(fast).year >= 2024
