@@ -6,11 +6,31 @@ receive it through
 - ``forwarding``: jupyter_video's media plane in one worker process (encoded
   frames fanned out, no decoding, no encoding);
 - ``relay``: the baseline, an aiortc SFU that decodes the stream and re-encodes
-  it per subscriber (``aiortc.contrib.media.MediaRelay``), in its own process.
+  it per subscriber (``aiortc.contrib.media.MediaRelay``), in its own process,
+  measured in the same run.
 
-The SFU's CPU is read from ``/proc/<pid>/stat`` of its process alone: the
-clients (one publisher, N subscribers that count encoded frames without
-decoding them) run in this process. Prints one JSON line.
+What is measured, over ``--seconds`` after 3 s of warm-up:
+
+- ``sfu_cpu_percent``: user + system CPU of the SFU process alone, read from
+  its ``/proc/<pid>/stat`` (100 = one core); ``_per_stream`` divides it by N.
+- ``publisher_fps``: frames the publisher's track produced. The publisher runs
+  in a process of its own (encoding VP8 takes a good part of a core; sharing a
+  process with N subscribers it fell behind at 32, and every subscriber got
+  what it did not send).
+- ``sfu_received_fps`` / ``sfu_forwarded_fps``: forwarding only, from the
+  SFU's own counters: complete frames taken from the publisher, and frames
+  queued per subscriber (mean over subscribers).
+- ``subscriber_fps_*``: complete encoded frames each subscriber assembled from
+  RTP (aiortc's jitter buffer, no decoding), in this process.
+- ``clients_cpu_percent``: this process (the N subscribers) and the
+  publisher's; ``machine_busy_percent``: all cores, from ``/proc/stat`` (100 =
+  every core busy): a busy machine starves clients and SFU alike, so read the
+  fps with it.
+- ``relay_over_forwarding_cpu_per_frame``: the SFU CPU per frame delivered to
+  subscribers, relay over forwarding (relay saturates a core well before 32
+  subscribers and then delivers fewer frames).
+
+Prints one JSON line.
 
     python benchmarks/forwarding.py --n 1,4,16,32 --seconds 10
 """
@@ -51,6 +71,14 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of all cores since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / CLOCK_TICKS, sum(fields) / CLOCK_TICKS
 
 
 class MovingPattern(VideoStreamTrack):
@@ -135,23 +163,28 @@ class ForwardingSfu:
         await self.plane.subscribe(sid, self._track_sid)
         await self.plane.apply_answer(sid, await answer(await self.plane.create_offer(sid)))
 
+    async def frame_counts(self) -> tuple[int, int] | None:
+        """Frames received from the publisher and queued to subscribers, so far."""
+        [stats] = await self.plane.stats()
+        return stats.frames_received, stats.frames_forwarded
+
     async def close(self) -> None:
         await self.plane.close()
 
 
-class RelaySfu:
-    """The baseline: an aiortc SFU re-encoding per subscriber, in a subprocess."""
+class Child:
+    """This script in a child process (``--serve-<role>``), one JSON request per
+    line on its stdin, one JSON reply per line on its stdout."""
 
-    name = "relay"
-
-    def __init__(self) -> None:
+    def __init__(self, role: str) -> None:
+        self.role = role
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,
-            "--serve-relay",
+            f"--serve-{self.role}",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 24,
@@ -162,20 +195,15 @@ class RelaySfu:
         assert self.process is not None
         return self.process.pid
 
-    async def _call(self, **request: Any) -> str:
+    async def call(self, **request: Any) -> dict[str, Any]:
         assert self.process is not None and self.process.stdin and self.process.stdout
         self.process.stdin.write((json.dumps(request) + "\n").encode())
         await self.process.stdin.drain()
-        return str(json.loads(await self.process.stdout.readline())["sdp"])
-
-    async def publish(self, offer: str, track_id: str) -> str:
-        return await self._call(op="publish", sdp=offer)
-
-    async def subscribe(self, n: int, answer: Callable[[str], Awaitable[str]]) -> None:
-        offer = await self._call(op="subscribe", n=n)
-        await self._call(op="answer", n=n, sdp=await answer(offer))
+        reply: dict[str, Any] = json.loads(await self.process.stdout.readline())
+        return reply
 
     async def close(self) -> None:
+        """Close its stdin (it closes its peers and exits); kill it if it hangs."""
         assert self.process is not None and self.process.stdin
         self.process.stdin.close()
         try:
@@ -185,41 +213,128 @@ class RelaySfu:
             await self.process.wait()
 
 
-async def serve_relay() -> None:
-    """The baseline SFU process: MediaRelay, one encoder per subscriber."""
-    from aiortc.contrib.media import MediaRelay
-
+async def serve(handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+    """A child's loop: answer each request line with ``handle``, until stdin closes."""
     adapter.use_host_addresses(["127.0.0.1"])
     pin_vp8_bitrate()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    relay = MediaRelay()
-    source: asyncio.Future[MediaStreamTrack] = loop.create_future()
-    pcs: dict[int, RTCPeerConnection] = {}
-
-    def reply(sdp: str) -> None:
-        sys.stdout.write(json.dumps({"sdp": sdp}) + "\n")
+    while line := await reader.readline():
+        sys.stdout.write(json.dumps(await handle(json.loads(line))) + "\n")
         sys.stdout.flush()
 
-    while line := await reader.readline():
-        request = json.loads(line)
+
+class RelaySfu:
+    """The baseline: an aiortc SFU re-encoding per subscriber, in a subprocess."""
+
+    name = "relay"
+
+    def __init__(self) -> None:
+        self.child = Child("relay")
+
+    async def start(self) -> None:
+        await self.child.start()
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    async def publish(self, offer: str, track_id: str) -> str:
+        return str((await self.child.call(op="publish", sdp=offer))["sdp"])
+
+    async def subscribe(self, n: int, answer: Callable[[str], Awaitable[str]]) -> None:
+        offer = (await self.child.call(op="subscribe", n=n))["sdp"]
+        await self.child.call(op="answer", n=n, sdp=await answer(offer))
+
+    async def frame_counts(self) -> tuple[int, int] | None:
+        return None  # MediaRelay counts nothing
+
+    async def close(self) -> None:
+        await self.child.call(op="close")
+        await self.child.close()
+
+
+async def serve_relay() -> None:
+    """The baseline SFU process: MediaRelay, one encoder per subscriber."""
+    from aiortc.contrib.media import MediaRelay
+
+    relay = MediaRelay()
+    source: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+    pcs: dict[int, RTCPeerConnection] = {}
+
+    async def handle(request: dict[str, Any]) -> dict[str, Any]:
         if request["op"] == "publish":
             pc = pcs[-1] = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             pc.on("track", lambda track: source.done() or source.set_result(track))
             await pc.setRemoteDescription(RTCSessionDescription(request["sdp"], "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
-            reply(pc.localDescription.sdp)
-        elif request["op"] == "subscribe":
+            return {"sdp": pc.localDescription.sdp}
+        if request["op"] == "subscribe":
             pc = pcs[request["n"]] = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             pc.addTrack(relay.subscribe(await source, buffered=False))
             await pc.setLocalDescription(await pc.createOffer())
-            reply(pc.localDescription.sdp)
-        elif request["op"] == "answer":
-            pc = pcs[request["n"]]
+            return {"sdp": pc.localDescription.sdp}
+        if request["op"] == "answer":
+            await pcs[request["n"]].setRemoteDescription(
+                RTCSessionDescription(request["sdp"], "answer")
+            )
+        elif request["op"] == "close":
+            await asyncio.gather(*(pc.close() for pc in pcs.values()))
+        return {}
+
+    await serve(handle)
+
+
+class Publisher:
+    """The publishing client, in a process of its own (it encodes VP8)."""
+
+    def __init__(self) -> None:
+        self.child = Child("publisher")
+        self.track_id = ""
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    async def start(self) -> str:
+        """Start it; its offer."""
+        await self.child.start()
+        reply = await self.child.call(op="offer")
+        self.track_id = reply["track_id"]
+        return str(reply["sdp"])
+
+    async def answer(self, sdp: str) -> None:
+        await self.child.call(op="answer", sdp=sdp)
+
+    async def frames(self) -> int:
+        """Frames its track has produced so far."""
+        return int((await self.child.call(op="frames"))["frames"])
+
+    async def close(self) -> None:
+        await self.child.call(op="close")
+        await self.child.close()
+
+
+async def serve_publisher() -> None:
+    """The publisher process: one sendonly MovingPattern track."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = MovingPattern()
+    pc.addTransceiver(track, direction="sendonly")
+
+    async def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if request["op"] == "offer":
+            await pc.setLocalDescription(await pc.createOffer())
+            return {"sdp": pc.localDescription.sdp, "track_id": track.id}
+        if request["op"] == "answer":
             await pc.setRemoteDescription(RTCSessionDescription(request["sdp"], "answer"))
-            reply("")
-    await asyncio.gather(*(pc.close() for pc in pcs.values()))
+        elif request["op"] == "frames":
+            return {"frames": track.index}
+        elif request["op"] == "close":
+            await pc.close()
+        return {}
+
+    await serve(handle)
 
 
 # ---------------------------------------------------------------- measuring
@@ -228,46 +343,71 @@ async def serve_relay() -> None:
 async def measure(sfu: ForwardingSfu | RelaySfu, n: int, seconds: float) -> dict[str, Any]:
     """Run one publisher and ``n`` subscribers through ``sfu``; the SFU's cost."""
     await sfu.start()
-    publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    publisher = Publisher()
     subscribers = [Subscriber() for _ in range(n)]
     try:
-        track = MovingPattern()
-        publisher.addTransceiver(track, direction="sendonly")
-        await publisher.setLocalDescription(await publisher.createOffer())
-        answer = await sfu.publish(publisher.localDescription.sdp, track.id)
-        await publisher.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        offer = await publisher.start()
+        await publisher.answer(await sfu.publish(offer, publisher.track_id))
         for i, subscriber in enumerate(subscribers):
             await sfu.subscribe(i, subscriber.answer)
         await asyncio.sleep(3.0)  # connect, first keyframe, encoders warm
-        cpu0, client0, t0 = cpu_seconds(sfu.pid), time.process_time(), time.monotonic()
-        published0 = track.index
-        frames0 = [s.frames for s in subscribers]
-        bytes0 = [s.bytes for s in subscribers]
+
+        async def sample() -> dict[str, Any]:
+            return {
+                "time": time.monotonic(),
+                "sfu_cpu": cpu_seconds(sfu.pid),
+                "clients_cpu": time.process_time() + cpu_seconds(publisher.pid),
+                "machine": machine_busy_seconds(),
+                "published": await publisher.frames(),
+                "sfu_frames": await sfu.frame_counts(),
+                "frames": [s.frames for s in subscribers],
+                "bytes": [s.bytes for s in subscribers],
+            }
+
+        start = await sample()
         await asyncio.sleep(seconds)
-        elapsed = time.monotonic() - t0
-        published = (track.index - published0) / elapsed
-        cpu = cpu_seconds(sfu.pid) - cpu0
-        client_cpu = time.process_time() - client0
-        fps = [(s.frames - f) / elapsed for s, f in zip(subscribers, frames0, strict=True)]
-        mbps = [(s.bytes - b) * 8 / elapsed / 1e6 for s, b in zip(subscribers, bytes0, strict=True)]
+        end = await sample()
+        elapsed = end["time"] - start["time"]
+
+        def rate(key: str) -> float:
+            return float(end[key] - start[key]) / elapsed
+
+        def rates(key: str) -> list[float]:
+            return [(e - s) / elapsed for s, e in zip(start[key], end[key], strict=True)]
+
+        fps = rates("frames")
+        mbps = [r * 8 / 1e6 for r in rates("bytes")]
+        cpu = end["sfu_cpu"] - start["sfu_cpu"]
         sfu_percent = 100 * cpu / elapsed
-        delivered = sum(s.frames - f for s, f in zip(subscribers, frames0, strict=True))
-        return {
+        delivered = sum(end["frames"]) - sum(start["frames"])
+        busy = end["machine"][0] - start["machine"][0]
+        total = end["machine"][1] - start["machine"][1]
+        result: dict[str, Any] = {
             "sfu": sfu.name,
             "subscribers": n,
             "sfu_cpu_percent": round(sfu_percent, 1),
             "sfu_cpu_percent_per_stream": round(sfu_percent / n, 2),
-            "publisher_fps": round(published, 1),
             "sfu_cpu_ms_per_delivered_frame": round(1000 * cpu / max(delivered, 1), 3),
+            "publisher_fps": round(rate("published"), 1),
+        }
+        if start["sfu_frames"] is not None:
+            received, forwarded = rates("sfu_frames")
+            result["sfu_received_fps"] = round(received, 1)
+            result["sfu_forwarded_fps"] = round(forwarded / n, 1)
+        result |= {
             "subscriber_fps_mean": round(float(np.mean(fps)), 1),
             "subscriber_fps_min": round(float(np.min(fps)), 1),
             "subscriber_mbps_mean": round(float(np.mean(mbps)), 2),
-            "clients_cpu_percent": round(100 * client_cpu / elapsed, 1),
+            "clients_cpu_percent": round(100 * rate("clients_cpu"), 1),
+            "machine_busy_percent": round(100 * busy / max(total, 1e-9), 1),
         }
+        return result
     finally:
-        for pc in [publisher, *(s.pc for s in subscribers)]:
+        for pc in (s.pc for s in subscribers):
             with contextlib.suppress(Exception):
                 await pc.close()
+        with contextlib.suppress(Exception):
+            await publisher.close()
         await sfu.close()
 
 
@@ -304,9 +444,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the MediaRelay runs")
     parser.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-publisher", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_relay:
-        asyncio.run(serve_relay())
+    if args.serve_relay or args.serve_publisher:
+        asyncio.run(serve_relay() if args.serve_relay else serve_publisher())
         return
     counts = [int(n) for n in args.n.split(",") if n]
     result = asyncio.run(run(counts, args.seconds, not args.no_baseline))
