@@ -5,10 +5,17 @@ docs/signaling.md section 5. One description revision per peer connection,
 shared by both directions: our offers carry ``revision + 1``; an answer is
 applied only when it carries the revision of our outstanding offer; a server
 offer only when its revision is above the last stable one (and our answer
-echoes it); ``create-offer N`` makes us offer ``N + 1``. A server offer or
-``create-offer`` that arrives while our offer is unanswered is queued and
-looked at again once the answer is in (twilio-video rolls back instead after
-the first negotiation; aiortc cannot roll back).
+echoes it); ``create-offer N`` makes us offer ``N + 1``.
+
+Glare (a server offer while our offer is unanswered): the server is the
+impolite peer and ignores our offer, so we give ours up, answer
+the server's, and offer again, as twilio-video does with a rollback. aiortc
+cannot roll back, so offers after the first are applied locally only when
+their answer comes: giving one up is forgetting it. Transceivers that offer
+carried stay out of the server's offer (:func:`adapter.unassociated_transceivers_hidden`)
+and are offered again. The first offer is applied at once (aiortc gathers the
+ICE candidates it carries then); the server offers nothing before answering it,
+and anything that comes meanwhile waits for that answer.
 
 Audio and video m-sections are matched to tracks by the track id in their
 ``a=msid`` line (:func:`track_ids_by_mid`); aiortc writes ``a=msid:<stream>
@@ -32,6 +39,7 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from ..errors import MediaError
+from ..sfu import adapter
 from ..signaling import rsp
 from .track import LocalDataTrack, LocalMediaTrack
 
@@ -145,6 +153,7 @@ class PeerConnection:
         self.last_stable_revision = 0
         self._queued: rsp.Description | None = None
         self._offer_wanted = False
+        self._unapplied_offer: RTCSessionDescription | None = None  # sent, not yet set
         self._ice = IceBox()
         self._retired: set[RTCRtpTransceiver] = set()  # sent a track once: not reused
 
@@ -210,15 +219,20 @@ class PeerConnection:
     # ----------------------------------------------------------------- descriptions
 
     async def offer(self) -> rsp.Description:
-        """Create and apply an offer with the next revision."""
+        """Create an offer with the next revision (applied now only if it is the first)."""
         self._offer_wanted = False
         try:
-            await self.pc.setLocalDescription(await self.pc.createOffer())
+            offer = await self.pc.createOffer()
+            if self.pc.localDescription is None:
+                await self.pc.setLocalDescription(offer)
+                offer = self.pc.localDescription  # with the candidates just gathered
+            else:
+                self._unapplied_offer = offer
         except Exception as exc:
             raise MediaError(53400, f"Cannot create a local offer: {exc}") from exc
         self.revision += 1
         self._move_to(Negotiation.AWAITING_ANSWER)
-        return rsp.Description("offer", self.revision, self.pc.localDescription.sdp)
+        return rsp.Description("offer", self.revision, offer.sdp)
 
     async def renegotiate(self) -> list[rsp.Description]:
         """Offer now, or once the outstanding offer is answered."""
@@ -243,8 +257,12 @@ class PeerConnection:
         if description.revision <= self.last_stable_revision:
             return []
         if self.negotiation is Negotiation.AWAITING_ANSWER:
-            self._queued = description  # glare: see the module docstring
-            return []
+            if kind == "create-offer" or self._unapplied_offer is None:
+                # peerconnection.js update(): create-offer waits for the answer, and
+                # so does an offer while our first one is out (module docstring).
+                self._queued = description
+                return []
+            self._give_up_offer()  # glare: the server's offer wins
         if kind == "create-offer":
             self.revision = description.revision
             return [await self.offer()]
@@ -252,8 +270,20 @@ class PeerConnection:
             return await self._answer(description)
         return []
 
+    def _give_up_offer(self) -> None:
+        """Forget our unanswered offer (the server ignores it) and offer again later."""
+        self._unapplied_offer = None
+        self._offer_wanted = True
+        self._move_to(Negotiation.STABLE)
+
     async def _apply_answer(self, description: rsp.Description) -> list[rsp.Description]:
         assert description.sdp is not None
+        offer, self._unapplied_offer = self._unapplied_offer, None
+        try:
+            if offer is not None:
+                await self.pc.setLocalDescription(offer)
+        except Exception as exc:
+            raise MediaError(53400, f"Cannot apply our own offer: {exc}") from exc
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(description.sdp, "answer"))
         except Exception as exc:
@@ -266,14 +296,15 @@ class PeerConnection:
     async def _answer(self, offer: rsp.Description) -> list[rsp.Description]:
         assert offer.sdp is not None
         self.revision = offer.revision
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
-        except Exception as exc:
-            raise MediaError(53402, f"Cannot apply the server's offer: {exc}") from exc
-        try:
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except Exception as exc:
-            raise MediaError(53400, f"Cannot create a local answer: {exc}") from exc
+        with adapter.unassociated_transceivers_hidden(self.pc):
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            except Exception as exc:
+                raise MediaError(53402, f"Cannot apply the server's offer: {exc}") from exc
+            try:
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except Exception as exc:
+                raise MediaError(53400, f"Cannot create a local answer: {exc}") from exc
         self.last_stable_revision = offer.revision
         await self._check_ice_box(offer.sdp)
         answer = rsp.Description("answer", self.revision, self.pc.localDescription.sdp)
@@ -288,8 +319,9 @@ class PeerConnection:
         return [await self.offer()] if self._needs_offer() else []
 
     def local_description(self) -> rsp.Description | None:
-        """The current local description with its revision (for ``sync``)."""
-        local = self.pc.localDescription
+        """The current local description with its revision (for ``sync``): our
+        outstanding offer if there is one."""
+        local = self._unapplied_offer or self.pc.localDescription
         if local is None:
             return None
         return rsp.Description(local.type, self.revision, local.sdp)

@@ -16,6 +16,7 @@ aiortc name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import logging
 import queue
@@ -23,7 +24,7 @@ import re
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,6 +269,28 @@ def use_offered_parameters(pc: Any, sdp: str) -> None:
             continue
         transceiver._codecs = list(media[index].rtp.codecs)
         transceiver._headerExtensions = list(media[index].rtp.headerExtensions)
+
+
+@contextlib.contextmanager
+def unassociated_transceivers_hidden(pc: Any) -> Iterator[None]:
+    """While applying a remote offer and answering it, keep aiortc from giving one
+    of its m-sections to a transceiver we added but have not negotiated yet.
+
+    ``setRemoteDescription`` takes, for a new remote m-section, the first
+    transceiver of its kind without a mid: one that should publish a track would
+    become the receiving end of the server's subscription (and its track would
+    never reach the server). On the way out they get back their place at the end
+    and lose the m-line index an abandoned offer gave them.
+    """
+    transceivers: list[RTCRtpTransceiver] = pc._RTCPeerConnection__transceivers
+    hidden = [t for t in transceivers if t.mid is None]
+    transceivers[:] = [t for t in transceivers if t.mid is not None]
+    try:
+        yield
+    finally:
+        for transceiver in hidden:
+            transceiver._set_mline_index(None)  # type: ignore[arg-type]  # Optional inside
+        transceivers.extend(hidden)
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:

@@ -77,6 +77,19 @@ def codec_preferences(publication: MediaPublication) -> list[RTCRtpCodecCapabili
     return chosen
 
 
+_SENDING = ("sendonly", "sendrecv")
+
+
+def _direction(sending: bool, receiving: bool) -> str:
+    """The SFU's direction for an m-section."""
+    return {
+        (True, True): "sendrecv",
+        (True, False): "sendonly",
+        (False, True): "recvonly",
+        (False, False): "inactive",
+    }[(sending, receiving)]
+
+
 def _checked(sdp: str) -> str:
     """``sdp`` if it looks like a session description (aiortc takes anything)."""
     if not sdp.lstrip().startswith("v=0") or "\nm=" not in sdp:
@@ -207,6 +220,12 @@ class Peer:
         # in a=msid-semantic (sdp.py webrtc_track_id); Chrome writes "a=msid:- <id>"
         # with an empty WMS list, so read the id the client announced from the SDP.
         self._publish_section(transceiver, track_id or track.id, started=False)
+        if any(slot.transceiver is transceiver for slot in self.slots):
+            # twilio-video publishes a new track on a transceiver that only received
+            # (peerconnection.js takeRecycledTransceiver), here one of our send slots:
+            # the answer must take its media too, or aiortc never starts the receiver.
+            transceiver.direction = _direction(sending=transceiver.direction in _SENDING,
+                                               receiving=True)
 
     def _follow_reused_sections(self) -> None:
         """Publish tracks that arrive on m-sections which carried earlier ones.
@@ -297,8 +316,8 @@ class Peer:
         if slot is None:
             return True  # create_offer() adds a transceiver
         subscription.start(slot)
-        slot.transceiver.direction = "sendonly"
-        return slot.transceiver.currentDirection != "sendonly"
+        self._slot_sends(slot, True)
+        return slot.transceiver.currentDirection != slot.transceiver.direction
 
     def unsubscribe(self, track_sid: str) -> bool:
         """Stop forwarding ``track_sid`` here; True when an offer is needed."""
@@ -312,8 +331,14 @@ class Peer:
         subscription.end()
         if slot is None:
             return False
-        slot.transceiver.direction = "inactive"
+        self._slot_sends(slot, False)
         return True
+
+    def _slot_sends(self, slot: SendSlot, sending: bool) -> None:
+        """Start or stop sending on ``slot``, still receiving what the client may
+        publish on it (see ``_on_track``)."""
+        receiving = slot.transceiver in self._sections
+        slot.transceiver.direction = _direction(sending=sending, receiving=receiving)
 
     def _start_in_new_slot(self, subscription: MediaSubscription) -> None:
         publication = subscription.publication

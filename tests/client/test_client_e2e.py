@@ -25,6 +25,7 @@ from jupyter_video.client import (
     RemoteAudioTrack,
     RemoteDataTrack,
     RemoteVideoTrack,
+    Room,
     RoomEvent,
     RoomState,
     connect,
@@ -290,6 +291,58 @@ async def test_publishing_after_connecting_gets_a_track_sid_and_reaches_others(j
     assert isinstance(event.track, RemoteVideoTrack)
     frames = await collect_frames(event.track, 10)
     assert len(frames) == 10 and frames[-1].shape == (96, 128, 3)
+
+
+ROUNDS = 8  # each adds a video both ways: more would only load the 2 cores
+
+
+async def publish_later(room: Room, track: LocalVideoTrack, delay: float) -> None:
+    await asyncio.sleep(delay)
+    await room.local_participant.publish_track(track)
+
+
+def flat_frames(level: int) -> Iterator[np.ndarray]:
+    while True:
+        yield np.full((96, 128, 3), level, np.uint8)
+
+
+async def test_publishing_while_the_server_offers_a_subscription_completes_both(join) -> None:
+    """Glare: alice's offer (a new track) crosses the server's (bob's new track).
+
+    The server ignores alice's offer; she gives it up, answers, and offers again.
+    Before, she waited for an answer that never came and both negotiations
+    stalled (about one round in three of these). Alice publishes a little later
+    each round, so some rounds cross the server's offer. Every new track here is
+    published on a transceiver that received the other's previous one (as
+    twilio-video recycles them): the SFU receives on its send slots too.
+    """
+    name = room_name()
+    alice, alice_events = await join("alice", name)
+    bob, bob_events = await join("bob", name)
+    for round_ in range(ROUNDS):
+        mine = LocalVideoTrack.from_frames(flat_frames(40 + 8 * round_), fps=15,
+                                           name=f"alice-{round_}")
+        theirs = LocalVideoTrack.from_frames(flat_frames(140 + 8 * round_), fps=15,
+                                             name=f"bob-{round_}")
+
+        await asyncio.wait_for(asyncio.gather(
+            publish_later(alice, mine, 0.004 * round_),
+            bob.local_participant.publish_track(theirs)), WAIT)
+        for events, track in ((alice_events, theirs), (bob_events, mine)):
+            await events.wait("track_subscribed",
+                              lambda e, n=track.name: e.publication is not None
+                              and e.publication.track_name == n)
+    # The last round's videos show what was published, both ways.
+    last = ROUNDS - 1
+    for events, track, level in ((alice_events, theirs, 140 + 8 * last),
+                                 (bob_events, mine, 40 + 8 * last)):
+        event = await events.wait("track_subscribed",
+                                  lambda e, n=track.name: e.publication is not None
+                                  and e.publication.track_name == n)
+        assert isinstance(event.track, RemoteVideoTrack)
+        frames = await collect_frames(event.track, 5)
+        assert frames[-1].shape == (96, 128, 3)
+        assert abs(float(frames[-1].mean()) - level) < 6
 
 
 async def test_async_listeners_run_and_callbacks_see_the_objects(join) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from jupyter_video.client.peer_connection import Negotiation, PeerConnection, track_ids_by_mid
 from jupyter_video.client.track import LocalDataTrack, LocalVideoTrack
@@ -133,3 +133,56 @@ async def test_a_republished_track_gets_a_new_m_section_not_the_one_it_left(pair
     assert offer.sdp is not None
     assert track_ids_by_mid(offer.sdp).get(used.mid) != second.id
     assert second.id in track_ids_by_mid(offer.sdp).values()
+
+
+async def test_glare_the_server_offer_wins_and_ours_is_offered_again(pair) -> None:
+    """The server ignores our offer when its own crosses it (live.py); twilio-video
+    rolls back, answers, and offers again: so do we, without a rollback in aiortc."""
+    client, server = pair
+    client.add_track(video())
+    await client.apply(await answer(server, await client.offer()))  # mid 0: video
+    # We publish a second video while the server offers us an audio subscription.
+    published = video()
+    ours = client.add_track(published)
+    assert ours.mid is None
+    [crossed] = await client.renegotiate()
+    assert crossed.revision == 2 and crossed.sdp is not None
+    assert published.id in track_ids_by_mid(crossed.sdp).values()
+    subscription = AudioStreamTrack()
+    server.addTransceiver(subscription, direction="sendonly")
+    await server.setLocalDescription(await server.createOffer())
+    theirs = rsp.Description("offer", 2, server.localDescription.sdp)
+
+    reply, again = await client.apply(theirs)
+    assert (reply.type, reply.revision) == ("answer", 2)
+    assert (again.type, again.revision) == ("offer", 3)
+    assert client.negotiation is Negotiation.AWAITING_ANSWER
+    # The server's audio got a receiving transceiver of its own; our second video is
+    # in none of the answer's sections (aiortc would have given it mid 1).
+    assert reply.sdp is not None and published.id not in track_ids_by_mid(reply.sdp).values()
+    assert client.remote_track_ids()["1"] == subscription.id
+    assert ours.mid is None
+    await server.setRemoteDescription(RTCSessionDescription(reply.sdp, "answer"))
+
+    assert again.sdp is not None
+    assert track_ids_by_mid(again.sdp)["2"] == published.id
+    received: list[str] = []
+    server.on("track", lambda track: received.append(track.kind))
+    assert await client.apply(await answer(server, again)) == []
+    assert client.negotiation is Negotiation.STABLE and client.last_stable_revision == 3
+    assert ours.mid == "2" and ours.currentDirection == "sendonly"  # server sends nothing
+    assert received == ["video"]  # our second video reaches the server on its own section
+
+
+async def test_an_offer_crossing_our_first_one_waits_for_its_answer(pair) -> None:
+    client, server = pair
+    client.receive_audio_and_video()
+    first = await client.offer()
+    assert first.sdp is not None and "a=candidate:" in first.sdp  # applied: gathered
+    first_answer = await answer(server, first)
+    server.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await server.setLocalDescription(await server.createOffer())
+    early = rsp.Description("offer", 2, server.localDescription.sdp)
+    assert await client.apply(early) == []  # no glare handling before the first answer
+    [reply] = await client.apply(first_answer)
+    assert (reply.type, reply.revision) == ("answer", 2)

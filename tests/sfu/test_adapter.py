@@ -207,3 +207,27 @@ def test_fast_sender_clock_gives_aiortc_ntp_time_to_the_sender_only() -> None:
     after = aiortc.clock.current_ntp_time()
     assert before <= fast <= after
     assert aiortc.clock.datetime_from_ntp(fast).year >= 2024
+
+
+async def test_unnegotiated_transceivers_stay_out_of_a_remote_offer() -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    ours = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    theirs = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        waiting = ours.addTransceiver("audio", direction="sendrecv")  # no mid yet
+        assert waiting.mid is None and waiting in ours._RTCPeerConnection__transceivers
+        theirs.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        await theirs.setLocalDescription(await theirs.createOffer())
+        with adapter.unassociated_transceivers_hidden(ours):
+            await ours.setRemoteDescription(
+                RTCSessionDescription(theirs.localDescription.sdp, "offer"))
+            await ours.setLocalDescription(await ours.createAnswer())
+        [other] = [t for t in ours.getTransceivers() if t is not waiting]
+        assert other.mid == "0" and waiting.mid is None
+        assert waiting._get_mline_index() is None
+        assert ours.getTransceivers()[-1] is waiting  # back, after the new one
+    finally:
+        await ours.close()
+        await theirs.close()
