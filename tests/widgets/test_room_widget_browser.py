@@ -234,9 +234,22 @@ async def test_room_widget_in_jupyterlab_with_a_python_participant(
         await wait_until(lambda: "video" in disabled, what="track_disabled")
 
         # Screen share is an extra video track named "screen", unpublished when stopped.
+        # twilio-video puts it on a transceiver that only received (here the one with
+        # python-bot's video): its frames must still reach the Python participant.
+        screens: list[RemoteVideoTrack] = []
+
+        def on_screen(event: RoomEvent) -> None:
+            if (isinstance(event.track, RemoteVideoTrack) and event.publication is not None
+                    and event.publication.track_name == "screen"):
+                screens.append(event.track)
+
+        python.on("track_subscribed", on_screen)
         await page.call("click", selector=".jv-screen")
         await wait_until(lambda: ("track_published", "screen") in publications,
                          what="the screen track published")
+        screen = await wait_until(lambda: screens and screens[-1], what="the screen subscribed")
+        shared = await asyncio.wait_for(take_frames(screen, 3), 30)
+        assert all(frame.shape[0] > 0 and frame.shape[1] > 0 for frame in shared)
         await page.call("click", selector=".jv-screen")
         await wait_until(lambda: ("track_unpublished", "screen") in publications,
                          what="the screen track unpublished")
