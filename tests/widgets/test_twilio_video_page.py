@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, connect
+from jupyter_video.client import (
+    LocalAudioTrack,
+    LocalVideoTrack,
+    RemoteVideoTrack,
+    RoomEvent,
+    connect,
+)
 
 from ..server_process import ServerProcess
 from .browser import (
@@ -53,6 +59,36 @@ CONNECT = """async ({token, wsServer, name}) => {
   });
   return {sid: room.sid, participant: room.localParticipant.sid, state: room.state};
 }"""
+
+LISTEN = """async (identity) => {
+  const participant = [...room.participants.values()].find((p) => p.identity === identity);
+  const publication = participant && [...participant.audioTracks.values()].find((p) => p.track);
+  if (!publication) { return null; }
+  const stream = new MediaStream([publication.track.mediaStreamTrack]);
+  // Chromium hands remote WebRTC audio to Web Audio only while a media element plays it.
+  const element = new Audio();
+  element.srcObject = stream;
+  element.muted = true;
+  element.play().catch(() => {});
+  const context = new AudioContext();
+  await context.resume();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 8192;
+  context.createMediaStreamSource(stream).connect(analyser);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(bins);
+  let peak = 1;
+  for (let i = 1; i < bins.length; i++) { if (bins[i] > bins[peak]) { peak = i; } }
+  const heard = { hz: peak * context.sampleRate / analyser.fftSize, db: bins[peak],
+                  binHz: context.sampleRate / analyser.fftSize };
+  context.close();
+  element.srcObject = null;
+  return heard;
+}"""
+"""The loudest frequency of ``identity``'s audio as the page hears it (Web Audio FFT)."""
+
+TONE_HZ = 660
 
 SAMPLE = """(identity) => {
   const video = document.querySelector(`video[data-identity="${identity}"]`);
@@ -121,9 +157,12 @@ async def test_plain_twilio_video_page_publishes_and_subscribes(server: ServerPr
         await asyncio.wait_for(take(), 30)
         assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
 
-        # A Python participant's video is rendered by the page: bright, and changing.
+        # A Python participant's video is rendered by the page: bright, and changing;
+        # its audio, a tone, is heard at the tone's pitch.
+        seconds = np.arange(48000 * 30) / 48000
+        tone = LocalAudioTrack.from_array(0.5 * np.sin(2 * np.pi * TONE_HZ * seconds))
         publisher = await connect(token(server, "publisher"), room, server.url,
-                                  tracks=[LocalVideoTrack.from_frames(moving_frames())],
+                                  tracks=[LocalVideoTrack.from_frames(moving_frames()), tone],
                                   ice_host_addresses=LOOPBACK)
         participants.append(publisher)
         first = await asyncio.to_thread(driver.wait_for, SAMPLE, "publisher", 30)
@@ -131,6 +170,9 @@ async def test_plain_twilio_video_page_publishes_and_subscribes(server: ServerPr
         second = await asyncio.to_thread(driver.wait_for, SAMPLE, "publisher", 30)
         assert first["mean"] > 60 and second["mean"] > 60
         assert first["hash"] != second["hash"]
+        heard = await asyncio.to_thread(driver.wait_for, LISTEN, "publisher", 30)
+        assert abs(heard["hz"] - TONE_HZ) <= 2 * heard["binHz"], heard
+        assert heard["db"] > -60, heard  # the tone, not the noise floor
 
         identities = await asyncio.to_thread(
             driver.eval, "() => [...window.room.participants.values()].map((p) => p.identity)")
