@@ -23,6 +23,7 @@ import pytest
 from jupyter_video.client import (
     LocalAudioTrack,
     LocalVideoTrack,
+    RemoteAudioTrack,
     RemoteVideoTrack,
     RoomEvent,
     connect,
@@ -89,6 +90,22 @@ LISTEN = """async (identity) => {
 """The loudest frequency of ``identity``'s audio as the page hears it (Web Audio FFT)."""
 
 TONE_HZ = 660
+FAKE_MICROPHONE_HZ = 400  # media/audio/fake_audio_input_stream.cc kBeepFrequency
+
+
+async def loudest_frequency(sounds: list[RemoteAudioTrack], seconds: float = 3.0) -> float:
+    """The spectral peak of ``seconds`` of the first subscribed audio track."""
+    while not sounds:
+        await asyncio.sleep(0.1)
+    chunks: list[np.ndarray] = []
+    async for frame in sounds[0].frames():
+        chunks.append(frame.reshape(len(frame), -1)[:, 0].astype(float))
+        if sum(len(chunk) for chunk in chunks) >= 48000 * seconds:
+            break
+    samples = np.concatenate(chunks)
+    spectrum = np.abs(np.fft.rfft(samples))
+    spectrum[0] = 0
+    return float(np.fft.rfftfreq(len(samples), 1 / 48000)[spectrum.argmax()])
 
 SAMPLE = """(identity) => {
   const video = document.querySelector(`video[data-identity="${identity}"]`);
@@ -136,10 +153,13 @@ async def test_plain_twilio_video_page_publishes_and_subscribes(server: ServerPr
                                ice_host_addresses=LOOPBACK)
         participants.append(viewer)
         tracks: list[RemoteVideoTrack] = []
+        sounds: list[RemoteAudioTrack] = []
 
         def on_subscribed(event: RoomEvent) -> None:
             if isinstance(event.track, RemoteVideoTrack):
                 tracks.append(event.track)
+            elif isinstance(event.track, RemoteAudioTrack):
+                sounds.append(event.track)
 
         viewer.on("track_subscribed", on_subscribed)
         deadline = time.monotonic() + 20
@@ -156,6 +176,9 @@ async def test_plain_twilio_video_page_publishes_and_subscribes(server: ServerPr
 
         await asyncio.wait_for(take(), 30)
         assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
+        # ... and its microphone: Chromium's fake device beeps at 400 Hz.
+        hz = await asyncio.wait_for(loudest_frequency(sounds), 30)
+        assert abs(hz - FAKE_MICROPHONE_HZ) < 15, hz
 
         # A Python participant's video is rendered by the page: bright, and changing;
         # its audio, a tone, is heard at the tone's pitch.
