@@ -61,7 +61,9 @@ are settings of the same codec: comparing them made opus "unknown" in Chrome's
 numbering, and the SFU's re-offer dropped it (Chrome fell back to G722)."""
 
 DYNAMIC_PAYLOAD_TYPES = [*range(96, 128), *range(35, 64)]
-"""Where a codec numbered apart from the client's gets a number (RFC 7587 / RFC 5761)."""
+"""Where a codec numbered apart from the client's gets a number: the dynamic range
+(RFC 3551), then 35-63; 64-95 would read as RTCP packet types under rtcp-mux
+(RFC 5761 section 4)."""
 
 
 def _codec_key(name: str, params: str) -> str:
