@@ -311,7 +311,7 @@ async def test_publishing_while_the_server_offers_a_subscription_completes_both(
 
     The server ignores alice's offer; she gives it up, answers, and offers again.
     Before, she waited for an answer that never came and both negotiations
-    stalled (about one round in three of these). Alice publishes a little later
+    stalled (within 3 to 8 rounds of these). Alice publishes a little later
     each round, so some rounds cross the server's offer. Every new track here is
     published on a transceiver that received the other's previous one (as
     twilio-video recycles them): the SFU receives on its send slots too.
