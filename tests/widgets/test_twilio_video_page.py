@@ -207,6 +207,62 @@ async def test_plain_twilio_video_page_publishes_and_subscribes(server: ServerPr
         await asyncio.to_thread(driver.close)
 
 
+GROUP_ROOM_CONNECT = """async ({token, wsServer, name}) => {
+  const tracks = await Twilio.Video.createLocalTracks({
+    audio: true, video: {width: 640, height: 480}});
+  const room = await Twilio.Video.connect(token, {
+    name, wsServer, iceServers: [], insights: false, tracks,
+    preferredVideoCodecs: [{codec: 'VP8', simulcast: true}],
+    bandwidthProfile: {video: {mode: 'grid', dominantSpeakerPriority: 'high'}},
+    dominantSpeaker: true, networkQuality: {local: 1, remote: 1}});
+  window.room = room;
+  return {sid: room.sid, state: room.state};
+}"""
+"""connect() as Twilio recommends for group rooms (their best-practices guide)."""
+
+
+async def test_twilio_recommended_group_room_options_connect_and_publish(
+    server: ServerProcess,
+) -> None:
+    """VP8 simulcast, a bandwidth profile, dominant speaker and network quality: an app
+    moved from Twilio with these options joins, and its camera reaches a Python
+    participant at the captured size."""
+    room = room_name()
+    driver = PageDriver(timeout=120)
+    viewer = None
+    try:
+        await asyncio.to_thread(driver.call, "blank")
+        await asyncio.to_thread(driver.call, "addScript",
+                                path=str(TWILIO_VIDEO / "twilio-video.min.js"))
+        joined = await asyncio.to_thread(driver.eval, GROUP_ROOM_CONNECT, {
+            "token": token(server, "page"), "wsServer": signaling(server), "name": room})
+        assert joined["state"] == "connected"
+        viewer = await connect(token(server, "viewer"), room, server.url,
+                               ice_host_addresses=LOOPBACK)
+        tracks: list[RemoteVideoTrack] = []
+        viewer.on("track_subscribed", lambda event: isinstance(event.track, RemoteVideoTrack)
+                  and tracks.append(event.track))
+        deadline = time.monotonic() + 20
+        while not tracks and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert tracks, "the viewer never subscribed to the page's video"
+        frames: list[np.ndarray] = []
+
+        async def take() -> None:
+            async for frame in tracks[0].frames():
+                frames.append(frame)
+                if len(frames) == 10:
+                    return
+
+        await asyncio.wait_for(take(), 30)
+        assert frames[-1].shape == (480, 640, 3)
+        assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
+    finally:
+        if viewer is not None:
+            await viewer.disconnect()
+        await asyncio.to_thread(driver.close)
+
+
 class Harness:
     """One tests/browser/harness.mjs page: its JSON-lines events, and commands on stdin."""
 
