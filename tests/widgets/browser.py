@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nbformat
 import numpy as np
 import pytest
 import requests
 
+from jupyter_video.client import RemoteVideoTrack
 from jupyter_video.tokens import AccessToken, VideoGrant
 from jupyter_video.widgets._frontend import BUNDLE
 
@@ -70,6 +73,28 @@ def moving_frames(shape: tuple[int, int] = (240, 320)) -> Iterator[np.ndarray]:
         frame[..., 2] = (250 - 5 * index) % 256
         yield frame
         index += 1
+
+
+T = TypeVar("T")
+
+
+async def first_track(tracks: list[T], what: str, timeout: float = 20.0) -> T:
+    """The first of ``tracks`` (filled by a ``track_subscribed`` listener), waited for."""
+    deadline = time.monotonic() + timeout
+    while not tracks and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert tracks, f"never subscribed to {what}"
+    return tracks[0]
+
+
+async def take_frames(track: RemoteVideoTrack, count: int) -> list[np.ndarray]:
+    """The next ``count`` decoded frames of ``track``."""
+    frames: list[np.ndarray] = []
+    async for frame in track.frames():
+        frames.append(frame)
+        if len(frames) == count:
+            break
+    return frames
 
 
 def write_notebook(path: Path, *sources: str) -> None:

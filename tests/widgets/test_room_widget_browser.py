@@ -38,6 +38,7 @@ from .browser import (
     moving_frames,
     requires_browser,
     room_name,
+    take_frames,
     token,
     write_notebook,
 )
@@ -118,15 +119,6 @@ class Page:
     async def sample(self, identity: str) -> dict[str, Any]:
         sample: dict[str, Any] = await self.wait_for(SAMPLE_VIDEO, identity)
         return sample
-
-
-async def take_frames(track: RemoteVideoTrack, count: int) -> list[np.ndarray]:
-    frames: list[np.ndarray] = []
-    async for frame in track.frames():
-        frames.append(frame)
-        if len(frames) == count:
-            break
-    return frames
 
 
 def text_in(selector: str) -> str:

@@ -34,9 +34,11 @@ from .browser import (
     LOOPBACK,
     MEDIA_ON_LOOPBACK,
     REPO,
+    first_track,
     moving_frames,
     requires_browser,
     room_name,
+    take_frames,
     token,
 )
 from .driver import PageDriver
@@ -95,10 +97,9 @@ FAKE_MICROPHONE_HZ = 400  # media/audio/fake_audio_input_stream.cc kBeepFrequenc
 
 async def loudest_frequency(sounds: list[RemoteAudioTrack], seconds: float = 3.0) -> float:
     """The spectral peak of ``seconds`` of the first subscribed audio track."""
-    while not sounds:
-        await asyncio.sleep(0.1)
+    sound = await first_track(sounds, "the page's audio")
     chunks: list[np.ndarray] = []
-    async for frame in sounds[0].frames():
+    async for frame in sound.frames():
         chunks.append(frame.reshape(len(frame), -1)[:, 0].astype(float))
         if sum(len(chunk) for chunk in chunks) >= 48000 * seconds:
             break
@@ -106,6 +107,7 @@ async def loudest_frequency(sounds: list[RemoteAudioTrack], seconds: float = 3.0
     spectrum = np.abs(np.fft.rfft(samples))
     spectrum[0] = 0
     return float(np.fft.rfftfreq(len(samples), 1 / 48000)[spectrum.argmax()])
+
 
 SAMPLE = """(identity) => {
   const video = document.querySelector(`video[data-identity="${identity}"]`);
@@ -162,19 +164,8 @@ async def test_plain_twilio_video_page_publishes_and_subscribes(server: ServerPr
                 sounds.append(event.track)
 
         viewer.on("track_subscribed", on_subscribed)
-        deadline = time.monotonic() + 20
-        while not tracks and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert tracks, "the viewer never subscribed to the page's video"
-        frames: list[np.ndarray] = []
-
-        async def take() -> None:
-            async for frame in tracks[0].frames():
-                frames.append(frame)
-                if len(frames) == 10:
-                    return
-
-        await asyncio.wait_for(take(), 30)
+        video = await first_track(tracks, "the page's video")
+        frames = await asyncio.wait_for(take_frames(video, 10), 30)
         assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
         # ... and its microphone: Chromium's fake device beeps at 400 Hz.
         hz = await asyncio.wait_for(loudest_frequency(sounds), 30)
@@ -242,19 +233,8 @@ async def test_twilio_recommended_group_room_options_connect_and_publish(
         tracks: list[RemoteVideoTrack] = []
         viewer.on("track_subscribed", lambda event: isinstance(event.track, RemoteVideoTrack)
                   and tracks.append(event.track))
-        deadline = time.monotonic() + 20
-        while not tracks and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert tracks, "the viewer never subscribed to the page's video"
-        frames: list[np.ndarray] = []
-
-        async def take() -> None:
-            async for frame in tracks[0].frames():
-                frames.append(frame)
-                if len(frames) == 10:
-                    return
-
-        await asyncio.wait_for(take(), 30)
+        video = await first_track(tracks, "the page's video")
+        frames = await asyncio.wait_for(take_frames(video, 10), 30)
         assert frames[-1].shape == (480, 640, 3)
         assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
     finally:
