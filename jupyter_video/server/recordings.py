@@ -89,6 +89,10 @@ class Recordings:
         self.api_root = "/video/v1"
         """Absolute ``.../video/v1`` URL that callbacks name recordings by (set at start)."""
         self._running: dict[str, dict[str, str]] = defaultdict(dict)  # room -> track -> RT
+        self._media_gone: dict[str, set[str]] = defaultdict(set)  # room -> tracks
+        """Tracks whose recording the media plane ended (their media went away): not
+        started again by an apply that still counts them as published (a second
+        recording of a track whose publisher just left, failed with no media)."""
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._users: dict[str, int] = defaultdict(int)  # room -> applies holding or awaiting
 
@@ -113,8 +117,13 @@ class Recordings:
         running = self._running[room.sid]
         for track_sid in [sid for sid in running if sid not in wanted]:
             await self._stop(running.pop(track_sid))
+        gone = self._media_gone.pop(room.sid, set()) & wanted.keys()
+        if gone:
+            self._media_gone[room.sid] = gone  # until the records unpublish them
         for track_sid, (participant, track) in wanted.items():
-            if track_sid not in running:
+            # Read at each step: ``wanted`` was chosen before the awaits below, during
+            # which a participant may leave and the media plane end its recordings.
+            if track_sid not in running and track_sid not in self._media_gone.get(room.sid, ()):
                 recording = await self._start(room, participant, track)
                 if recording is not None:
                     running[track_sid] = recording.sid
@@ -179,10 +188,13 @@ class Recordings:
 
     def ended(self, event: RecordingEnded) -> None:
         """A recording ended in the media plane (its track or its participant went away)."""
-        for running in self._running.values():
+        for room_sid, running in self._running.items():
             for track_sid, recording_sid in list(running.items()):
                 if recording_sid == event.recording_sid:
                     del running[track_sid]
+                    # Its participant or track is leaving: an apply that runs before the
+                    # records say so must not record it again (a file with no media).
+                    self._media_gone[room_sid].add(track_sid)
         self.finish(event)
 
     def finish(self, summary: RecordingSummary) -> None:
