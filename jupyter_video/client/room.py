@@ -16,7 +16,7 @@ import enum
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -25,7 +25,7 @@ from ..errors import SignalingError, VideoError
 from ..signaling import rsp
 from .events import EventEmitter, EventStream, Listener
 from .participant import LocalParticipant, ParticipantState, RemoteParticipant
-from .peer_connection import PeerConnection, has_application_section
+from .peer_connection import PeerConnection, Transport, has_application_section
 from .publication import LocalTrackPublication, RemoteTrackPublication
 from .signaling import Closed, SignalingConnection, signaling_url
 from .track import (
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 SDK_VERSION = "0.1.0"
 ROOM_COMPLETED = 53118
 CONNECT_TIMEOUT = 30.0  # hello handshake (15 s) plus the server's answer
+AUTO_ICE_TIMEOUT = 5.0
+"""Seconds ``transport="auto"`` waits for ICE to connect before it joins again over the
+media socket."""
 RECONNECT_BACKOFF = (0.08, 1.5, 5.0)  # util/constants.js: 80 ms x 1.5^n (capped here)
 
 
@@ -89,7 +92,7 @@ class Room:
     ``participants`` (sid -> :class:`RemoteParticipant`), ``dominant_speaker``, events."""
 
     def __init__(self, token: str, name: str | None, url: str, *,
-                 dominant_speaker: bool = False) -> None:
+                 dominant_speaker: bool = False, transport: Transport = "webrtc") -> None:
         self.sid: str | None = None
         self.name = name
         self.state = RoomState.CONNECTING
@@ -105,7 +108,9 @@ class Room:
         self._session: str | None = None
         self._session_timeout = 0
         self._signaling: SignalingConnection | None = None
-        self._pc = PeerConnection(self._on_datachannel)
+        self.transport: Transport = transport
+        """How media travels: "webrtc" (ICE) or "websocket" (the server's media socket)."""
+        self._pc = PeerConnection(self._on_datachannel, transport)
         self._revisions = rsp.RevisionFilter()
         self._lock = asyncio.Lock()  # one change to the peer connection at a time
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -171,6 +176,8 @@ class Room:
         try:
             await self._signaling.open(connect.to_dict())
             await self._await_connected()
+            if self.transport == "websocket":
+                await self._open_media_socket()
         except BaseException as exc:
             error = exc if isinstance(exc, VideoError) else SignalingError(53000, str(exc))
             await self._teardown(error, announce=False)
@@ -178,6 +185,26 @@ class Room:
                 raise
             raise error from exc
         self._dispatcher = asyncio.ensure_future(self._dispatch())
+
+    async def _open_media_socket(self) -> None:
+        assert self._session is not None
+        base = self._url.rstrip("/")
+        if base.endswith("/video/signaling"):
+            base = base[: -len("/signaling")]
+        pc: Any = self._pc.pc  # a WebSocketPeerConnection
+        await pc.open_media_socket(base + "/media", self._session)
+
+    async def _ice_connected(self, timeout: float) -> bool:
+        """Whether ICE connects within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self._pc.pc.connectionState == "connected":
+                return True
+            if self._pc.pc.connectionState == "failed" or self.state is RoomState.DISCONNECTED:
+                return False
+            await asyncio.sleep(0.05)
+        return False
 
     async def _await_connected(self) -> None:
         assert self._signaling is not None
@@ -638,14 +665,19 @@ class Room:
 async def connect(token: str, name: str | None = "lab", server: str | None = None, *,
                   tracks: Iterable[LocalTrack] = (),
                   ice_host_addresses: Iterable[str] | None = None,
-                  dominant_speaker: bool = False) -> Room:
+                  dominant_speaker: bool = False,
+                  transport: Literal["auto", "webrtc", "websocket"] = "webrtc") -> Room:
     """Join room ``name`` with an Access Token, publishing ``tracks``.
 
     ``server`` is the server's base URL (``http://host:port/base/``; default: this
     user's running server, from :func:`jupyter_video.account.load_credentials`).
     ``ice_host_addresses`` limits the addresses ICE gathers on, process-wide
     (e.g. ``["127.0.0.1"]`` on a loopback-only machine). ``dominant_speaker`` asks
-    for ``dominant_speaker_changed`` events. Raises the :class:`VideoError`
+    for ``dominant_speaker_changed`` events. ``transport`` is how media travels:
+    ``"webrtc"`` (ICE), ``"websocket"`` (the server's media socket on its own URL,
+    where UDP does not reach: docs/media_socket.md), or ``"auto"`` (WebRTC, and the
+    media socket when ICE has not connected within :data:`AUTO_ICE_TIMEOUT`
+    seconds). Raises the :class:`VideoError`
     subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
     """
@@ -663,6 +695,17 @@ async def connect(token: str, name: str | None = "lab", server: str | None = Non
     for track in tracks:
         if not isinstance(track, LocalMediaTrack | LocalDataTrack):
             raise TypeError(f"tracks must be local tracks, got {track!r}")
-    room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker)
+    if transport not in ("auto", "webrtc", "websocket"):
+        raise ValueError(f"transport must be 'auto', 'webrtc' or 'websocket', not {transport!r}")
+    url = signaling_url(server)
+    if transport in ("auto", "webrtc"):
+        room = Room(token, name, url, dominant_speaker=dominant_speaker, transport="webrtc")
+        await room._connect(tracks)
+        if transport == "webrtc" or await room._ice_connected(AUTO_ICE_TIMEOUT):
+            return room
+        log.info("ICE did not connect within %.0f s: joining again over the media socket",
+                 AUTO_ICE_TIMEOUT)
+        await room.disconnect()
+    room = Room(token, name, url, dominant_speaker=dominant_speaker, transport="websocket")
     await room._connect(tracks)
     return room

@@ -20,7 +20,7 @@ from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import rest, signaling, token
+from . import media_socket, rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
 from .live import Conference, LiveSettings
 from .recordings import Recordings
@@ -303,6 +303,7 @@ class VideoApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(signaling.handlers)
+        self.handlers.extend(media_socket.handlers)
         self.handlers.extend(rest.handlers)
         self.handlers.extend(token.handlers)
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..errors import MediaError, ParticipantError, RoomError, TrackError, VideoError
+from ..signaling.mediasocket import is_media_socket_sdp
 from . import adapter
 from .interface import (
     AddIceCandidate,
@@ -25,7 +26,9 @@ from .interface import (
     GetStats,
     GrantActiveSpeaker,
     MediaPlane,
+    MediaSocketAddress,
     MediaStats,
+    OpenMediaSocket,
     RecordingSummary,
     RemovePeer,
     SetEnabled,
@@ -39,6 +42,7 @@ from .peer import Peer
 from .publication import MediaPublication
 from .recording import TrackRecorder
 from .room import Room
+from .websocket import MediaSocketListener, WebSocketPeer
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ class LocalMediaPlane(MediaPlane):
         self._room_of: dict[str, Room] = {}  # participant_sid -> room
         self._speaker_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, tuple[MediaPublication, TrackRecorder]] = {}
+        self._media_sockets = MediaSocketListener()
         self._handlers: dict[type[Command], Callable[[Any], Awaitable[Any]]] = {
             AddPeer: self._add_peer,
             RemovePeer: self._remove_peer,
@@ -83,6 +88,7 @@ class LocalMediaPlane(MediaPlane):
             StartRecording: self._start_recording,
             StopRecording: self._stop_recording,
             GetStats: self._get_stats,
+            OpenMediaSocket: self._open_media_socket,
         }
 
     async def start(self) -> None:
@@ -100,6 +106,7 @@ class LocalMediaPlane(MediaPlane):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speaker_task
             self._speaker_task = None
+        await self._media_sockets.close()
 
     async def execute(self, command: Command) -> Any:
         handler = self._handlers[type(command)]
@@ -118,7 +125,7 @@ class LocalMediaPlane(MediaPlane):
         except KeyError:
             raise ParticipantError(53204, f"Participant {participant_sid} not found") from None
 
-    def _peer(self, participant_sid: str) -> Peer:
+    def _peer(self, participant_sid: str) -> Peer | WebSocketPeer:
         return self._room(participant_sid).peer(participant_sid)
 
     # ----------------------------------------------------------- handlers
@@ -139,7 +146,28 @@ class LocalMediaPlane(MediaPlane):
             self.rooms.pop(room.room_sid, None)
 
     async def _apply_offer(self, command: ApplyOffer) -> str:
-        return await self._peer(command.participant_sid).apply_offer(command.sdp)
+        peer = self._peer(command.participant_sid)
+        if isinstance(peer, Peer) and peer.pc.remoteDescription is None and is_media_socket_sdp(
+            command.sdp
+        ):
+            # The participant's first offer says its media takes a media socket: it
+            # is a WebSocket peer from now on (AddPeer came before any SDP).
+            room = self._room(command.participant_sid)
+            socket_peer = WebSocketPeer(command.participant_sid, room, self.report)
+            room.peers[command.participant_sid] = socket_peer
+            await peer.pc.close()
+            peer = socket_peer
+        return await peer.apply_offer(command.sdp)
+
+    async def _open_media_socket(self, command: OpenMediaSocket) -> MediaSocketAddress:
+        peer = self._peer(command.participant_sid)
+        if not isinstance(peer, WebSocketPeer):
+            raise MediaError(
+                53405,
+                f"Participant {command.participant_sid} negotiated WebRTC, not a media socket: "
+                "offer media socket SDP first (docs/media_socket.md)",
+            )
+        return await self._media_sockets.address_for(peer)
 
     async def _create_offer(self, command: CreateOffer) -> str:
         return await self._peer(command.participant_sid).create_offer()
