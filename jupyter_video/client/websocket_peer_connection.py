@@ -500,11 +500,12 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
         self.connectionState = "closed"
         for _, task in self._sending.values():
             task.cancel()
+        if self._socket is not None:
+            # Closing first lets the reader see the server's close code, if one came.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._socket.close(), 2.0)
         for task in list(self._tasks):
             task.cancel()
-        if self._socket is not None:
-            with contextlib.suppress(Exception):
-                await self._socket.close()
         for transceiver in self._transceivers:
             transceiver.receiver.track.stop()
         for channel in self._channels + list(self._incoming_data.values()):

@@ -71,7 +71,9 @@ class MediaSocketHandler(WebSocketHandler):
             try:
                 await relay.drain()
             except ConnectionError:
-                self._close(1011, "media plane gone")
+                # The media plane closed its end: _send_back closes this socket with
+                # the code it was told, once it has read the rest.
+                self._relay = None
             return
         if self._hello_timer is None:
             return  # hello is being handled

@@ -69,7 +69,9 @@ VIDEO_BUDGET = 0.5
 """Seconds a video subscription's oldest queued frame may wait before the queue is
 dropped and the subscription waits for a keyframe."""
 VIDEO_BUDGET_BYTES = 2 * 1024 * 1024
-DATA_QUEUE_MESSAGES = 1000
+DATA_BUDGET_BYTES = 8 * 1024 * 1024
+"""Bytes of data messages a socket may hold; past it the oldest are dropped (and the
+socket stalls into 53405 soon after)."""
 STALL_TIMEOUT = 5.0
 """Seconds a socket may take nothing while media waits, before the peer fails (53405)."""
 SOCKET_TIMEOUT = 10.0
@@ -119,7 +121,9 @@ class MediaSocketSender:
         self._on_stall = on_stall
         self._control: collections.deque[str] = collections.deque()
         self._audio: collections.deque[tuple[float, bytes]] = collections.deque()
-        self._data: collections.deque[bytes] = collections.deque(maxlen=DATA_QUEUE_MESSAGES)
+        self._data: collections.deque[bytes] = collections.deque()
+        self._data_bytes = 0
+        self.data_dropped = 0
         self._video: dict[int, collections.deque[tuple[float, list[bytes]]]] = {}
         self._video_bytes: dict[int, int] = {}
         self._turns: collections.deque[int] = collections.deque()  # video round robin
@@ -140,6 +144,7 @@ class MediaSocketSender:
     def detach(self) -> None:
         self._writer = None
         self._fragments.clear()  # the next socket starts on whole frames
+        self._control.clear()  # it is told the current announcements again
 
     def close(self) -> None:
         self.detach()
@@ -162,6 +167,10 @@ class MediaSocketSender:
 
     def send_data(self, message: bytes) -> None:
         self._data.append(message)
+        self._data_bytes += len(message)
+        while self._data_bytes > DATA_BUDGET_BYTES:
+            self._data_bytes -= len(self._data.popleft())
+            self.data_dropped += 1
         self._wake()
 
     def send_video(self, channel: int, messages: list[bytes]) -> None:
@@ -212,7 +221,9 @@ class MediaSocketSender:
         if self._audio:
             return self._audio.popleft()[1]
         if self._data:
-            return self._data.popleft()
+            message = self._data.popleft()
+            self._data_bytes -= len(message)
+            return message
         if self._fragments:
             return self._fragments.popleft()
         for _ in range(len(self._turns)):
@@ -413,12 +424,12 @@ class WebSocketPeer:
     def _fail(self, code: int, message: str) -> None:
         """Tell the participant (when the socket still takes it), close, report FAILED."""
         logger.info("media socket of %s failed: %s %s", self.participant_sid, code, message)
-        stream = self._stream
-        self._detach()
-        if stream is not None:
+        if self._stream is not None:
+            # Ahead of whatever is queued: the relay closes the socket with its code.
             with contextlib.suppress(Exception):
-                stream.write(relay_frame(ms.control_message("error", code=code, message=message)))
-                stream.close()
+                self._stream.write(
+                    relay_frame(ms.control_message("error", code=code, message=message)))
+        self._detach()
         self._move_to(PeerState.FAILED, code)
 
     def _on_stall(self) -> None:
@@ -646,8 +657,9 @@ class WebSocketPeer:
         self._assembler = ms.FrameAssembler()
         self._inbound.clear()
         self._data_in.clear()
-        self.sender.attach(writer)
+        self.sender.detach()
         self.sender.send_control(ms.control_message("welcome", version=ms.VERSION))
+        self.sender.attach(writer)
         for text in self._announced.values():
             self.sender.send_control(text)
         for subscription in self.subscriptions.values():
