@@ -2,9 +2,11 @@
 
 A participant whose peer connection was negotiated as a media socket
 (docs/media_socket.md) opens this WebSocket after ``connected`` and says
-``{"type": "hello", "session": ...}`` with the signaling session it was given:
-that is its credential (no Jupyter cookie, so guests and pages behind a hub's
-proxy work). The control plane never looks into media: every later message is
+``{"type": "hello", "session": ...}`` with the signaling session it was given,
+or ``{"type": "hello", "participant": ..., "key": ...}`` with the credential
+the server's SDP gave it over that session (twilio-video keeps the session to
+itself): no Jupyter cookie, so guests and pages behind a hub's proxy work.
+The control plane never looks into media: every later message is
 relayed as it is to the Unix socket the media plane named for the participant
 (:class:`~jupyter_video.sfu.interface.OpenMediaSocket`), and what comes back is
 written to the socket, one message at a time. A write that does not finish
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import VideoError
-from ..sfu.interface import relay_frame, relay_read
+from ..sfu.interface import MediaSocketAddress, relay_frame, relay_read
 from ..signaling import mediasocket as ms
 from .live import Conference
 
@@ -91,12 +94,28 @@ class MediaSocketHandler(WebSocketHandler):
             raise ms.MediaSocketError(ms.INVALID_MESSAGE, "the first message must be hello")
         body = ms.parse_control(message, {"hello": ms.CLIENT_CONTROL["hello"]})
         conference: Conference = self.settings["jupyter_video"].conference
-        participant = conference.sessions.get(str(body["session"]))
-        if participant is None or participant.gone:
+        if "session" in body:
+            participant = conference.sessions.get(str(body["session"]))
+            if participant is None or participant.gone:
+                raise ms.MediaSocketError(
+                    53204, "No participant has this signaling session: connect to the room, "
+                    "then open the media socket with the session 'connected' gave")
+            address: MediaSocketAddress | None = await conference.media.open_media_socket(
+                participant.sid)
+        elif "participant" in body and "key" in body:
+            try:
+                address = await conference.media.open_media_socket(str(body["participant"]))
+            except VideoError:
+                address = None
+            if address is None or not hmac.compare_digest(
+                    address.participant_key.encode(), str(body["key"]).encode()):
+                raise ms.MediaSocketError(
+                    53204, "No participant has this media key: use the participant sid and "
+                    "key of the server's x-jupyter-video-media SDP attribute")
+        else:
             raise ms.MediaSocketError(
-                53204, "No participant has this signaling session: connect to the room, "
-                "then open the media socket with the session 'connected' gave")
-        address = await conference.media.open_media_socket(participant.sid)
+                ms.INVALID_MESSAGE, "hello needs 'session', or 'participant' and 'key'")
+        assert address is not None
         reader, writer = await asyncio.open_unix_connection(address.path)
         writer.write(relay_frame(address.key))
         await writer.drain()

@@ -193,10 +193,13 @@ class OpenMediaSocket(Command):
 @dataclass
 class MediaSocketAddress:
     """Where a media plane takes one participant's relayed media socket: the Unix
-    socket ``path``, and the ``key`` that the first relayed message must be."""
+    socket ``path``, and the ``key`` that the first relayed message must be;
+    ``participant_key`` is the credential the peer's SDP gave the participant (a
+    page whose signaling session twilio-video keeps to itself says it in hello)."""
 
     path: str
     key: str
+    participant_key: str = ""
 
 
 @dataclass

@@ -389,6 +389,8 @@ class WebSocketPeer:
         self.sender = MediaSocketSender(self._on_stall)
         self.receiver_reports: dict[int, dict[str, Any]] = {}
         """The participant's last receiver report per subscription channel."""
+        self.key = secrets.token_urlsafe(18)
+        """The participant's credential for its media socket, in our descriptions."""
         self._report = report
         self._sections: list[_SocketSection] = []
         self._version = 0
@@ -473,7 +475,7 @@ class WebSocketPeer:
             answer.append(self._answer_section(section, media.direction))
         self._watch()
         self._version += 1
-        return ms.write_sdp(answer, self._version)
+        return ms.write_sdp(answer, self._version, credential=(self.participant_sid, self.key))
 
     def _publish(self, section: _SocketSection, msid: tuple[str, str]) -> None:
         track_id = msid[1]
@@ -523,7 +525,7 @@ class WebSocketPeer:
                 if subscription is not None else None))
         self._changed = False
         self._version += 1
-        return ms.write_sdp(sections, self._version)
+        return ms.write_sdp(sections, self._version, credential=(self.participant_sid, self.key))
 
     def _place(self, subscription: SocketSubscription) -> None:
         """Give ``subscription`` an m-section: a free one of its kind and codec, or a new one."""
@@ -809,7 +811,7 @@ class MediaSocketListener:
         key = secrets.token_hex(16)
         self._keys[key] = peer
         assert self._directory is not None
-        return MediaSocketAddress(os.path.join(self._directory, "media.sock"), key)
+        return MediaSocketAddress(os.path.join(self._directory, "media.sock"), key, peer.key)
 
     async def _connected(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:

@@ -57,7 +57,7 @@ MEDIA_FAILED = 53405
 """Twilio's "media connection failed or media activity ceased" (a stalled socket)."""
 
 CLIENT_CONTROL = {
-    "hello": ("session",),
+    "hello": (),  # and either "session", or "participant" and "key" (from the SDP)
     "publish": ("channel", "mid"),
     "unpublish": ("channel",),
     "data_channel": ("channel", "label"),
@@ -298,6 +298,9 @@ def parse_control(text: str, known: dict[str, tuple[str, ...]]) -> dict[str, Any
 # room logic see m-sections, mids, codecs and a=msid track ids as usual. The
 # session-level attribute below marks it: no ICE, no DTLS, media on the socket.
 TRANSPORT_ATTRIBUTE = "a=x-jupyter-video-transport:websocket"
+CREDENTIAL_ATTRIBUTE = "a=x-jupyter-video-media:"
+"""Session-level, in the server's descriptions: ``<participant sid> <key>``, what a
+page's hello says when it cannot know the signaling session (twilio-video keeps it)."""
 
 CODECS = {"vp8": ("video", 90000, 0), "h264": ("video", 90000, 0), "opus": ("audio", 48000, 2)}
 """Codecs the media socket carries: name -> (kind, clock rate, channels)."""
@@ -388,8 +391,20 @@ def parse_sections(sdp: str) -> list[Section]:
     return sections
 
 
-def write_sdp(sections: list[Section], session_version: int, session_id: int = 1) -> str:
-    """A media socket session description of ``sections``."""
+def media_credential(sdp: str) -> tuple[str, str] | None:
+    """The ``(participant sid, key)`` a server description carries, if any."""
+    for line in sdp.splitlines():
+        if line.startswith(CREDENTIAL_ATTRIBUTE):
+            parts = line[len(CREDENTIAL_ATTRIBUTE):].split()
+            if len(parts) == 2:
+                return parts[0], parts[1]
+    return None
+
+
+def write_sdp(sections: list[Section], session_version: int, session_id: int = 1,
+              credential: tuple[str, str] | None = None) -> str:
+    """A media socket session description of ``sections`` (``credential``: the
+    server's, see :data:`CREDENTIAL_ATTRIBUTE`)."""
     lines = [
         "v=0",
         f"o=- {session_id} {session_version} IN IP4 0.0.0.0",
@@ -399,6 +414,8 @@ def write_sdp(sections: list[Section], session_version: int, session_id: int = 1
         "a=msid-semantic: WMS *",
         TRANSPORT_ATTRIBUTE,
     ]
+    if credential is not None:
+        lines.append(f"{CREDENTIAL_ATTRIBUTE}{credential[0]} {credential[1]}")
     for section in sections:
         if section.kind == "application":
             port = 0 if section.rejected else 9

@@ -1,0 +1,161 @@
+"""twilio-video.js 2.36 in headless Chromium over the media socket: a plain page
+passes ``RTCPeerConnection: WebSocketPeerConnection.forServer(base)`` (the
+bundle js/ builds to jupyter_video/static/websocket-peer-connection.js) and
+is otherwise the page Twilio's docs describe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jupyter_video.client import (
+    LocalDataTrack,
+    LocalVideoTrack,
+    RemoteDataTrack,
+    RemoteVideoTrack,
+    RoomEvent,
+    connect,
+)
+
+from ..server_process import ServerProcess
+from ..widgets.browser import (
+    LOOPBACK,
+    REPO,
+    first_track,
+    moving_frames,
+    requires_browser,
+    room_name,
+    take_frames,
+    token,
+)
+from ..widgets.driver import PageDriver
+from ..widgets.test_twilio_video_page import SAMPLE, TWILIO_VIDEO
+
+pytestmark = [requires_browser, pytest.mark.timeout(180)]
+
+TRANSPORT_BUNDLE = REPO / "jupyter_video" / "static" / "websocket-peer-connection.js"
+
+IMPORT = """async (source) => {
+  const url = URL.createObjectURL(new Blob([source], {type: 'text/javascript'}));
+  window.transport = await import(url);
+  return window.transport.webSocketMediaSupported();
+}"""
+"""What ``import { WebSocketPeerConnection } from '.../websocket-peer-connection.js'``
+does on a page that hosts the file (a blob URL here: the test page has no server)."""
+
+CONNECT = """async ({token, wsServer, name, base}) => {
+  const tracks = await Twilio.Video.createLocalTracks({
+    audio: true, video: {width: 320, height: 240}});
+  window.chat = new Twilio.Video.LocalDataTrack({name: 'chat'});
+  tracks.push(window.chat);
+  window.messages = [];
+  const Transport = window.transport.WebSocketPeerConnection.forServer(base);
+  window.peerConnections = [];
+  class Recorded extends Transport {
+    constructor(...args) { super(...args); window.peerConnections.push(this); }
+  }
+  const room = await Twilio.Video.connect(token, {
+    name, wsServer, insights: false, tracks, RTCPeerConnection: Recorded});
+  window.room = room;
+  room.on('trackSubscribed', (track, publication, participant) => {
+    if (track.kind === 'data') {
+      track.on('message', (m) => window.messages.push(m));
+      return;
+    }
+    if (track.kind !== 'video') { return; }
+    const video = track.attach();
+    video.dataset.identity = participant.identity;
+    document.body.append(video);
+  });
+  return {sid: room.sid, state: room.state};
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("ws-page"),
+                            video_config={"media_workers": 1, "ice_host_addresses": LOOPBACK}
+                            ).start()
+    yield process
+    process.stop()
+
+
+def signaling(server: ServerProcess) -> str:
+    return f"ws://127.0.0.1:{server.port}{server.base_url}video/signaling"
+
+
+async def open_page(server: ServerProcess, identity: str, room: str) -> PageDriver:
+    driver = PageDriver(timeout=150)
+    await asyncio.to_thread(driver.call, "blank")
+    await asyncio.to_thread(driver.call, "addScript",
+                            path=str(TWILIO_VIDEO / "twilio-video.min.js"))
+    supported = await asyncio.to_thread(driver.eval, IMPORT, TRANSPORT_BUNDLE.read_text())
+    assert supported, "this Chromium lacks WebCodecs or MediaStreamTrackProcessor"
+    joined = await asyncio.to_thread(driver.eval, CONNECT, {
+        "token": token(server, identity), "wsServer": signaling(server), "name": room,
+        "base": server.url})
+    assert joined["state"] == "connected"
+    return driver
+
+
+async def test_a_page_over_the_media_socket_sends_and_receives_video_and_data(
+        server: ServerProcess) -> None:
+    room = room_name()
+    driver = await open_page(server, "page", room)
+    participants: list[Any] = []
+    try:
+        # The page's camera reaches a WebRTC Python participant at the captured size.
+        chat = LocalDataTrack(name="chat")
+        viewer = await connect(token(server, "viewer"), room, server.url,
+                               ice_host_addresses=LOOPBACK, tracks=[chat])
+        participants.append(viewer)
+        videos: list[RemoteVideoTrack] = []
+        data: list[RemoteDataTrack] = []
+
+        def on_subscribed(event: RoomEvent) -> None:
+            if isinstance(event.track, RemoteVideoTrack):
+                videos.append(event.track)
+            elif isinstance(event.track, RemoteDataTrack):
+                data.append(event.track)
+
+        viewer.on("track_subscribed", on_subscribed)
+        video = await first_track(videos, "the page's video")
+        frames = await asyncio.wait_for(take_frames(video, 10), 30)
+        assert frames[-1].shape == (240, 320, 3)
+        assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
+
+        # A Python participant's video is rendered by the page, bright and moving.
+        publisher = await connect(token(server, "publisher"), room, server.url,
+                                  tracks=[LocalVideoTrack.from_frames(moving_frames())],
+                                  ice_host_addresses=LOOPBACK)
+        participants.append(publisher)
+        first = await asyncio.to_thread(driver.wait_for, SAMPLE, "publisher", 30)
+        await asyncio.sleep(1.0)
+        second = await asyncio.to_thread(driver.wait_for, SAMPLE, "publisher", 30)
+        assert first["mean"] > 60 and second["mean"] > 60
+        assert first["hash"] != second["hash"]
+
+        # Chat both ways.
+        page_chat = await first_track(data, "the page's chat")
+        await asyncio.to_thread(driver.eval, "() => window.chat.send('from the page') && null")
+        received = await asyncio.wait_for(anext(page_chat.messages()), 20)
+        assert received == "from the page"
+        for _ in range(20):
+            chat.send("from python")
+            await asyncio.sleep(0.2)
+            if await asyncio.to_thread(driver.eval, "() => window.messages.length"):
+                break
+        assert "from python" in await asyncio.to_thread(driver.eval, "() => window.messages")
+
+        # It was the media socket: the page's only peer connection is one.
+        states = await asyncio.to_thread(
+            driver.eval, "() => window.peerConnections.map((pc) => pc.iceConnectionState)")
+        assert states == ["connected"], driver.console_tail()
+    finally:
+        for participant in participants:
+            await participant.disconnect()
+        await asyncio.to_thread(driver.close)
