@@ -12,7 +12,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from .. import account
 from ..account import Credentials
@@ -153,6 +153,15 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Addresses the SFU gathers ICE host candidates on (None: every interface "
         "but loopback, as aioice chooses). ['127.0.0.1'] for a machine used alone.",
+    )
+    media_transport = Enum(
+        ["auto", "webrtc", "websocket"],
+        "auto",
+        config=True,
+        help="How the widgets' media travels: 'webrtc' (ICE/UDP), 'websocket' (encoded "
+        "frames over WebSockets on this server's own URL, where only it reaches), or "
+        "'auto': WebRTC, falling back to WebSocket when ICE does not connect; auto "
+        "means websocket on Binder and on a JupyterHub in Kubernetes (docs/media_socket.md).",
     )
     ice_public_address = Unicode(
         None,

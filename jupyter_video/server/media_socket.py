@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
@@ -36,6 +37,22 @@ HELLO_TIMEOUT = 10.0
 WRITE_TIMEOUT = 5.0
 """Seconds one message may take to leave; longer and the socket is closed with
 53405 (the media plane fails the peer after the same time)."""
+
+
+def media_transport(configured: str, environ: Mapping[str, str]) -> str:
+    """The transport the widgets are told to use: ``configured`` (VideoApp.media_transport),
+    or for ``auto`` "websocket" where this server knows UDP cannot reach it: a Binder
+    pod (``BINDER_LAUNCH_HOST`` / ``BINDER_REQUEST``: egress and ingress only through
+    the hub's HTTP proxy) or a JupyterHub single-user server in Kubernetes
+    (``JUPYTERHUB_SERVICE_PREFIX`` with ``KUBERNETES_SERVICE_HOST``: only the proxy
+    reaches the pod)."""
+    if configured != "auto":
+        return configured
+    if "BINDER_LAUNCH_HOST" in environ or "BINDER_REQUEST" in environ:
+        return "websocket"
+    if "JUPYTERHUB_SERVICE_PREFIX" in environ and "KUBERNETES_SERVICE_HOST" in environ:
+        return "websocket"
+    return "auto"
 
 
 class MediaSocketHandler(WebSocketHandler):

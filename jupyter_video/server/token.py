@@ -3,12 +3,15 @@
 The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
-Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers"}``.
+Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers",
+"media_transport"}`` (``auto``, ``webrtc`` or ``websocket``: see
+:func:`.media_socket.media_transport`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -16,6 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..tokens import AccessToken, VideoGrant
+from .media_socket import media_transport
 
 TOKEN_TTL = 4 * 3600  # seconds; a token is only checked when joining and on reconnects
 RESERVATION_SECONDS = 60.0  # an identity just handed out stays taken this long
@@ -48,9 +52,10 @@ class TokenHandler(APIHandler):
         token.add_grant(VideoGrant(room=room))
         self.set_header("Cache-Control", "no-store")
         self.finish(
-            json.dumps(
-                {"token": token.to_jwt(), "identity": identity, "room": room, "ice_servers": []}
-            )
+            json.dumps({
+                "token": token.to_jwt(), "identity": identity, "room": room, "ice_servers": [],
+                "media_transport": media_transport(context.app.media_transport, os.environ),
+            })
         )
 
     def _user_name(self) -> str:

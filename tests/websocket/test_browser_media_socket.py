@@ -33,7 +33,9 @@ from ..widgets.browser import (
     token,
 )
 from ..widgets.driver import PageDriver
+from ..widgets.test_twilio_video_page import CONNECT as CONNECT_WEBRTC
 from ..widgets.test_twilio_video_page import SAMPLE, TWILIO_VIDEO
+from .no_udp import Bridge
 
 pytestmark = [requires_browser, pytest.mark.timeout(180)]
 
@@ -88,11 +90,25 @@ def signaling(server: ServerProcess) -> str:
     return f"ws://127.0.0.1:{server.port}{server.base_url}video/signaling"
 
 
-async def open_page(server: ServerProcess, identity: str, room: str) -> PageDriver:
-    driver = PageDriver(timeout=150)
+@pytest.fixture
+def no_udp(server: ServerProcess) -> Iterator[Bridge]:
+    """Pages in a network namespace where only TCP to the server's port leads out."""
+    bridge = Bridge(server.port)
+    yield bridge
+    bridge.close()
+
+
+async def open_page(server: ServerProcess, identity: str, room: str, bridge: Bridge,
+                    connect_page: str = "") -> PageDriver:
+    driver = PageDriver(timeout=150, wrap=bridge.wrap)
     await asyncio.to_thread(driver.call, "blank")
     await asyncio.to_thread(driver.call, "addScript",
                             path=str(TWILIO_VIDEO / "twilio-video.min.js"))
+    if connect_page:  # the page as it is today, WebRTC only
+        joined = await asyncio.to_thread(driver.eval, connect_page, {
+            "token": token(server, identity), "wsServer": signaling(server), "name": room})
+        assert joined["state"] == "connected"
+        return driver
     supported = await asyncio.to_thread(driver.eval, IMPORT, TRANSPORT_BUNDLE.read_text())
     assert supported, "this Chromium lacks WebCodecs or MediaStreamTrackProcessor"
     joined = await asyncio.to_thread(driver.eval, CONNECT, {
@@ -102,10 +118,35 @@ async def open_page(server: ServerProcess, identity: str, room: str) -> PageDriv
     return driver
 
 
-async def test_a_page_over_the_media_socket_sends_and_receives_video_and_data(
-        server: ServerProcess) -> None:
+async def test_without_udp_a_webrtc_page_joins_but_no_media_flows(
+        server: ServerProcess, no_udp: Bridge) -> None:
+    """The block works, and is what breaks today's code: signaling (TCP) joins the
+    room, but no frame of the page's camera ever reaches anyone, nor theirs the page."""
     room = room_name()
-    driver = await open_page(server, "page", room)
+    driver = await open_page(server, "page", room, no_udp, connect_page=CONNECT_WEBRTC)
+    viewer = None
+    try:
+        viewer = await connect(token(server, "viewer"), room, server.url,
+                               ice_host_addresses=LOOPBACK,
+                               tracks=[LocalVideoTrack.from_frames(moving_frames())])
+        videos: list[RemoteVideoTrack] = []
+        viewer.on("track_subscribed", lambda event: isinstance(event.track, RemoteVideoTrack)
+                  and videos.append(event.track))
+        video = await first_track(videos, "the page's video")  # signaled: subscribed
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(take_frames(video, 1), 12)
+        rendered = await asyncio.to_thread(driver.eval, SAMPLE, "viewer")
+        assert rendered is None  # nothing decoded in the page either
+    finally:
+        if viewer is not None:
+            await viewer.disconnect()
+        await asyncio.to_thread(driver.close)
+
+
+async def test_without_udp_a_page_over_the_media_socket_sends_and_receives_video_and_data(
+        server: ServerProcess, no_udp: Bridge) -> None:
+    room = room_name()
+    driver = await open_page(server, "page", room, no_udp)
     participants: list[Any] = []
     try:
         # The page's camera reaches a WebRTC Python participant at the captured size.
