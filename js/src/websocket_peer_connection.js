@@ -384,7 +384,9 @@ class TrackReceiver {
     this.kind = kind;
     this.transceiver = transceiver;
     this.generator = transceiver.receiver.track;
-    this.writer = this.generator.writable.getWriter();
+    // One writer per generator: a section's track outlives the subscriptions it carries.
+    if (!writers.has(this.generator)) { writers.set(this.generator, this.generator.writable.getWriter()); }
+    this.writer = writers.get(this.generator);
     this.waitingForKeyframe = kind === 'video';
     this.bytes = 0;
     this.frames = 0;
@@ -392,7 +394,7 @@ class TrackReceiver {
       if (this.writer.desiredSize !== null && this.writer.desiredSize <= -5) { frame.close(); return; }
       this.writer.write(frame).catch(() => {});
     };
-    const error = (e) => { this.pc._log(`decoder error: ${e.message}`); this.reset(); };
+    const error = (e) => { this.pc._log(`decoder error: ${e.message}`); if (!this.stopped) { this.reset(); } };
     this.output = output;
     this.error = error;
     this.decoder = null;
@@ -429,10 +431,12 @@ class TrackReceiver {
   }
 
   stop() {
+    this.stopped = true;
     if (this.decoder && this.decoder.state !== 'closed') { this.decoder.close(); }
-    this.writer.close().catch(() => {});
   }
 }
+
+const writers = new WeakMap(); // MediaStreamTrackGenerator -> its writer
 
 // ------------------------------------------------------------------ the peer connection
 
@@ -659,6 +663,7 @@ export class WebSocketPeerConnection extends Emitter {
     clearInterval(this._reports);
     for (const sender of this._senders.values()) { sender.stop(); }
     for (const receiver of this._receivers.values()) { receiver.stop(); }
+    for (const t of this._transceivers) { if (t.receiver.track) { t.receiver.track.stop(); } }
     for (const channel of this._channels.concat(Array.from(this._dataIn.values()))) { channel.close(); }
     if (this._socket) { this._socket.close(1000); }
     this.signalingState = 'closed';
