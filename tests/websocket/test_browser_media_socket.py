@@ -200,3 +200,57 @@ async def test_without_udp_a_page_over_the_media_socket_sends_and_receives_video
         for participant in participants:
             await participant.disconnect()
         await asyncio.to_thread(driver.close)
+
+
+SEES = """(identities) => identities.every((identity) => {
+  const video = document.querySelector(`video[data-identity="${identity}"]`);
+  return video && video.readyState >= 2 && video.videoWidth > 0;
+})"""
+
+
+async def test_a_mixed_room_everyone_sees_everyone(server: ServerProcess, no_udp: Bridge) -> None:
+    """A WebRTC page, a media socket page (without UDP) and a Python participant."""
+    room = room_name()
+    socket_page = await open_page(server, "socket-page", room, no_udp)
+    webrtc_page = PageDriver(timeout=150)
+    python = None
+    try:
+        await asyncio.to_thread(webrtc_page.call, "blank")
+        await asyncio.to_thread(webrtc_page.call, "addScript",
+                                path=str(TWILIO_VIDEO / "twilio-video.min.js"))
+        joined = await asyncio.to_thread(webrtc_page.eval, CONNECT_WEBRTC, {
+            "token": token(server, "webrtc-page"), "wsServer": signaling(server), "name": room})
+        assert joined["state"] == "connected"
+        python = await connect(token(server, "python"), room, server.url,
+                               ice_host_addresses=LOOPBACK,
+                               tracks=[LocalVideoTrack.from_frames(moving_frames())])
+        videos: dict[str, RemoteVideoTrack] = {}
+        python.on("track_subscribed", lambda event: isinstance(event.track, RemoteVideoTrack)
+                  and event.participant is not None
+                  and videos.__setitem__(event.participant.identity, event.track))
+
+        await asyncio.to_thread(socket_page.wait_for, SEES, ["webrtc-page", "python"], 30)
+        await asyncio.to_thread(webrtc_page.wait_for, SEES, ["socket-page", "python"], 30)
+        for identity in ("socket-page", "webrtc-page"):
+            track = await wait_for_key(videos, identity)
+            frames = await asyncio.wait_for(take_frames(track, 5), 30)
+            assert frames[-1].shape == (240, 320, 3) and frames[-1].mean() > 10
+        for page, other in ((socket_page, "webrtc-page"), (webrtc_page, "socket-page")):
+            first = await asyncio.to_thread(page.wait_for, SAMPLE, other, 30)
+            await asyncio.sleep(1.0)
+            second = await asyncio.to_thread(page.wait_for, SAMPLE, other, 30)
+            assert first["hash"] != second["hash"], f"{other}'s video is frozen"
+    finally:
+        if python is not None:
+            await python.disconnect()
+        await asyncio.to_thread(socket_page.close)
+        await asyncio.to_thread(webrtc_page.close)
+
+
+async def wait_for_key(items: dict[str, Any], key: str, timeout: float = 20.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while key not in items and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    assert key in items, f"never subscribed to {key}; got {sorted(items)}"
+    return items[key]
