@@ -24,7 +24,8 @@ const LAST = 4;
 const BINARY = 1;
 const FRAME_HEADER = 16;
 const DATA_HEADER = 4;
-const FRAGMENT_SIZE = 16 * 1024;
+const FRAGMENT_SIZE = 4 * 1024;
+const ACK_INTERVAL_MS = 50;
 const VIDEO_HIGH_WATER = 256 * 1024; // socket bytes buffered before video waits
 const VIDEO_DROP_WATER = 2 * 1024 * 1024; // ... before video frames are dropped
 const TRANSPORT = 'a=x-jupyter-video-transport:websocket';
@@ -477,6 +478,8 @@ export class WebSocketPeerConnection extends Emitter {
     this._receivers = new Map(); // channel -> TrackReceiver
     this._dataIn = new Map(); // channel -> SocketDataChannel
     this._bytesReceived = 0;
+    this._binaryReceived = 0; // what acks say: the server's flow control
+    this._acked = 0;
     this._bytesSent = 0;
     this._framesSent = 0;
     this._reports = null;
@@ -661,6 +664,7 @@ export class WebSocketPeerConnection extends Emitter {
     if (this._closed) { return; }
     this._closed = true;
     clearInterval(this._reports);
+    clearInterval(this._acks);
     for (const sender of this._senders.values()) { sender.stop(); }
     for (const receiver of this._receivers.values()) { receiver.stop(); }
     for (const t of this._transceivers) { if (t.receiver.track) { t.receiver.track.stop(); } }
@@ -741,7 +745,12 @@ export class WebSocketPeerConnection extends Emitter {
     };
     socket.onmessage = (e) => {
       this._bytesReceived += typeof e.data === 'string' ? e.data.length : e.data.byteLength;
-      if (typeof e.data === 'string') { this._onControl(JSON.parse(e.data)); } else { this._onBinary(e.data); }
+      if (typeof e.data === 'string') {
+        this._onControl(JSON.parse(e.data));
+      } else {
+        this._binaryReceived += e.data.byteLength;
+        this._onBinary(e.data);
+      }
     };
     socket.onclose = (e) => {
       if (this._socket !== socket) { return; }
@@ -803,6 +812,17 @@ export class WebSocketPeerConnection extends Emitter {
         this._followSenders();
         clearInterval(this._reports);
         this._reports = setInterval(() => this._sendReports(), 1000);
+        clearInterval(this._acks);
+        this._acks = setInterval(() => this._sendAck(), ACK_INTERVAL_MS);
+        break;
+      case 'bitrate':
+        // What the slowest subscriber's link takes: the encoder is configured anew.
+        for (const sender of this._senders.values()) {
+          if (sender.channel === channel && sender.track.kind === 'video') {
+            sender.transceiver._maxBitrate = body.bitrate;
+            sender.configured = null;
+          }
+        }
         break;
       case 'subscribe': {
         const t = this._byMid(String(body.mid));
@@ -885,6 +905,12 @@ export class WebSocketPeerConnection extends Emitter {
     if (this._lastKeyframeRequest && now - this._lastKeyframeRequest < 500) { return; }
     this._lastKeyframeRequest = now;
     this._sendUrgent(JSON.stringify({ type: 'keyframe_request', channel }));
+  }
+
+  _sendAck() {
+    if (this._binaryReceived === this._acked) { return; }
+    this._acked = this._binaryReceived;
+    this._sendUrgent(JSON.stringify({ type: 'ack', bytes: this._acked, ms: Math.round(performance.now()) }));
   }
 
   _sendReports() {

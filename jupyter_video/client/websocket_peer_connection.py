@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 RECEIVED_FRAMES = 30
 """Decoded frames a receiver track holds for its reader (oldest dropped past it)."""
 REPORT_INTERVAL = 1.0
+VIDEO_BACKLOG = 256 * 1024
+"""Bytes of video waiting to be sent past which they are dropped for a keyframe."""
 
 
 def _now_ms() -> int:
@@ -198,6 +200,8 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
         self._assembler = ms.FrameAssembler()
         self.frames_sent = 0
         self.frames_received = 0
+        self.bytes_received = 0  # binary, what acks say
+        self._bitrates: dict[int, int] = {}  # our channel -> what the server says it may send
 
     # ----------------------------------------------------------- RTCPeerConnection
 
@@ -316,6 +320,7 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
         self._spawn(self._read())
         self._spawn(self._write_loop())
         self._spawn(self._send_reports())
+        self._spawn(self._send_acks())
         self.connectionState = "connected"
         for channel in self._channels:
             self._open_data_channel(channel)
@@ -392,6 +397,8 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
                 return
             force = channel in self._keyframe_wanted
             self._keyframe_wanted.discard(channel)
+            if channel in self._bitrates and track.kind == "video":
+                encoder.target_bitrate = self._bitrates.pop(channel)
             # Encoding a video frame takes milliseconds: off the event loop, as aiortc does.
             payloads, timestamp = await loop.run_in_executor(None, encoder.encode, frame, force)
             step = 960 if track.kind == "audio" else 0
@@ -401,6 +408,11 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
                 messages = ms.frame_messages(channel, sequence, (timestamp or 0) + index * step,
                                              keyframe, payload, _now_ms())
                 if track.kind == "video":
+                    if sum(map(len, self._video)) > VIDEO_BACKLOG:
+                        # The uplink is behind: what waits is old; start again on a keyframe.
+                        self._video.clear()
+                        self._keyframe_wanted.add(channel)
+                        continue
                     self._video.extend(messages)
                 else:
                     self._urgent.extend(messages)
@@ -416,6 +428,7 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
                 if isinstance(message, str):
                     self._on_control(ms.parse_control(message, ms.SERVER_CONTROL))
                 else:
+                    self.bytes_received += len(message)
                     self._on_binary(message)
         except ConnectionClosed as closed:
             self.close_code = closed.rcvd.code if closed.rcvd else None
@@ -453,6 +466,8 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
             data_channel._open()
         elif kind == "keyframe_request":
             self._keyframe_wanted.add(channel)
+        elif kind == "bitrate":
+            self._bitrates[channel] = int(body["bitrate"])
         elif kind == "error":
             self.error = MediaError(int(body["code"]), str(body["message"]))
 
@@ -480,6 +495,16 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
             data_channel = self._incoming_data.get(item[0])
             if data_channel is not None and data_channel.readyState == "open":
                 data_channel.emit("message", item[1])
+
+    async def _send_acks(self) -> None:
+        """What has arrived, every ACK_INTERVAL: the server's flow control."""
+        acked = 0
+        while True:
+            await asyncio.sleep(ms.ACK_INTERVAL)
+            if self.bytes_received != acked:
+                acked = self.bytes_received
+                self._send_urgent(ms.control_message("ack", bytes=acked,
+                                                     ms=int(time.monotonic() * 1000)))
 
     async def _send_reports(self) -> None:
         while True:

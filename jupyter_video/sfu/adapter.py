@@ -475,6 +475,16 @@ class _WholeFrameVp8Encoder(Vp8Encoder):
     def _packetize(cls, buffer: bytes, picture_id: int) -> list[bytes]:
         return [buffer] if buffer else []
 
+    # The server's bitrate hints go below aiortc's 250 kbit/s floor (a 300 kbit/s
+    # link); encode() reads target_bitrate, its "bufsize" the private copy.
+    @property
+    def target_bitrate(self) -> int:
+        return int(self._Vp8Encoder__target_bitrate)
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        self._Vp8Encoder__target_bitrate = max(50_000, min(bitrate, 2_500_000))
+
 
 class _WholeFrameH264Encoder(H264Encoder):
     # H264Encoder.encode ends with self._packetize(NAL units): Annex B instead.
@@ -495,5 +505,7 @@ def frame_encoder(mime_type: str) -> Any:
     if mime == "audio/opus":
         from aiortc.codecs.opus import OpusEncoder
 
-        return OpusEncoder()  # an Opus packet is a whole frame already
+        encoder = OpusEncoder()  # an Opus packet is a whole frame already
+        encoder.codec.bit_rate = 32_000  # as browsers send voice (aiortc's 96k fills slow links)
+        return encoder
     raise ValueError(f"no media socket encoder for {mime_type}")

@@ -81,6 +81,21 @@ REPORT_INTERVAL = 1.0
 WRITE_BUFFER = 32 * 1024
 """Bytes written ahead to the relay before the writer waits: little, so that the
 queues here (and their policy) hold what waits, not socket buffers."""
+MIN_WINDOW = 6 * 1024
+"""Bytes a socket may have in flight (sent, not yet acked by the participant) at
+least; more when its measured delivery rate allows (:data:`WINDOW_SECONDS` of it).
+TCP buffers grow to megabytes, seconds on a slow link: this keeps what waits here."""
+WINDOW_SECONDS = 0.15
+RATE_MEMORY = 2.0
+"""Seconds over which the highest delivery rate is remembered (BBR's max filter)."""
+RATE_SPAN = 0.25
+"""Seconds of acks one delivery-rate sample spans at least."""
+AUDIO_SHARE = 60_000
+"""Bits/s a link's audio takes (32 kbit/s Opus, and 50 messages a second of headers)."""
+MAX_BITRATE = 1_500_000
+PROBE_AFTER = 5.0
+"""Seconds without a limiting subscriber before a publisher may send more."""
+"""Bits/s a socket publisher is told it may send when nothing limits it."""
 
 
 def _now_ms() -> int:
@@ -133,6 +148,15 @@ class MediaSocketSender:
         self._task: asyncio.Task[None] | None = None
         self.audio_dropped = 0
         self.messages_sent = 0
+        # Flow control (only once the participant acks; a client that never does
+        # is limited by TCP alone).
+        self.bytes_sent = 0
+        self.bytes_acked = 0
+        self.acking = False
+        self._rates: collections.deque[tuple[float, float]] = collections.deque()
+        self._acks: collections.deque[tuple[float, int]] = collections.deque()
+        self.window_limited_at = -RATE_MEMORY
+        """When the window last held the writer back (the link, not the media, limited)."""
 
     def attach(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
@@ -201,6 +225,40 @@ class MediaSocketSender:
         self._video_bytes[channel] = 0
         return dropped
 
+    def acked(self, total: int, at_ms: float | None = None) -> None:
+        """The participant has received ``total`` binary bytes of this socket, by its
+        clock ``at_ms`` (acks may arrive bunched: the rate is taken from its clock,
+        over spans of at least RATE_SPAN)."""
+        now = time.monotonic()
+        total = min(total, self.bytes_sent)
+        clock = at_ms / 1000 if at_ms is not None else now
+        self._acks.append((clock, total))
+        while len(self._acks) > 2 and clock - self._acks[1][0] >= RATE_SPAN:
+            self._acks.popleft()
+        first_clock, first_total = self._acks[0]
+        if clock - first_clock >= RATE_SPAN and total > first_total:
+            self._rates.append((now, (total - first_total) / (clock - first_clock)))
+        while self._rates and now - self._rates[0][0] > RATE_MEMORY:
+            self._rates.popleft()
+        self.bytes_acked = max(self.bytes_acked, total)
+        self.acking = True
+        self._wake()
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """The highest rate (bytes/s) acks showed lately, None before any."""
+        return max((rate for _, rate in self._rates), default=None)
+
+    def _window(self) -> float:
+        rate = self.delivery_rate
+        return max(MIN_WINDOW, rate * WINDOW_SECONDS) if rate is not None else MIN_WINDOW * 4
+
+    def _window_open(self) -> bool:
+        if not self.acking or self.bytes_sent - self.bytes_acked < self._window():
+            return True
+        self.window_limited_at = time.monotonic()
+        return False
+
     def forget_channel(self, channel: int) -> None:
         self._video.pop(channel, None)
         self._video_bytes.pop(channel, None)
@@ -218,8 +276,10 @@ class MediaSocketSender:
         if self._control:
             return self._control.popleft()
         self._expire_audio(time.monotonic())
-        if self._audio:
+        if self._audio:  # audio first, past the window too: it is a tenth of a slow link
             return self._audio.popleft()[1]
+        if not self._window_open():
+            return None  # an ack wakes the writer
         if self._data:
             message = self._data.popleft()
             self._data_bytes -= len(message)
@@ -249,13 +309,23 @@ class MediaSocketSender:
             if writer is None or message is None:
                 self._waiter = asyncio.get_running_loop().create_future()
                 try:
-                    await self._waiter
+                    if writer is not None and self.acking and not self._window_open():
+                        # Waiting for an ack: none for STALL_TIMEOUT is a stalled reader.
+                        await asyncio.wait_for(self._waiter, STALL_TIMEOUT)
+                    else:
+                        await self._waiter
+                except asyncio.TimeoutError:
+                    self._task = None
+                    self._on_stall()
+                    return
                 finally:
                     self._waiter = None
                 continue
             try:
                 writer.write(relay_frame(message))
                 self.messages_sent += 1
+                if isinstance(message, bytes):
+                    self.bytes_sent += len(message)
                 if writer.transport.get_write_buffer_size() > WRITE_BUFFER:
                     await asyncio.wait_for(writer.drain(), STALL_TIMEOUT)
             except asyncio.TimeoutError:
@@ -376,6 +446,8 @@ class _Inbound:
         self.frames = 0
         self.delay_sum = 0
         self.delay_mean: float | None = None
+        self.bitrate: int | None = None  # what the participant was last told it may send
+        self.limited_at = 0.0
 
 
 class WebSocketPeer:
@@ -750,6 +822,10 @@ class WebSocketPeer:
                     subscription.publication.request_keyframe()
         elif kind == "receiver_report":
             self.receiver_reports[channel] = body
+        elif kind == "ack":
+            at = body.get("ms")
+            clock = float(at) if isinstance(at, int | float) else None
+            self.sender.acked(int(body["bytes"]), clock)
 
     def _ask_keyframe(self, publication: MediaPublication) -> None:
         for channel, inbound in self._inbound.items():
@@ -773,6 +849,40 @@ class WebSocketPeer:
                     frames=inbound.frames, delay_trend_ms=round(trend, 1)))
                 inbound.delay_mean = mean
                 inbound.bytes = inbound.frames = inbound.delay_sum = 0
+            self._send_bitrate_hints()
+
+    def _send_bitrate_hints(self) -> None:
+        """Tell the participant what its video may send: what the slowest socket
+        subscriber's link delivered while it was the limit (less audio and some
+        headroom), and more again once none was for PROBE_AFTER (x1.25)."""
+        now = time.monotonic()
+        for channel, inbound in self._inbound.items():
+            section = next((s for s in self._sections if s.mid == inbound.mid), None)
+            publication = section.publication if section is not None else None
+            if publication is None or publication.kind != "video":
+                continue
+            limits = []
+            for subscription in publication.subscriptions:
+                if not isinstance(subscription, SocketSubscription):
+                    continue
+                sender = subscription.peer.sender
+                rate = sender.delivery_rate
+                if rate is not None and now - sender.window_limited_at < RATE_MEMORY:
+                    limits.append(0.8 * rate * 8 - AUDIO_SHARE)
+            previous = inbound.bitrate or MAX_BITRATE
+            if limits:
+                inbound.limited_at = now
+                wanted = max(60_000.0, min(limits))
+                change = wanted < 0.85 * previous
+            else:  # probe upwards, slowly: each new bitrate costs the encoder a keyframe
+                wanted = min(MAX_BITRATE, previous * 1.25)
+                change = inbound.bitrate is not None and now - inbound.limited_at > PROBE_AFTER
+                if change:
+                    inbound.limited_at = now
+            if change and int(wanted) != inbound.bitrate:
+                inbound.bitrate = int(wanted)
+                self.sender.send_control(ms.control_message(
+                    "bitrate", channel=channel, bitrate=inbound.bitrate))
 
     # ----------------------------------------------------------- closing
 

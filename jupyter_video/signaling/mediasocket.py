@@ -42,8 +42,12 @@ BINARY_DATA = 0x01
 FRAME_HEADER = struct.Struct("!BBHIII")  # type, flags, channel, sequence, timestamp, sent_ms
 DATA_HEADER = struct.Struct("!BBH")  # type, flags, channel
 
-FRAGMENT_SIZE = 16 * 1024
-"""Largest payload of one FRAME message: a 300 kbit/s link sends it in ~0.4 s."""
+FRAGMENT_SIZE = 4 * 1024
+"""Largest payload of one FRAME message: a 300 kbit/s link sends it in ~0.1 s, so
+audio waits at most that long behind a keyframe."""
+ACK_INTERVAL = 0.05
+"""Seconds between a receiver's acks (``{"type": "ack", "bytes": n}``: binary bytes
+received so far), the sender's flow control."""
 MAX_MESSAGE_SIZE = 256 * 1024
 """Largest message either end accepts (a fragment, a data message, a control message)."""
 MAX_FRAME_SIZE = 4 * 1024 * 1024
@@ -63,6 +67,7 @@ CLIENT_CONTROL = {
     "data_channel": ("channel", "label"),
     "keyframe_request": ("channel",),
     "receiver_report": ("channel",),
+    "ack": ("bytes",),
 }
 """Control messages a participant sends, with their required fields."""
 SERVER_CONTROL = {
@@ -72,6 +77,7 @@ SERVER_CONTROL = {
     "data_channel": ("channel", "label"),
     "keyframe_request": ("channel",),
     "receiver_report": ("channel",),
+    "bitrate": ("channel", "bitrate"),
     "error": ("code", "message"),
 }
 """Control messages the server sends, with their required fields."""

@@ -15,11 +15,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+
+import pytest
+
+
+def _namespaces_allowed() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"],
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+requires_namespaces = pytest.mark.skipif(
+    not _namespaces_allowed(),
+    reason="needs unshare -n and ip (util-linux, iproute2) and CAP_SYS_ADMIN: run as root",
+)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -35,9 +35,9 @@ from ..widgets.browser import (
 from ..widgets.driver import PageDriver
 from ..widgets.test_twilio_video_page import CONNECT as CONNECT_WEBRTC
 from ..widgets.test_twilio_video_page import SAMPLE, TWILIO_VIDEO
-from .no_udp import Bridge
+from .no_udp import Bridge, requires_namespaces
 
-pytestmark = [requires_browser, pytest.mark.timeout(180)]
+pytestmark = [requires_browser, requires_namespaces, pytest.mark.timeout(180)]
 
 TRANSPORT_BUNDLE = REPO / "jupyter_video" / "static" / "websocket-peer-connection.js"
 

@@ -19,11 +19,11 @@ def assembler(*media: int, data: tuple[int, ...] = ()) -> ms.FrameAssembler:
 def test_a_large_keyframe_goes_in_fragments_and_comes_back_whole() -> None:
     data = os.urandom(100_000)
     messages = ms.frame_messages(3, 7, 90_000, True, data, 1234)
-    assert len(messages) == 7  # 100 kB in 16 KiB fragments
+    assert len(messages) == -(-100_000 // ms.FRAGMENT_SIZE)  # 100 kB in fragments
     assert all(len(m) <= ms.FRAGMENT_SIZE + ms.FRAME_HEADER.size for m in messages)
     taker = assembler(3)
     results = [taker.take(m) for m in messages]
-    assert results[:-1] == [None] * 6
+    assert results[:-1] == [None] * (len(messages) - 1)
     frame = results[-1]
     assert frame == ms.Frame(3, 7, 90_000, True, 1234, data)
 
@@ -62,7 +62,7 @@ def test_frames_out_of_order_are_refused() -> None:
 
 
 def test_a_fragment_of_another_frame_is_refused() -> None:
-    first, _ = ms.frame_messages(1, 1, 0, True, os.urandom(20_000), 0)
+    first = ms.frame_messages(1, 1, 0, True, os.urandom(20_000), 0)[0]
     other = ms.frame_messages(1, 2, 0, True, os.urandom(20_000), 0)
     taker = assembler(1)
     taker.take(first)

@@ -27,9 +27,9 @@ from ..widgets.browser import (
 )
 from ..widgets.driver import PageDriver
 from ..widgets.test_room_widget_browser import Page, text_in, wait_until
-from .no_udp import Bridge
+from .no_udp import Bridge, requires_namespaces
 
-pytestmark = [requires_browser, pytest.mark.timeout(300)]
+pytestmark = [requires_browser, requires_namespaces, pytest.mark.timeout(300)]
 
 CELL = """\
 import json, pathlib
