@@ -63,6 +63,10 @@ async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     await asyncio.gather(_pipe(reader, other_writer), _pipe(other_reader, writer))
 
 
+UDP_HERE, UDP_THERE = "10.231.9.1", "10.231.9.2"
+"""The veth pair's addresses (:meth:`Bridge.give_udp_path`): the SFU's, the browser's."""
+
+
 class _LoopThread:
     """An asyncio loop of its own, serving one listener."""
 
@@ -97,10 +101,39 @@ class Bridge:
 
     def wrap(self, command: list[str]) -> list[str]:
         """``command`` run in a namespace without UDP, TCP to the port bridged."""
+        extra = ["--veth", self.veth] if self.veth else []
         return ["unshare", "-n", sys.executable, str(Path(__file__).resolve()),
-                "--port", str(self.port), "--socket", self.path, "--", *command]
+                "--port", str(self.port), "--socket", self.path, *extra, "--", *command]
+
+    veth: str | None = None
+
+    def give_udp_path(self, name: str) -> None:
+        """Also give the namespace a veth pair to this one (``name`` here, 10.231.9.1;
+        10.231.9.2 there): a UDP path, which :meth:`cut_udp_path` takes away while the
+        bridged TCP goes on. Call before :meth:`wrap`; then :meth:`wait_for_udp_path`."""
+        self.veth = name
+
+    def wait_for_udp_path(self, timeout: float = 30.0) -> None:
+        """Address and bring up this side of the veth pair once the namespace made it."""
+        import time
+
+        assert self.veth is not None
+        deadline = time.monotonic() + timeout
+        while subprocess.run(["ip", "link", "show", self.veth], capture_output=True
+                             ).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.veth} never appeared")
+            time.sleep(0.1)
+        subprocess.run(["ip", "addr", "add", f"{UDP_HERE}/24", "dev", self.veth], check=True)
+        subprocess.run(["ip", "link", "set", self.veth, "up"], check=True)
+
+    def cut_udp_path(self) -> None:
+        assert self.veth is not None
+        subprocess.run(["ip", "link", "set", self.veth, "down"], check=True)
 
     def close(self) -> None:
+        if self.veth is not None:
+            subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
         self._server.close()  # type: ignore[attr-defined]
         self._loop.stop()
         self._directory.cleanup()
@@ -110,9 +143,17 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--socket", required=True)
+    parser.add_argument("--veth")
     parser.add_argument("command", nargs="+")
     args = parser.parse_args()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    if args.veth:  # a UDP path out: this end here, the other moved to PID 1's namespace
+        inside = args.veth + "i"
+        for step in (["ip", "link", "add", inside, "type", "veth", "peer", "name", args.veth],
+                     ["ip", "link", "set", args.veth, "netns", "1"],
+                     ["ip", "addr", "add", f"{UDP_THERE}/24", "dev", inside],
+                     ["ip", "link", "set", inside, "up"]):
+            subprocess.run(step, check=True)
     loop = _LoopThread()
 
     async def serve() -> asyncio.AbstractServer:

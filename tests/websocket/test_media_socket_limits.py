@@ -139,3 +139,24 @@ async def test_a_stalled_subscriber_is_disconnected_with_53405(join) -> None:
     event = await stalled_events.wait("disconnected", timeout=WAIT)
     assert event.error is not None and event.error.code == 53405, event.error
     assert received >= 0.8 * (time.monotonic() - began) / 0.05 * 0.5  # the reader kept up
+
+
+@pytest.mark.parametrize("hello", [
+    {"session": "not-a-session"},
+    {"participant": "PA00000000000000000000000000000000", "key": "x"},
+    {"participant": "<alice>", "key": "wrong"},
+])
+async def test_a_socket_without_a_participants_credential_is_refused_with_53204(
+        join, video_server: ServerProcess, hello: dict[str, str]) -> None:
+    alice, _ = await join("alice", room_name(), transport="websocket")
+    if hello.get("participant") == "<alice>":
+        hello = {**hello, "participant": alice.local_participant.sid}
+    url = video_server.url.replace("http://", "ws://").rstrip("/") + "/video/media"
+    async with ws_connect(url, compression=None) as raw:
+        await raw.send(ms.control_message("hello", **hello))
+        told = json.loads(await asyncio.wait_for(raw.recv(), WAIT))
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(raw.recv(), WAIT)
+    assert told["type"] == "error" and told["code"] == 53204
+    assert raw.close_code == 4204
+    assert alice.state.value == "connected"  # the participant itself is untouched

@@ -5,6 +5,7 @@ connect, rejoins over the media socket, and then works as it does over WebRTC.""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,7 @@ from ..widgets.browser import (
 )
 from ..widgets.driver import PageDriver
 from ..widgets.test_room_widget_browser import Page, text_in, wait_until
-from .no_udp import Bridge, requires_namespaces
+from .no_udp import UDP_HERE, Bridge, requires_namespaces
 
 pytestmark = [requires_browser, requires_namespaces, pytest.mark.timeout(300)]
 
@@ -134,5 +135,60 @@ async def test_room_widget_without_udp_falls_back_to_the_media_socket(
     finally:
         for participant in participants:
             await participant.disconnect()
+        await asyncio.to_thread(driver.close)
+        bridge.close()
+
+
+@pytest.fixture(scope="module")
+def veth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """ICE on the test's veth pair only (tests/websocket/no_udp.py, give_udp_path)."""
+    process = ServerProcess(tmp_path_factory.mktemp("widget-udp-lost"),
+                            video_config={"media_workers": 1, "ice_host_addresses": [UDP_HERE]}
+                            ).start()
+    yield process
+    process.stop()
+
+
+async def test_room_widget_switches_to_the_media_socket_when_udp_is_lost_mid_call(
+        veth_server: ServerProcess) -> None:
+    from jupyter_video.client import connect
+
+    server = veth_server
+    room = room_name()
+    write_notebook(server.root / "notebooks" / "room.ipynb", CELL.format(room=room))
+    (server.root / "notebooks" / "widget_state.json").unlink(missing_ok=True)
+    bridge = Bridge(server.port)
+    bridge.give_udp_path(f"jvu{os.getpid() % 10000}")
+    driver = PageDriver(timeout=240, wrap=bridge.wrap)
+    page = Page(driver)
+    python = None
+    try:
+        await asyncio.to_thread(bridge.wait_for_udp_path)
+        python = await connect(client_token(server, "python-bot"), room, server.url,
+                               tracks=[LocalVideoTrack.from_frames(moving_frames())],
+                               ice_host_addresses=LOOPBACK)
+        lab = JupyterLab(driver, server)
+        await asyncio.to_thread(lab.open, "room.ipynb")
+        await asyncio.to_thread(lab.run_first_cell)
+        await page.wait_for(text_in(".jv-transport"), "WebRTC", timeout=60)
+        before = await page.sample("python-bot")
+        await asyncio.sleep(8)  # longer than the fallback's 5 s: WebRTC holds
+        assert await page.eval("() => document.querySelector('.jv-transport').textContent"
+                               ) == "WebRTC"
+        assert (await page.sample("python-bot"))["hash"] != before["hash"]
+
+        await asyncio.to_thread(bridge.cut_udp_path)
+        await page.wait_for(text_in(".jv-transport"), "WebSocket", timeout=90)
+        await page.call("wait", selector='.jv-state[data-state="connected"]', timeout=30000,
+                        wait=40)
+        first = await page.sample("python-bot")
+        await asyncio.sleep(1.0)
+        second = await page.sample("python-bot")
+        assert first["mean"] > 60 and first["hash"] != second["hash"], "media did not resume"
+        assert await wait_until(lambda: kernel_state(server).get("transport") == "websocket",
+                                what="kernel: transport websocket")
+    finally:
+        if python is not None:
+            await python.disconnect()
         await asyncio.to_thread(driver.close)
         bridge.close()
