@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from jupyter_video.client import (
+    LocalAudioTrack,
     LocalDataTrack,
     LocalVideoTrack,
+    RemoteAudioTrack,
     RemoteDataTrack,
     RemoteVideoTrack,
     RoomEvent,
@@ -34,7 +36,14 @@ from ..widgets.browser import (
 )
 from ..widgets.driver import PageDriver
 from ..widgets.test_twilio_video_page import CONNECT as CONNECT_WEBRTC
-from ..widgets.test_twilio_video_page import SAMPLE, TWILIO_VIDEO
+from ..widgets.test_twilio_video_page import (
+    FAKE_MICROPHONE_HZ,
+    LISTEN,
+    SAMPLE,
+    TONE_HZ,
+    TWILIO_VIDEO,
+    loudest_frequency,
+)
 from .no_udp import Bridge, requires_namespaces
 
 pytestmark = [requires_browser, requires_namespaces, pytest.mark.timeout(180)]
@@ -156,22 +165,31 @@ async def test_without_udp_a_page_over_the_media_socket_sends_and_receives_video
         participants.append(viewer)
         videos: list[RemoteVideoTrack] = []
         data: list[RemoteDataTrack] = []
+        sounds: list[RemoteAudioTrack] = []
 
         def on_subscribed(event: RoomEvent) -> None:
             if isinstance(event.track, RemoteVideoTrack):
                 videos.append(event.track)
             elif isinstance(event.track, RemoteDataTrack):
                 data.append(event.track)
+            elif isinstance(event.track, RemoteAudioTrack):
+                sounds.append(event.track)
 
         viewer.on("track_subscribed", on_subscribed)
         video = await first_track(videos, "the page's video")
         frames = await asyncio.wait_for(take_frames(video, 10), 30)
         assert frames[-1].shape == (240, 320, 3)
         assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
+        # ... and its microphone (WebCodecs Opus): Chromium's fake device beeps at 400 Hz.
+        hz = await asyncio.wait_for(loudest_frequency(sounds), 30)
+        assert abs(hz - FAKE_MICROPHONE_HZ) < 15, hz
 
-        # A Python participant's video is rendered by the page, bright and moving.
+        # A Python participant's video is rendered by the page, bright and moving, and
+        # its tone is heard there at its pitch.
+        seconds = np.arange(48000 * 30) / 48000
+        tone = LocalAudioTrack.from_array(0.5 * np.sin(2 * np.pi * TONE_HZ * seconds))
         publisher = await connect(token(server, "publisher"), room, server.url,
-                                  tracks=[LocalVideoTrack.from_frames(moving_frames())],
+                                  tracks=[LocalVideoTrack.from_frames(moving_frames()), tone],
                                   ice_host_addresses=LOOPBACK)
         participants.append(publisher)
         first = await asyncio.to_thread(driver.wait_for, SAMPLE, "publisher", 30)
@@ -179,6 +197,9 @@ async def test_without_udp_a_page_over_the_media_socket_sends_and_receives_video
         second = await asyncio.to_thread(driver.wait_for, SAMPLE, "publisher", 30)
         assert first["mean"] > 60 and second["mean"] > 60
         assert first["hash"] != second["hash"]
+        heard = await asyncio.to_thread(driver.wait_for, LISTEN, "publisher", 30)
+        assert abs(heard["hz"] - TONE_HZ) <= 2 * heard["binHz"], heard
+        assert heard["db"] > -60, heard
 
         # Chat both ways.
         page_chat = await first_track(data, "the page's chat")
