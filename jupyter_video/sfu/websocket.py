@@ -90,6 +90,9 @@ RATE_MEMORY = 2.0
 """Seconds over which the highest delivery rate is remembered (BBR's max filter)."""
 RATE_SPAN = 0.25
 """Seconds of acks one delivery-rate sample spans at least."""
+HEADROOM = 0.7
+"""Share of a limiting link's delivery rate a publisher's media may take (keyframes
+are several frames' worth: what is left lets them pass without a queue)."""
 AUDIO_SHARE = 60_000
 """Bits/s a link's audio takes (32 kbit/s Opus, and 50 messages a second of headers)."""
 MAX_BITRATE = 1_500_000
@@ -868,7 +871,7 @@ class WebSocketPeer:
                 sender = subscription.peer.sender
                 rate = sender.delivery_rate
                 if rate is not None and now - sender.window_limited_at < RATE_MEMORY:
-                    limits.append(0.8 * rate * 8 - AUDIO_SHARE)
+                    limits.append(HEADROOM * rate * 8 - AUDIO_SHARE)
             previous = inbound.bitrate or MAX_BITRATE
             if limits:
                 inbound.limited_at = now
