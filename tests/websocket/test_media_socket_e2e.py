@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -11,10 +12,24 @@ import pytest
 from jupyter_video.client import LocalDataTrack, LocalVideoTrack, RemoteDataTrack, RemoteVideoTrack
 from jupyter_video.client.websocket_peer_connection import WebSocketPeerConnection
 
-from ..client.participants import WAIT, room_name, subscribed_to
+from ..client.participants import LOOPBACK, WAIT, room_name, subscribed_to
 from ..client.test_client_e2e import LEVELS, collect_frames, decode_index, pattern_frames
+from ..server_process import ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module", params=[1, 0], ids=["media-worker", "in-process"])
+def video_server(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Media in a worker process, and in the server's own (``media_workers = 0``): the
+    relay to the media plane is the same Unix socket either way."""
+    process = ServerProcess(
+        tmp_path_factory.mktemp("websocket-e2e"),
+        video_config={"ice_host_addresses": LOOPBACK, "media_workers": request.param},
+    ).start()
+    yield process
+    process.stop()
 
 
 def assert_pattern(frames: list[np.ndarray], shape: tuple[int, int, int]) -> None:
