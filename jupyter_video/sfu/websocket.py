@@ -158,6 +158,7 @@ class MediaSocketSender:
         self.acking = False
         self._rates: collections.deque[tuple[float, float]] = collections.deque()
         self._acks: collections.deque[tuple[float, int]] = collections.deque()
+        self._closed_since: float | None = None  # the window is closed since, no ack moved it
         self.window_limited_at = -RATE_MEMORY
         """When the window last held the writer back (the link, not the media, limited)."""
 
@@ -243,6 +244,8 @@ class MediaSocketSender:
             self._rates.append((now, (total - first_total) / (clock - first_clock)))
         while self._rates and now - self._rates[0][0] > RATE_MEMORY:
             self._rates.popleft()
+        if total > self.bytes_acked:
+            self._closed_since = None  # progress: the window is judged anew
         self.bytes_acked = max(self.bytes_acked, total)
         self.acking = True
         self._wake()
@@ -258,8 +261,11 @@ class MediaSocketSender:
 
     def _window_open(self) -> bool:
         if not self.acking or self.bytes_sent - self.bytes_acked < self._window():
+            self._closed_since = None
             return True
         self.window_limited_at = time.monotonic()
+        if self._closed_since is None:
+            self._closed_since = self.window_limited_at
         return False
 
     def forget_channel(self, channel: int) -> None:
@@ -313,8 +319,11 @@ class MediaSocketSender:
                 self._waiter = asyncio.get_running_loop().create_future()
                 try:
                     if writer is not None and self.acking and not self._window_open():
-                        # Waiting for an ack: none for STALL_TIMEOUT is a stalled reader.
-                        await asyncio.wait_for(self._waiter, STALL_TIMEOUT)
+                        # Waiting for an ack: none for STALL_TIMEOUT is a stalled reader
+                        # (new media waking the writer meanwhile does not reset that).
+                        assert self._closed_since is not None
+                        left = self._closed_since + STALL_TIMEOUT - time.monotonic()
+                        await asyncio.wait_for(self._waiter, max(0.0, left))
                     else:
                         await self._waiter
                 except asyncio.TimeoutError:
