@@ -89,9 +89,10 @@ class Room:
     ``participants`` (sid -> :class:`RemoteParticipant`), ``dominant_speaker``, events."""
 
     def __init__(self, token: str, name: str | None, url: str, *,
-                 dominant_speaker: bool = False) -> None:
+                 dominant_speaker: bool = False, automatic_subscription: bool = True) -> None:
         self.sid: str | None = None
         self.name = name
+        self.media_region: str | None = None  # as twilio-video's room.mediaRegion
         self.state = RoomState.CONNECTING
         self.local_participant = LocalParticipant(self)
         self.participants: dict[str, RemoteParticipant] = {}
@@ -101,6 +102,7 @@ class Room:
         self._token = token
         self._url = url
         self._want_dominant_speaker = dominant_speaker
+        self._automatic_subscription = automatic_subscription
         self._events = EventEmitter()
         self._session: str | None = None
         self._session_timeout = 0
@@ -165,7 +167,9 @@ class Room:
             publisher={"name": "jupyter_video", "sdk_version": SDK_VERSION,
                        "user_agent": "Python aiortc"},
             media_signaling=media_signaling,
-            subscribe={"rules": [{"type": "include", "all": True}], "revision": 1},
+            # util/index.js createSubscribePayload
+            subscribe={"rules": [{"type": "include" if self._automatic_subscription
+                                  else "exclude", "all": True}], "revision": 1},
             format="unified")
         self._signaling = SignalingConnection(self._url)
         try:
@@ -199,6 +203,7 @@ class Room:
         self._session = message.session
         self.sid = message.sid
         self.name = message.name
+        self.media_region = message.options.media_region
         self._session_timeout = message.options.session_timeout
         self.state = RoomState.CONNECTED
         async with self._lock:
@@ -638,15 +643,18 @@ class Room:
 async def connect(token: str, name: str | None = "lab", server: str | None = None, *,
                   tracks: Iterable[LocalTrack] = (),
                   ice_host_addresses: Iterable[str] | None = None,
-                  dominant_speaker: bool = False) -> Room:
+                  dominant_speaker: bool = False,
+                  automatic_subscription: bool = True) -> Room:
     """Join room ``name`` with an Access Token, publishing ``tracks``.
 
     ``server`` is the server's base URL (``http://host:port/base/``; default: this
     user's running server, from :func:`jupyter_video.account.load_credentials`).
     ``ice_host_addresses`` limits the addresses ICE gathers on, process-wide
     (e.g. ``["127.0.0.1"]`` on a loopback-only machine). ``dominant_speaker`` asks
-    for ``dominant_speaker_changed`` events. Raises the :class:`VideoError`
-    subclass carrying Twilio's code when the server refuses (53105 room full,
+    for ``dominant_speaker_changed`` events. ``automatic_subscription=False`` subscribes
+    to nothing until the participant's SubscribeRules are changed over REST (as
+    twilio-video's ``automaticSubscription``). ``name`` may be a room's SID. Raises the
+    :class:`VideoError` subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
     """
     if server is None:
@@ -663,6 +671,7 @@ async def connect(token: str, name: str | None = "lab", server: str | None = Non
     for track in tracks:
         if not isinstance(track, LocalMediaTrack | LocalDataTrack):
             raise TypeError(f"tracks must be local tracks, got {track!r}")
-    room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker)
+    room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker,
+                automatic_subscription=automatic_subscription)
     await room._connect(tracks)
     return room

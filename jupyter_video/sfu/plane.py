@@ -127,7 +127,15 @@ class LocalMediaPlane(MediaPlane):
         room = self.rooms.get(command.room_sid)
         if room is None:
             room = self.rooms[command.room_sid] = Room(command.room_sid, self.report)
-        room.add_peer(Peer(command.participant_sid, room, self.report, self.public_address))
+        room.add_peer(
+            Peer(
+                command.participant_sid,
+                room,
+                self.report,
+                self.public_address,
+                video_codecs=command.video_codecs,
+            )
+        )
         self._room_of[command.participant_sid] = room
 
     async def _remove_peer(self, command: RemovePeer) -> None:
