@@ -70,11 +70,20 @@ class LiveSettings:
 
 @dataclass
 class LiveTrack:
-    """One track a participant publishes: the client's id and the record."""
+    """One track a participant publishes: the client's id and the record.
+
+    A data track is ``ready`` (listed in ``published``, so that twilio-video's
+    ``publishTrack`` resolves) only once the SFU holds its open data channel and
+    every participant subscribing to it has its subscription, which keeps what it
+    is sent until its own channel opens: a message sent as soon as the track is
+    published reaches everyone in the room then. Audio and video are ready at once.
+    """
 
     client_id: str
     record: PublishedTrack
     priority: str = "standard"
+    ready: bool = True
+    settling: bool = False
 
 
 class LiveParticipant:
@@ -88,6 +97,7 @@ class LiveParticipant:
         self.tracks: dict[str, LiveTrack] = {}  # client track id -> track
         self.failed: dict[str, VideoError] = {}  # client track id -> why it was refused
         self.subscriptions: dict[str, str] = {}  # track SID -> id the client receives it as
+        self.open_channels: set[str] = set()  # labels of its data channels the SFU holds
         self.client_revisions = rsp.RevisionFilter()
         self.state_revision = rsp.Revision()  # this participant's state as others see it
         self.published_revision = rsp.Revision()
@@ -145,6 +155,7 @@ class LiveParticipant:
         entries = [
             rsp.PublishedTrack(id=track.client_id, sid=track.record.sid, state="ready")
             for track in self.tracks.values()
+            if track.ready
         ] + [
             rsp.PublishedTrack(
                 id=client_id, state="failed", error={"code": error.code, "message": error.message}
@@ -332,6 +343,7 @@ class Conference:
             self.spawn(self.renegotiate(participant))
         participant.state_revision.next()
         self._announce(participant)
+        self._settle_data_tracks(participant)
         await self.refresh_subscriptions(participant)
         for other in room.others(participant):
             self.spawn(self.refresh_subscriptions(other))
@@ -404,6 +416,25 @@ class Conference:
             for other in participant.room.others(participant):
                 self.spawn(self.refresh_subscriptions(other))
             self.spawn(self.refresh_recordings(participant.room))
+            self._settle_data_tracks(participant)
+
+    def _settle_data_tracks(self, participant: LiveParticipant) -> None:
+        """Make ready each data track whose channel the SFU holds (see LiveTrack)."""
+        for track in participant.tracks.values():
+            if not track.ready and not track.settling and track.client_id in (
+                participant.open_channels
+            ):
+                track.settling = True
+                self.spawn(self._make_ready(participant, track))
+
+    async def _make_ready(self, participant: LiveParticipant, track: LiveTrack) -> None:
+        others = participant.room.others(participant)
+        await asyncio.gather(*(self.refresh_subscriptions(other) for other in others))
+        async with participant.lock:
+            if participant.tracks.get(track.client_id) is not track:
+                return  # unpublished meanwhile
+            track.ready = True
+            participant.send(rsp.ServerUpdate(published=participant.published()).to_dict())
 
     async def _apply_tracks(
         self, participant: LiveParticipant, state: rsp.LocalParticipantState, announce: bool = True
@@ -458,7 +489,7 @@ class Conference:
         await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
         if not track.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
-        return LiveTrack(track.id, record, track.priority)
+        return LiveTrack(track.id, record, track.priority, ready=track.kind != "data")
 
     async def _apply_descriptions(
         self, participant: LiveParticipant, states: list[rsp.PeerConnectionState]
@@ -704,6 +735,7 @@ class Conference:
             media.WorkerExited: self._on_worker_exited,
             media.RecordingStarted: self._on_recording_started,
             media.RecordingEnded: self._on_recording_ended,
+            media.DataChannelOpened: self._on_data_channel_opened,
         }
         handler = handlers.get(type(event))
         if handler is not None:
@@ -720,6 +752,12 @@ class Conference:
         participant = self._participants.get(event.participant_sid)
         if participant is not None and event.state == media.PeerState.FAILED:
             await self.kick(participant, VideoError(event.error_code or 53405))
+
+    async def _on_data_channel_opened(self, event: media.DataChannelOpened) -> None:
+        participant = self._participants.get(event.participant_sid)
+        if participant is not None:
+            participant.open_channels.add(event.label)
+            self._settle_data_tracks(participant)
 
     async def _on_recording_started(self, event: media.RecordingStarted) -> None:
         if self.recordings is not None:
