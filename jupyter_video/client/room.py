@@ -635,7 +635,7 @@ class Room:
         await self._events.aclose()
 
 
-async def connect(token: str, name: str | None = "lab", server: str | None = None, *,
+async def connect(token: str | None, name: str | None = "lab", server: str | None = None, *,
                   tracks: Iterable[LocalTrack] = (),
                   ice_host_addresses: Iterable[str] | None = None,
                   dominant_speaker: bool = False) -> Room:
@@ -648,7 +648,18 @@ async def connect(token: str, name: str | None = "lab", server: str | None = Non
     for ``dominant_speaker_changed`` events. Raises the :class:`VideoError`
     subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
+
+    In a JupyterHub user's kernel where the hub runs the video service
+    (``$JUPYTER_VIDEO_HUB_SERVICE_URL``), ``token=None`` asks the service for one as
+    the hub user, and the room is the service's (20403 when the user may not create it).
     """
+    from ..hub import discovery
+
+    if token is None:
+        grant = await asyncio.to_thread(discovery.request_grant, name or "lab")
+        token, server = grant.token, server or grant.ws_server
+    if server is None and discovery.service_url():
+        server = discovery.service_url()
     if server is None:
         from ..account import load_credentials
 

@@ -190,6 +190,31 @@ class VideoApp(ExtensionApp):
         "beyond it the oldest waiting ones are dropped (and counted in the log).",
     )
 
+    moderator_groups = List(
+        Unicode(),
+        config=True,
+        help="Hub service only: hub groups whose members moderate (create, complete and "
+        "record rooms, disconnect participants), as the scope custom:video:moderate does.",
+    )
+    student_room_policy = Unicode(
+        "",
+        config=True,
+        help="Hub service only: regular expression (whole name) of the rooms a user who "
+        "is not a moderator may create by joining; '' (default): only rooms in progress.",
+    )
+    hub_service_url = Unicode(
+        config=True,
+        help="In a JupyterHub user's server: base URL of the hub's video service "
+        "(default: $JUPYTER_VIDEO_HUB_SERVICE_URL). When set, this server runs no rooms "
+        "of its own: /video/token and REST are relayed to the service.",
+    )
+
+    @default("hub_service_url")
+    def _default_hub_service_url(self) -> str:
+        from ..hub.discovery import service_url
+
+        return service_url() or ""
+
     @default("account_sid")
     def _default_account_sid(self) -> str | None:
         return _env("JUPYTER_VIDEO_ACCOUNT_SID")
@@ -221,6 +246,8 @@ class VideoApp(ExtensionApp):
         return str(Path(jupyter_data_dir()) / "jupyter_video" / "recordings")
 
     def initialize_settings(self) -> None:
+        if self.hub_service_url:
+            return  # the relay's handlers carry all they need (hub/relay.py)
         if self.status_callback_method.upper() not in ("GET", "POST"):
             raise ValueError("VideoApp.status_callback_method must be GET or POST")
         self.status_callback_method = self.status_callback_method.upper()
@@ -302,11 +329,20 @@ class VideoApp(ExtensionApp):
         return listener
 
     def initialize_handlers(self) -> None:
+        if self.hub_service_url:
+            from ..hub import relay
+
+            self.handlers.extend(relay.handlers(self.hub_service_url))
+            return
         self.handlers.extend(signaling.handlers)
         self.handlers.extend(rest.handlers)
         self.handlers.extend(token.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.hub_service_url:
+            self.log.info("jupyter_video: rooms are the hub service's, at %s",
+                          self.hub_service_url)
+            return
         await self.context.media.start()
         self.context.status_callbacks.start()
         self._media_events = asyncio.ensure_future(self.context.conference.run_media_events())
