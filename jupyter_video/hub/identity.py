@@ -36,6 +36,16 @@ class HubUser(User):
         )
 
 
+class ServiceOAuth(HubOAuth):
+    """HubOAuth, leaving jupyter_server's XSRF check in place."""
+
+    def _patch_xsrf(self, handler: web.RequestHandler) -> None:
+        # HubAuth would replace jupyter_server's check class-wide with one that
+        # lacks its guard (check only once the user, token or cookie, is known),
+        # so tornado's early check would refuse every token-authenticated POST.
+        return None
+
+
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
     """``{prefix}oauth_callback``: finishes the hub's OAuth and sets the service's cookie."""
 
@@ -56,7 +66,7 @@ class HubIdentityProvider(IdentityProvider):
     def _default_hub_auth(self) -> HubOAuth:
         # HubOAuth reads the hub's URL, its API token and the access scope
         # (access:services!service=<name>) from the JUPYTERHUB_* variables the hub sets.
-        return HubOAuth(parent=self)
+        return ServiceOAuth(parent=self)
 
     @property
     def token(self) -> str:  # type: ignore[override]
@@ -66,7 +76,6 @@ class HubIdentityProvider(IdentityProvider):
         if hasattr(handler, "_video_hub_user"):
             return handler._video_hub_user
         self._redirect_logins_to_hub(handler)
-        self.hub_auth._patch_xsrf(handler)
         model = await self.hub_auth.get_user(handler, sync=False)
         user = None
         if model is not None:

@@ -55,6 +55,12 @@ class HubServerApp(ServerApp):
     def _default_base_url(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/video/")
 
+    @default("reraise_server_extension_failures")
+    def _default_reraise(self) -> bool:
+        # A service without its video handlers is no service: exit, and let the
+        # hub log say why (jupyter_server would log a warning and serve on).
+        return True
+
     @default("open_browser")
     def _default_open_browser(self) -> bool:
         return False

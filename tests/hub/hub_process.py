@@ -12,7 +12,6 @@ PID and stopped at the end.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -96,7 +95,7 @@ video["environment"] = {{"JUPYTER_DATA_DIR": root + "/service-data",
 
 # Loopback media (aiortc leaves 127.0.0.1 out by default) and fast activity posts.
 SERVICE_ARGS = [
-    "--VideoApp.ice_host_addresses=['127.0.0.1']",
+    "--VideoApp.ice_host_addresses=127.0.0.1",  # a list: one option per address
     "--HubVideoApp.activity_interval=1",
     *(["--ServerApp.allow_root=True"] if os.getuid() == 0 else []),  # CI runs as root
 ]
