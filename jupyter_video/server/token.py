@@ -3,7 +3,9 @@
 The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
-Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers"}``.
+Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers"}``,
+``ice_servers`` being ``VideoApp.ice_servers`` and, with ``VideoApp.turn_secret``, TURN
+REST API credentials for ``VideoApp.turn_urls`` that last as long as the token.
 """
 
 from __future__ import annotations
@@ -47,9 +49,15 @@ class TokenHandler(APIHandler):
         )
         token.add_grant(VideoGrant(room=room))
         self.set_header("Cache-Control", "no-store")
+        ice_servers = context.ice_servers.for_identity(identity, TOKEN_TTL)
         self.finish(
             json.dumps(
-                {"token": token.to_jwt(), "identity": identity, "room": room, "ice_servers": []}
+                {
+                    "token": token.to_jwt(),
+                    "identity": identity,
+                    "room": room,
+                    "ice_servers": ice_servers,
+                }
             )
         )
 
