@@ -20,7 +20,7 @@ from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import rest, signaling, token
+from . import health, metrics, rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
 from .live import Conference, LiveSettings
 from .recordings import Recordings
@@ -347,6 +347,8 @@ class VideoApp(ExtensionApp):
         self.handlers.extend(signaling.handlers)
         self.handlers.extend(rest.handlers)
         self.handlers.extend(token.handlers)
+        self.handlers.extend(health.handlers)
+        self.handlers.extend(metrics.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.context.media.start()

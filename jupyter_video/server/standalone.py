@@ -37,11 +37,17 @@ class VideoServerApp(ServerApp):
 
     # ServerApp's documented way to expose a subset of its services: none of its
     # own (auth needs no handlers of its own: the identity provider adds /login).
-    default_services = ("auth",)  # type: ignore[assignment]  # typeshed: a 13-tuple
+    default_services = ("auth",)  # type: ignore[assignment]  # ServerApp's is a 13-tuple
 
     @default("extra_services")
     def _default_extra_services(self) -> list[str]:
         return [_STATUS_SERVICE]
+
+    @default("reraise_server_extension_failures")
+    def _default_reraise_server_extension_failures(self) -> bool:
+        # Without its one extension this server serves nothing: a bad VideoApp setting
+        # must stop it with its message, not leave it running without video handlers.
+        return True
 
     @default("open_browser")
     def _default_open_browser(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -57,3 +58,13 @@ def test_standalone_prints_rest_base_url_and_where_credentials_are(
     assert str(standalone.root / "data" / "jupyter_video" / "credentials.json") in log
     assert creds["api_key_sid"] in log
     assert creds["api_key_secret"] not in log and creds["auth_token"] not in log
+
+
+def test_turn_secret_without_turn_urls_stops_the_server_saying_what_to_fix(
+    tmp_path: Path,
+) -> None:
+    process = StandaloneProcess(tmp_path / "bad", args=["--VideoApp.turn_secret=s3cret"])
+    with pytest.raises(RuntimeError, match="server exited early") as failure:
+        process.start()
+    process.stop()
+    assert "VideoApp.turn_secret and VideoApp.turn_urls go together" in str(failure.value)
