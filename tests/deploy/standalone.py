@@ -27,6 +27,11 @@ class StandaloneProcess(ServerProcess):
     ) -> None:
         super().__init__(root, video_config=video_config, base_url=base_url)
         self.args = list(args or [])
+        self.scheme = "https" if any(a.startswith("--certfile") for a in self.args) else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.base_url}"
 
     def command(self) -> list[str]:
         return [

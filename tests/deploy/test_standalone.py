@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +69,59 @@ def test_turn_secret_without_turn_urls_stops_the_server_saying_what_to_fix(
         process.start()
     process.stop()
     assert "VideoApp.turn_secret and VideoApp.turn_urls go together" in str(failure.value)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (openssl, in Debian's base system) and its key."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def test_standalone_serves_https_with_certfile_and_keyfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # requests, and Twilio's library
+    process = StandaloneProcess(
+        tmp_path / "tls", args=["--certfile", str(cert), "--keyfile", str(key)]
+    )
+    try:
+        process.start()
+        assert process.url.startswith("https://")
+        assert requests.get(process.url + "video/healthz", timeout=10).status_code == 200
+        client = make_twilio_client(process)
+        room = client.video.v1.rooms.create(unique_name="over-tls")
+        assert room.url.startswith(f"https://127.0.0.1:{process.port}/video/v1/Rooms/RM")
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{process.port}/video/healthz", timeout=10)
+    finally:
+        process.stop()
+
+
+def test_behind_a_tls_proxy_with_trust_xheaders_resource_urls_are_https(tmp_path: Path) -> None:
+    """What docs/deploy.md's reverse proxy sends: the public Host and X-Forwarded-Proto."""
+    process = StandaloneProcess(
+        tmp_path / "proxied",
+        args=["--ServerApp.trust_xheaders=True", "--ServerApp.allow_remote_access=True"],
+    )
+    try:
+        process.start()
+        creds = process.credentials()
+        response = requests.post(
+            process.url + "video/v1/Rooms",
+            data={"UniqueName": "proxied"},
+            auth=(creds["api_key_sid"], creds["api_key_secret"]),
+            headers={"Host": "video.example.org", "X-Forwarded-Proto": "https"},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        room = response.json()
+        assert room["url"] == f"https://video.example.org/video/v1/Rooms/{room['sid']}"
+    finally:
+        process.stop()
