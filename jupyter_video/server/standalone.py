@@ -49,14 +49,9 @@ class VideoServerApp(ServerApp):
         # must stop it with its message, not leave it running without video handlers.
         return True
 
-    @default("open_browser")
-    def _default_open_browser(self) -> bool:
-        return False
-
-    @default("default_url")
-    def _default_default_url(self) -> str:
-        # "/" would redirect to /tree, which this server does not have.
-        return "/video/healthz"
+    def launch_browser(self) -> None:
+        # A server for other machines' clients: there is no page here to open.
+        return None
 
     def start_app(self) -> None:
         super().start_app()
