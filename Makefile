@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WIDGET_JS := jupyter_video/static/widget.js
 
-.PHONY: lab test lint clean browser-deps hub-deps
+.PHONY: lab test lint clean browser-deps hub-deps coturn
 
 $(VENV)/.installed-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,16 @@ tests/hub/node_modules/.package-lock.json: tests/hub/package.json tests/hub/pack
 
 hub-deps: tests/hub/node_modules/.package-lock.json
 
+# TURN tests (tests/deploy): Debian's coturn; the tests start their own turnserver
+# on 127.0.0.1 (the package's own service is not used).
+TURNSERVER := /usr/bin/turnserver
+$(TURNSERVER):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends coturn
+
+coturn: $(TURNSERVER)
+
 # pytest exits 5 when it collects nothing; that is not a failure of the code.
-test: lint browser-deps hub-deps
+test: lint browser-deps hub-deps coturn
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 

@@ -15,7 +15,7 @@ import contextlib
 import enum
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCRtpTransceiver
@@ -25,7 +25,7 @@ from ..errors import SignalingError, VideoError
 from ..signaling import rsp
 from .events import EventEmitter, EventStream, Listener
 from .participant import LocalParticipant, ParticipantState, RemoteParticipant
-from .peer_connection import PeerConnection, has_application_section
+from .peer_connection import PeerConnection, has_application_section, rtc_configuration
 from .publication import LocalTrackPublication, RemoteTrackPublication
 from .signaling import Closed, SignalingConnection, signaling_url
 from .track import (
@@ -89,7 +89,9 @@ class Room:
     ``participants`` (sid -> :class:`RemoteParticipant`), ``dominant_speaker``, events."""
 
     def __init__(self, token: str, name: str | None, url: str, *,
-                 dominant_speaker: bool = False) -> None:
+                 dominant_speaker: bool = False,
+                 ice_servers: Sequence[Mapping[str, Any]] | None = None,
+                 ice_transport_policy: str = "all") -> None:
         self.sid: str | None = None
         self.name = name
         self.state = RoomState.CONNECTING
@@ -105,7 +107,12 @@ class Room:
         self._session: str | None = None
         self._session_timeout = 0
         self._signaling: SignalingConnection | None = None
-        self._pc = PeerConnection(self._on_datachannel)
+        # None: asked of the server (RSP ``ice``) before the peer connection is made.
+        self._ice_servers: list[dict[str, Any]] | None = (
+            None if ice_servers is None else [dict(server) for server in ice_servers])
+        self._ice_transport_policy = ice_transport_policy
+        self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
+            self._ice_servers or [], "all" if ice_servers is None else ice_transport_policy))
         self._revisions = rsp.RevisionFilter()
         self._lock = asyncio.Lock()  # one change to the peer connection at a time
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -149,27 +156,33 @@ class Room:
     # ------------------------------------------------------------------ joining
 
     async def _connect(self, tracks: Iterable[LocalTrack]) -> None:
-        for track in tracks:
-            self.local_participant._announce(track)
-            self._attach_local(track)
-        self._pc.receive_audio_and_video()
-        offer = await self._pc.offer()
-        media_signaling: dict[str, Any] = {}
-        if self._want_dominant_speaker:
-            media_signaling["active_speaker"] = {"transports": [{"type": "data-channel"}]}
-        connect = rsp.Connect(
-            token=self._token, name=self.name,
-            participant=self.local_participant._state(),
-            peer_connections=[rsp.PeerConnectionState(self._pc.id, description=offer)],
-            ice_servers="overrode",
-            publisher={"name": "jupyter_video", "sdk_version": SDK_VERSION,
-                       "user_agent": "Python aiortc"},
-            media_signaling=media_signaling,
-            subscribe={"rules": [{"type": "include", "all": True}], "revision": 1},
-            format="unified")
-        self._signaling = SignalingConnection(self._url)
         try:
-            await self._signaling.open(connect.to_dict())
+            acquired = self._ice_servers is None
+            if acquired:
+                await self._acquire_ice_servers()
+            for track in tracks:
+                self.local_participant._announce(track)
+                self._attach_local(track)
+            self._pc.receive_audio_and_video()
+            offer = await self._pc.offer()
+            media_signaling: dict[str, Any] = {}
+            if self._want_dominant_speaker:
+                media_signaling["active_speaker"] = {"transports": [{"type": "data-channel"}]}
+            connect = rsp.Connect(
+                token=self._token, name=self.name,
+                participant=self.local_participant._state(),
+                peer_connections=[rsp.PeerConnectionState(self._pc.id, description=offer)],
+                ice_servers="success" if acquired else "overrode",
+                publisher={"name": "jupyter_video", "sdk_version": SDK_VERSION,
+                           "user_agent": "Python aiortc"},
+                media_signaling=media_signaling,
+                subscribe={"rules": [{"type": "include", "all": True}], "revision": 1},
+                format="unified")
+            if self._signaling is None:
+                self._signaling = SignalingConnection(self._url)
+                await self._signaling.open(connect.to_dict())
+            else:
+                await self._signaling.send(connect.to_dict())
             await self._await_connected()
         except BaseException as exc:
             error = exc if isinstance(exc, VideoError) else SignalingError(53000, str(exc))
@@ -178,6 +191,29 @@ class Room:
                 raise
             raise error from exc
         self._dispatcher = asyncio.ensure_future(self._dispatch())
+
+    async def _acquire_ice_servers(self) -> None:
+        """Ask the server for STUN/TURN servers (RSP ``ice``, the hello's body, as
+        twilio-video.js does without ``iceServers``), then make the peer connection."""
+        self._signaling = SignalingConnection(self._url)
+        await self._signaling.open(rsp.Ice(token=self._token).to_dict())
+        try:
+            item = await asyncio.wait_for(self._signaling.inbox.get(), CONNECT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise SignalingError(53000, "The server did not answer the ice request") from None
+        if isinstance(item, Closed):
+            raise SignalingError(53000, f"Signaling closed before iced "
+                                        f"({item.code} {item.reason})")
+        message = rsp.parse_server_message(item)
+        if isinstance(message, rsp.Error):
+            raise VideoError.from_code(message.code, message.message or None)
+        if not isinstance(message, rsp.Iced):
+            raise SignalingError(53003, f"Expected iced, got {message.TYPE}")
+        self._ice_servers = message.ice_servers
+        unused = self._pc
+        self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
+            message.ice_servers, self._ice_transport_policy))
+        await unused.close()
 
     async def _await_connected(self) -> None:
         assert self._signaling is not None
@@ -638,13 +674,19 @@ class Room:
 async def connect(token: str | None, name: str | None = "lab", server: str | None = None, *,
                   tracks: Iterable[LocalTrack] = (),
                   ice_host_addresses: Iterable[str] | None = None,
+                  ice_servers: Sequence[Mapping[str, Any]] | None = None,
+                  ice_transport_policy: str = "all",
                   dominant_speaker: bool = False) -> Room:
     """Join room ``name`` with an Access Token, publishing ``tracks``.
 
     ``server`` is the server's base URL (``http://host:port/base/``; default: this
     user's running server, from :func:`jupyter_video.account.load_credentials`).
     ``ice_host_addresses`` limits the addresses ICE gathers on, process-wide
-    (e.g. ``["127.0.0.1"]`` on a loopback-only machine). ``dominant_speaker`` asks
+    (e.g. ``["127.0.0.1"]`` on a loopback-only machine). ``ice_servers``
+    (RTCIceServer dicts, as ``/video/token`` returns them) default to the ones the
+    server hands out (its TURN servers, with credentials for this token);
+    ``ice_transport_policy="relay"`` sends media only through TURN, as a browser
+    does with ``iceTransportPolicy: 'relay'``. ``dominant_speaker`` asks
     for ``dominant_speaker_changed`` events. Raises the :class:`VideoError`
     subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
@@ -674,6 +716,7 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
     for track in tracks:
         if not isinstance(track, LocalMediaTrack | LocalDataTrack):
             raise TypeError(f"tracks must be local tracks, got {track!r}")
-    room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker)
+    room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker,
+                ice_servers=ice_servers, ice_transport_policy=ice_transport_policy)
     await room._connect(tracks)
     return room

@@ -5,7 +5,8 @@ Run by the hub (``c.JupyterHub.services``), it serves under
 comes from the hub (Hub OAuth), roles from hub scopes and groups (roles.py),
 and it posts activity for users in rooms so the idle culler leaves their
 servers alone (activity.py). The hub's ``JUPYTERHUB_*`` variables tell it where
-to listen and who it is; every ``VideoApp`` traitlet still applies.
+to listen and who it is; every ``VideoApp`` traitlet still applies. The server
+is the standalone one (``jupyter video``, server/standalone.py), narrowed the same way.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import re
 from typing import Any
 from urllib.parse import urlparse
 
-from jupyter_server.serverapp import ServerApp
 from tornado import web
 from tornado.ioloop import PeriodicCallback
 from traitlets import Float, default
 
 from ..errors import VideoError
 from ..server.app import VideoApp
+from ..server.standalone import VideoServerApp
 from ..server.token import TokenHandler
 from .activity import HubActivity, users_in_rooms
 from .identity import HubIdentityProvider, HubUser
@@ -31,13 +32,11 @@ from .roles import HubRoles
 EXTENSION_PACKAGE = "jupyter_video.hub"
 
 
-class HubServerApp(ServerApp):
-    """A Jupyter server narrowed to the video service: no contents, kernels,
-    terminals or other extensions; listening where the hub says."""
+class HubServerApp(VideoServerApp):
+    """The standalone server's narrowed app (only the video handlers and
+    ``/api/status``), listening where the hub says, with the hub's identities."""
 
     name = "jupyter-video-hub"
-    # "api" is /api/status (and /api/me); the rest of Jupyter's services stay out.
-    default_services = ("api", "auth")  # type: ignore[assignment]
 
     @default("identity_provider_class")
     def _default_identity_provider_class(self) -> type[HubIdentityProvider]:
@@ -54,16 +53,6 @@ class HubServerApp(ServerApp):
     @default("base_url")
     def _default_base_url(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/video/")
-
-    @default("reraise_server_extension_failures")
-    def _default_reraise(self) -> bool:
-        # A service without its video handlers is no service: exit, and let the
-        # hub log say why (jupyter_server would log a warning and serve on).
-        return True
-
-    @default("open_browser")
-    def _default_open_browser(self) -> bool:
-        return False
 
     def init_server_extensions(self) -> None:
         # Extensions enabled in the environment's config (JupyterLab, terminals)

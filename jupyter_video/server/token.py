@@ -4,8 +4,10 @@ The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
 Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers",
-"ws_server", "rest_base"}``: the last two absolute, so a page or kernel that asked a
-relay (a hub user's server, see jupyter_video.hub) connects where the room is.
+"ws_server", "rest_base"}``: ``ice_servers`` being ``VideoApp.ice_servers`` and, with
+``VideoApp.turn_secret``, TURN REST API credentials for ``VideoApp.turn_urls`` that last
+as long as the token; the last two absolute, so a page or kernel that asked a relay (a
+hub user's server, see jupyter_video.hub) connects where the room is.
 """
 
 from __future__ import annotations
@@ -53,13 +55,14 @@ class TokenHandler(APIHandler):
         )
         token.add_grant(VideoGrant(room=room))
         self.set_header("Cache-Control", "no-store")
+        ice_servers = context.ice_servers.for_identity(identity, TOKEN_TTL)
         self.finish(
             json.dumps(
                 {
                     "token": token.to_jwt(),
                     "identity": identity,
                     "room": room,
-                    "ice_servers": [],
+                    "ice_servers": ice_servers,
                     "ws_server": self._absolute("video/signaling", websocket=True),
                     "rest_base": self._absolute("video/v1"),
                 }

@@ -1,0 +1,242 @@
+"""TURN: coturn with ``use-auth-secret`` relays the media of participants forced to relay.
+
+The standalone server is given coturn's secret and URL; ``/video/token`` and the
+signaling ``iced`` answer hand each participant TURN REST API credentials for its
+identity, which Debian's coturn on 127.0.0.1 checks. Media only flows if coturn
+accepted them: a participant with ``ice_transport_policy="relay"`` has no other path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, connect
+
+from ..server_process import TOKEN
+from ..widgets.browser import (
+    REPO,
+    first_track,
+    missing_prerequisites,
+    moving_frames,
+    room_name,
+    take_frames,
+    token,
+)
+from ..widgets.driver import PageDriver
+from .coturn import TURNSERVER, Coturn
+from .standalone import StandaloneProcess
+
+pytestmark = [
+    pytest.mark.skipif(not Path(TURNSERVER).exists(), reason="coturn missing: make coturn"),
+    pytest.mark.timeout(120),
+]
+
+AUTH = {"Authorization": f"token {TOKEN}"}
+TWILIO_VIDEO_JS = REPO / "tests" / "browser" / "node_modules" / "twilio-video" / "dist" / (
+    "twilio-video.min.js"
+)
+STUN = {"urls": ["stun:stun.example.org:3478"]}
+
+
+@pytest.fixture(scope="module")
+def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
+    server = Coturn(tmp_path_factory.mktemp("coturn")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def standalone(
+    tmp_path_factory: pytest.TempPathFactory, coturn: Coturn
+) -> Iterator[StandaloneProcess]:
+    process = StandaloneProcess(
+        tmp_path_factory.mktemp("turn-standalone"),
+        video_config={
+            "media_workers": 1,
+            "ice_host_addresses": ["127.0.0.1"],
+            "ice_servers": [STUN],
+            "turn_urls": [coturn.url],
+        },
+        # The secret on the command line, as a systemd unit's Environment= would not show it.
+        args=[f"--VideoApp.turn_secret={coturn.secret}"],
+    ).start()
+    yield process
+    process.stop()
+
+
+def test_token_endpoint_returns_turn_rest_api_credentials_for_the_identity(
+    standalone: StandaloneProcess, coturn: Coturn
+) -> None:
+    before = time.time()
+    reply = requests.get(
+        f"{standalone.url}video/token", params={"room": "r", "identity": "ada"},
+        headers=AUTH, timeout=10,
+    ).json()
+    fixed, turn = reply["ice_servers"]
+    assert fixed == STUN
+    assert turn["urls"] == [coturn.url]
+    expiry, identity = turn["username"].split(":", 1)
+    assert identity == reply["identity"] == "ada"
+    # As long as the token: its exp claim.
+    assert abs(int(expiry) - (before + 4 * 3600)) < 5
+    digest = hmac.new(coturn.secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
+    assert turn["credential"] == base64.b64encode(digest).decode()
+
+
+async def test_python_participants_forced_to_relay_exchange_frames_through_coturn(
+    standalone: StandaloneProcess, coturn: Coturn
+) -> None:
+    room = room_name()
+    # ice_servers not given: connect() asks the server (RSP ice), as twilio-video.js does.
+    publisher = await connect(
+        token(standalone, "relay-publisher"), room, standalone.url,
+        tracks=[LocalVideoTrack.from_frames(moving_frames())],
+        ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
+    )
+    viewer = await connect(
+        token(standalone, "relay-viewer"), room, standalone.url,
+        ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
+    )
+    try:
+        tracks: list[RemoteVideoTrack] = []
+
+        def on_subscribed(event: RoomEvent) -> None:
+            if isinstance(event.track, RemoteVideoTrack):
+                tracks.append(event.track)
+
+        viewer.on("track_subscribed", on_subscribed)
+        video = await first_track(tracks, "the publisher's video")
+        frames = await asyncio.wait_for(take_frames(video, 10), 30)
+        assert frames[-1].shape == (240, 320, 3)
+        assert frames[-1].mean() > 60 and not np.array_equal(frames[0], frames[-1])
+    finally:
+        await publisher.disconnect()
+        await viewer.disconnect()
+    assert_relayed(coturn, "relay-publisher", "relay-viewer")
+
+
+def assert_relayed(coturn: Coturn, *identities: str) -> None:
+    """coturn accepted each identity's credential (a wrong one is a 401) and bound a
+    channel to a peer: the relay that carried its media."""
+    log = coturn.log()
+    for identity in identities:
+        for request in ("ALLOCATE", "CHANNEL_BIND"):
+            pattern = (rf"user <\d+:{re.escape(identity)}>: "
+                       rf"incoming packet {request} processed, success")
+            assert re.search(pattern, log), f"{identity}: no {request}\n{log[-3000:]}"
+
+
+RELAY_CONNECT = """async ({token, wsServer, name, iceServers}) => {
+  const tracks = await Twilio.Video.createLocalTracks({
+    audio: false, video: {width: 320, height: 240}});
+  const room = await Twilio.Video.connect(token, {
+    name, wsServer, iceServers, iceTransportPolicy: 'relay', insights: false, tracks});
+  window.room = room;
+  room.on('trackSubscribed', (track, publication, participant) => {
+    if (track.kind !== 'video') { return; }
+    const video = track.attach();
+    video.dataset.identity = participant.identity;
+    document.body.append(video);
+  });
+  return {sid: room.sid, state: room.state};
+}"""
+
+# The candidate types of the page's selected ICE pairs (twilio-video keeps its
+# RTCPeerConnection private: found through the senders of its local tracks).
+SELECTED_CANDIDATES = """async () => {
+  const types = [];
+  for (const pc of window.harnessPeerConnections || []) {
+    const stats = await pc.getStats();
+    stats.forEach((report) => {
+      if (report.type === 'transport' && report.selectedCandidatePairId) {
+        const pair = stats.get(report.selectedCandidatePairId);
+        types.push(stats.get(pair.localCandidateId).candidateType);
+      }
+    });
+  }
+  return types.length ? types : null;
+}"""
+
+RECORD_PEER_CONNECTIONS = """() => {
+  window.harnessPeerConnections = [];
+  const original = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = function (...args) {
+    if (!window.harnessPeerConnections.includes(this)) { window.harnessPeerConnections.push(this); }
+    return original.apply(this, args);
+  };
+  return true;
+}"""
+
+SAMPLE = """(identity) => {
+  const video = document.querySelector(`video[data-identity="${identity}"]`);
+  if (!video || video.readyState < 2 || !video.videoWidth) { return null; }
+  const canvas = document.createElement('canvas');
+  canvas.width = 32; canvas.height = 24;
+  const context = canvas.getContext('2d');
+  context.drawImage(video, 0, 0, 32, 24);
+  const data = context.getImageData(0, 0, 32, 24).data;
+  let sum = 0, hash = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    sum += data[i] + data[i + 1] + data[i + 2];
+    hash = (hash * 31 + data[i] + 7 * data[i + 1] + 13 * data[i + 2]) >>> 0;
+  }
+  return {mean: sum / (data.length / 4 * 3), hash, width: video.videoWidth};
+}"""
+
+
+@pytest.mark.skipif(bool(missing_prerequisites()), reason="browser test prerequisites missing")
+async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
+    standalone: StandaloneProcess, coturn: Coturn
+) -> None:
+    """A plain twilio-video.js page gets its token and ice_servers from /video/token and
+    connects with iceTransportPolicy 'relay'; a Python participant forced to relay
+    receives its camera and publishes video the page renders."""
+    room = room_name()
+    grant = requests.get(f"{standalone.url}video/token", params={"room": room, "identity": "page"},
+                         headers=AUTH, timeout=10).json()
+    driver = PageDriver(timeout=100)
+    kernel = None
+    try:
+        await asyncio.to_thread(driver.call, "blank")
+        await asyncio.to_thread(driver.call, "addScript", path=str(TWILIO_VIDEO_JS))
+        await asyncio.to_thread(driver.eval, RECORD_PEER_CONNECTIONS)
+        joined = await asyncio.to_thread(driver.eval, RELAY_CONNECT, {
+            "token": grant["token"], "name": room, "iceServers": grant["ice_servers"],
+            "wsServer": f"ws://127.0.0.1:{standalone.port}/video/signaling"})
+        assert joined["state"] == "connected"
+
+        kernel = await connect(
+            token(standalone, "relay-kernel"), room, standalone.url,
+            tracks=[LocalVideoTrack.from_frames(moving_frames())],
+            ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
+        )
+        tracks: list[RemoteVideoTrack] = []
+        kernel.on("track_subscribed", lambda event: tracks.append(event.track)
+                  if isinstance(event.track, RemoteVideoTrack) else None)
+        video = await first_track(tracks, "the page's camera")
+        frames = await asyncio.wait_for(take_frames(video, 10), 30)
+        assert frames[-1].shape == (240, 320, 3)
+        assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
+
+        first = await asyncio.to_thread(driver.wait_for, SAMPLE, "relay-kernel", 30)
+        await asyncio.sleep(1.0)
+        second = await asyncio.to_thread(driver.wait_for, SAMPLE, "relay-kernel", 30)
+        assert first["width"] == 320 and first["mean"] > 60 and first["hash"] != second["hash"]
+        candidates = await asyncio.to_thread(driver.wait_for, SELECTED_CANDIDATES, None, 10)
+        assert set(candidates) == {"relay"}, candidates
+    finally:
+        if kernel is not None:
+            await kernel.disconnect()
+        await asyncio.to_thread(driver.close)
+    assert_relayed(coturn, "page", "relay-kernel")
