@@ -14,6 +14,7 @@ from unittest import mock
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
+from jupyter_server.base.handlers import JupyterHandler
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
 from tornado.httputil import url_concat
@@ -55,6 +56,19 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler):
     @allow_unauthenticated  # it is where an unauthenticated browser comes back to
     async def get(self) -> None:
         await super().get()
+
+
+class LoginHandler(JupyterHandler):
+    """``{prefix}login?next=...``: a browser signs in to the service through the hub's
+    OAuth (it needs no confirmation page: ``oauth_no_confirm``), then goes to ``next``."""
+
+    @web.authenticated
+    def get(self) -> None:
+        target = self.get_argument("next", "")
+        # Only somewhere in this service: an open redirect would pass the login on.
+        if not target.startswith(self.base_url) or target.startswith("//"):
+            target = self.base_url + "api/status"
+        self.redirect(target)
 
 
 class HubIdentityProvider(IdentityProvider):
@@ -114,8 +128,8 @@ class HubIdentityProvider(IdentityProvider):
         return bool(getattr(handler, "_token_authenticated", False))
 
     def get_handlers(self) -> list[tuple[str, object]]:
-        route: Any = ("/oauth_callback", OAuthCallbackHandler, {"hub_auth": self.hub_auth})
-        return [route]
+        callback: Any = ("/oauth_callback", OAuthCallbackHandler, {"hub_auth": self.hub_auth})
+        return [callback, ("/login", LoginHandler)]
 
     @property
     def login_available(self) -> bool:

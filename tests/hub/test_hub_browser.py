@@ -5,7 +5,7 @@
 run the same cell, ``RoomWidget(room="lecture")``. Every page must show the two
 others' video (decoded, changing), named by their hub user names; the teacher's
 chat reaches both students; a student's unsubscribe button works through their
-own server's relay.
+own server's relay; a browser signs in to the service itself by Hub OAuth.
 """
 
 from __future__ import annotations
@@ -154,6 +154,18 @@ async def test_teacher_and_students_see_and_chat_with_each_other_through_the_hub
             drivers["s1"].wait_for,
             f"() => !document.querySelector('{tile} video') && document.querySelector("
             f"'{tile} .jv-sub[data-kind=\"video\"][data-subscribed=\"false\"]')", None, 30)
+
+        # The service's own Hub OAuth: s2's browser, logged in to the hub, signs in
+        # to the service with no password and no confirmation page, and is s2 there.
+        token_path = "/services/video/video/token?room=lecture"
+        await call(drivers["s2"], "goto", url=f"{hub.service_url}login?"
+                   + urlencode({"next": token_path}))
+        text = await asyncio.to_thread(
+            drivers["s2"].wait_for,
+            "(path) => location.pathname + location.search === path"
+            " && document.body && document.body.innerText", token_path, 30)
+        grant = json.loads(text)
+        assert grant["identity"] == "s2 (2)" and grant["room"] == "lecture"  # s2's 2nd tab
     finally:
         for driver in drivers.values():
             await asyncio.to_thread(driver.close)
