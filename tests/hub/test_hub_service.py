@@ -120,6 +120,18 @@ def test_the_service_exposes_nothing_else_of_jupyter(hub: Hub) -> None:
     assert anonymous.status_code in (401, 403) and anonymous.json()["code"] == 20003
 
 
+def test_twilio_helper_library_works_against_the_service_with_its_api_key(hub: Hub) -> None:
+    from twilio.rest import Client
+
+    creds = json.loads((hub.root / "service-data" / "jupyter_video" / "credentials.json")
+                       .read_text())
+    client = Client(creds["api_key_sid"], creds["api_key_secret"], creds["account_sid"])
+    client.video.base_url = hub.service_url + "video"
+    room = client.video.v1.rooms.create(unique_name="staff-meeting")
+    assert room.status == "in-progress" and room.unique_name == "staff-meeting"
+    assert client.video.v1.rooms(room.sid).update(status="completed").status == "completed"
+
+
 KERNEL_JOIN = """\
 import asyncio, numpy as np, jupyter_video
 from jupyter_video import LocalVideoTrack, RemoteVideoTrack
