@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, connect
+from jupyter_video.server.turn import IceServers
 
 from ..server_process import TOKEN
 from ..widgets.browser import (
@@ -140,8 +141,9 @@ def assert_relayed(coturn: Coturn, *identities: str) -> None:
 RELAY_CONNECT = """async ({token, wsServer, name, iceServers}) => {
   const tracks = await Twilio.Video.createLocalTracks({
     audio: false, video: {width: 320, height: 240}});
-  const room = await Twilio.Video.connect(token, {
-    name, wsServer, iceServers, iceTransportPolicy: 'relay', insights: false, tracks});
+  const options = {name, wsServer, iceTransportPolicy: 'relay', insights: false, tracks};
+  if (iceServers) { options.iceServers = iceServers; }  // else twilio-video asks (RSP ice)
+  const room = await Twilio.Video.connect(token, options);
   window.room = room;
   room.on('trackSubscribed', (track, publication, participant) => {
     if (track.kind !== 'video') { return; }
@@ -195,16 +197,17 @@ SAMPLE = """(identity) => {
 }"""
 
 
-@pytest.mark.skipif(bool(missing_prerequisites()), reason="browser test prerequisites missing")
-async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
-    standalone: StandaloneProcess, coturn: Coturn
+requires_browser = pytest.mark.skipif(
+    bool(missing_prerequisites()), reason="browser test prerequisites missing"
+)
+
+
+async def exchange_video_through_relay(
+    standalone: StandaloneProcess, coturn: Coturn, room: str, page_token: str,
+    ice_servers: list[dict[str, object]] | None, kernel_identity: str,
 ) -> None:
-    """A plain twilio-video.js page gets its token and ice_servers from /video/token and
-    connects with iceTransportPolicy 'relay'; a Python participant forced to relay
-    receives its camera and publishes video the page renders."""
-    room = room_name()
-    grant = requests.get(f"{standalone.url}video/token", params={"room": room, "identity": "page"},
-                         headers=AUTH, timeout=10).json()
+    """A Chromium page with iceTransportPolicy 'relay' and a Python participant forced to
+    relay: each decodes the other's moving video, and the page's ICE pair is a relay one."""
     driver = PageDriver(timeout=100)
     kernel = None
     try:
@@ -212,12 +215,12 @@ async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
         await asyncio.to_thread(driver.call, "addScript", path=str(TWILIO_VIDEO_JS))
         await asyncio.to_thread(driver.eval, RECORD_PEER_CONNECTIONS)
         joined = await asyncio.to_thread(driver.eval, RELAY_CONNECT, {
-            "token": grant["token"], "name": room, "iceServers": grant["ice_servers"],
+            "token": page_token, "name": room, "iceServers": ice_servers,
             "wsServer": f"ws://127.0.0.1:{standalone.port}/video/signaling"})
         assert joined["state"] == "connected"
 
         kernel = await connect(
-            token(standalone, "relay-kernel"), room, standalone.url,
+            token(standalone, kernel_identity), room, standalone.url,
             tracks=[LocalVideoTrack.from_frames(moving_frames())],
             ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
         )
@@ -229,9 +232,9 @@ async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
         assert frames[-1].shape == (240, 320, 3)
         assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
 
-        first = await asyncio.to_thread(driver.wait_for, SAMPLE, "relay-kernel", 30)
+        first = await asyncio.to_thread(driver.wait_for, SAMPLE, kernel_identity, 30)
         await asyncio.sleep(1.0)
-        second = await asyncio.to_thread(driver.wait_for, SAMPLE, "relay-kernel", 30)
+        second = await asyncio.to_thread(driver.wait_for, SAMPLE, kernel_identity, 30)
         assert first["width"] == 320 and first["mean"] > 60 and first["hash"] != second["hash"]
         candidates = await asyncio.to_thread(driver.wait_for, SELECTED_CANDIDATES, None, 10)
         assert set(candidates) == {"relay"}, candidates
@@ -239,4 +242,58 @@ async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
         if kernel is not None:
             await kernel.disconnect()
         await asyncio.to_thread(driver.close)
+
+
+@requires_browser
+async def test_chromium_page_with_token_endpoint_ice_servers_relays_through_coturn(
+    standalone: StandaloneProcess, coturn: Coturn
+) -> None:
+    """A plain twilio-video.js page gets its token and ice_servers from /video/token and
+    connects with iceTransportPolicy 'relay'; a Python participant forced to relay
+    receives its camera and publishes video the page renders."""
+    room = room_name()
+    grant = requests.get(f"{standalone.url}video/token", params={"room": room, "identity": "page"},
+                         headers=AUTH, timeout=10).json()
+    await exchange_video_through_relay(standalone, coturn, room, grant["token"],
+                                       grant["ice_servers"], "relay-kernel")
     assert_relayed(coturn, "page", "relay-kernel")
+
+
+@requires_browser
+async def test_twilio_app_without_ice_servers_gets_turn_from_signaling(
+    standalone: StandaloneProcess, coturn: Coturn
+) -> None:
+    """A Twilio app moved here unchanged: its server mints the token, its page calls
+    connect() without iceServers, and twilio-video.js's own ``ice`` request gets the
+    TURN credentials for the token's identity."""
+    room = room_name()
+    await exchange_video_through_relay(standalone, coturn, room, token(standalone, "app-page"),
+                                       None, "app-kernel")
+    assert_relayed(coturn, "app-page", "app-kernel")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"ice_servers": [{"urls": "http://turn.example.org"}]}, "not an ICE server URL"),
+        ({"ice_servers": [{"urls": ["turn:turn.example.org:3478"]}]},
+         "give it a username and a credential"),
+        ({"ice_servers": [{"url": "stun:stun.example.org"}]}, "unknown key(s) url"),
+        ({"turn_secret": "s", "turn_urls": ["turn.example.org:3478"]}, "not an ICE server URL"),
+        ({"turn_urls": ["turn:turn.example.org:3478"]}, "go together"),
+    ],
+)
+def test_bad_ice_settings_say_which_setting_to_fix(
+    settings: dict[str, object], message: str
+) -> None:
+    arguments: dict[str, object] = {"ice_servers": [], "turn_secret": None, "turn_urls": []}
+    arguments.update(settings)
+    with pytest.raises(ValueError, match="VideoApp") as error:
+        IceServers.from_settings(**arguments)  # type: ignore[arg-type]
+    assert message in str(error.value)
+
+
+async def test_connect_refuses_relay_without_a_turn_server() -> None:
+    with pytest.raises(ValueError, match="needs a TURN server"):
+        await connect("token", "room", "http://127.0.0.1:1/", ice_servers=[STUN],
+                      ice_transport_policy="relay")
