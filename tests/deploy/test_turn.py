@@ -24,15 +24,19 @@ import requests
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, connect
 from jupyter_video.server.turn import IceServers
 
-from ..server_process import TOKEN
+from ..server_process import TOKEN, ServerProcess
 from ..widgets.browser import (
+    MEDIA_ON_LOOPBACK,
     REPO,
+    SAMPLE_VIDEO,
+    JupyterLab,
     first_track,
     missing_prerequisites,
     moving_frames,
     room_name,
     take_frames,
     token,
+    write_notebook,
 )
 from ..widgets.driver import PageDriver
 from .coturn import TURNSERVER, Coturn
@@ -81,14 +85,15 @@ def test_token_endpoint_returns_turn_rest_api_credentials_for_the_identity(
 ) -> None:
     before = time.time()
     reply = requests.get(
-        f"{standalone.url}video/token", params={"room": "r", "identity": "ada"},
+        f"{standalone.url}video/token", params={"room": "r", "identity": "Ada Lovelace"},
         headers=AUTH, timeout=10,
     ).json()
     fixed, turn = reply["ice_servers"]
     assert fixed == STUN
     assert turn["urls"] == [coturn.url]
     expiry, identity = turn["username"].split(":", 1)
-    assert identity == reply["identity"] == "ada"
+    # coturn takes no spaces (or quotes, or parentheses) in a username.
+    assert reply["identity"] == "Ada Lovelace" and identity == "Ada_Lovelace"
     # As long as the token: its exp claim.
     assert abs(int(expiry) - (before + 4 * 3600)) < 5
     digest = hmac.new(coturn.secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
@@ -101,7 +106,7 @@ async def test_python_participants_forced_to_relay_exchange_frames_through_cotur
     room = room_name()
     # ice_servers not given: connect() asks the server (RSP ice), as twilio-video.js does.
     publisher = await connect(
-        token(standalone, "relay-publisher"), room, standalone.url,
+        token(standalone, "relay publisher (2)"), room, standalone.url,
         tracks=[LocalVideoTrack.from_frames(moving_frames())],
         ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
     )
@@ -124,7 +129,8 @@ async def test_python_participants_forced_to_relay_exchange_frames_through_cotur
     finally:
         await publisher.disconnect()
         await viewer.disconnect()
-    assert_relayed(coturn, "relay-publisher", "relay-viewer")
+    # An identity with spaces and parentheses still gets a username coturn takes.
+    assert_relayed(coturn, "relay_publisher__2_", "relay-viewer")
 
 
 def assert_relayed(coturn: Coturn, *identities: str) -> None:
@@ -297,3 +303,87 @@ async def test_connect_refuses_relay_without_a_turn_server() -> None:
     with pytest.raises(ValueError, match="needs a TURN server"):
         await connect("token", "room", "http://127.0.0.1:1/", ice_servers=[STUN],
                       ice_transport_policy="relay")
+
+
+# The configuration of every RTCPeerConnection the page makes (twilio-video's included).
+RECORD_CONFIGURATIONS = """() => {
+  window.harnessConfigs = [];
+  const Original = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (configuration, ...rest) {
+    window.harnessConfigs.push(JSON.parse(JSON.stringify(configuration || {})));
+    return new Original(configuration, ...rest);
+  };
+  window.RTCPeerConnection.prototype = Original.prototype;
+  return true;
+}"""
+
+WIDGET_CELL = """\
+import json, pathlib
+from jupyter_video import RoomWidget
+
+w = RoomWidget(room={room!r}, identity="turn-widget")
+w.observe(lambda change: pathlib.Path("widget_state.json").write_text(
+    json.dumps({{"state": w.state, "error": w.error}})), names=["state", "error"])
+w
+"""
+
+
+@pytest.fixture(scope="module")
+def lab_server(
+    tmp_path_factory: pytest.TempPathFactory, coturn: Coturn
+) -> Iterator[ServerProcess]:
+    """Jupyter with the extension (the widget's home), given coturn's secret and URL."""
+    process = ServerProcess(
+        tmp_path_factory.mktemp("turn-lab"),
+        video_config={**MEDIA_ON_LOOPBACK, "turn_secret": coturn.secret,
+                      "turn_urls": [coturn.url]},
+    ).start()
+    yield process
+    process.stop()
+
+
+@requires_browser
+@pytest.mark.timeout(240)
+async def test_room_widget_hands_the_token_endpoints_turn_servers_to_twilio_video(
+    lab_server: ServerProcess, coturn: Coturn
+) -> None:
+    """The widget connects twilio-video.js with /video/token's ice_servers (TURN for its
+    identity) and renders the video of a Python participant whose media reaches the
+    server only through coturn.
+
+    (Chromium, given TURN servers with the default iceTransportPolicy by twilio-video,
+    gathers no relay candidates on this loopback-only machine, unlike a plain
+    RTCPeerConnection in the same page; with 'relay' it does: the page tests above.)"""
+    room = room_name()
+    write_notebook(lab_server.root / "notebooks" / "turn.ipynb", WIDGET_CELL.format(room=room))
+    driver = PageDriver(timeout=200)
+    kernel = None
+    try:
+        lab = JupyterLab(driver, lab_server)
+        await asyncio.to_thread(lab.open, "turn.ipynb")
+        await asyncio.to_thread(driver.eval, RECORD_CONFIGURATIONS)
+        await asyncio.to_thread(lab.run_first_cell)
+        await asyncio.to_thread(driver.call, "wait", selector='.jv-state[data-state="connected"]',
+                                timeout=90000, wait=100)
+        kernel = await connect(
+            token(lab_server, "turn-kernel"), room, lab_server.url,
+            tracks=[LocalVideoTrack.from_frames(moving_frames())],
+            ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
+        )
+        first = await asyncio.to_thread(driver.wait_for, SAMPLE_VIDEO, "turn-kernel", 40)
+        await asyncio.sleep(1.0)
+        second = await asyncio.to_thread(driver.wait_for, SAMPLE_VIDEO, "turn-kernel", 30)
+        assert first["mean"] > 60 and first["hash"] != second["hash"], (first, second)
+        configurations = await asyncio.to_thread(driver.eval, "() => window.harnessConfigs")
+    finally:
+        if kernel is not None:
+            await kernel.disconnect()
+        await asyncio.to_thread(driver.close)
+    # twilio-video's peer connection got /video/token's TURN server, with a credential
+    # for the widget's identity that coturn accepts (the same HMAC as the tests above).
+    [servers] = [c["iceServers"] for c in configurations]
+    [turn] = servers
+    assert turn["urls"] == [coturn.url] and turn["username"].endswith(":turn-widget")
+    digest = hmac.new(coturn.secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
+    assert turn["credential"] == base64.b64encode(digest).decode()
+    assert_relayed(coturn, "turn-kernel")
