@@ -2,7 +2,8 @@
 
 The TURN REST API (draft-uberti-behave-turn-rest-00, what coturn checks with
 ``use-auth-secret`` / ``static-auth-secret``) needs no per-user state on the
-TURN server: the username is ``<expiry unix time>:<identity>`` and the password
+TURN server: the username is ``<expiry unix time>:<identity>`` (the identity's
+characters other than letters, digits, ``.``, ``_`` and ``-`` as ``_``) and the password
 is ``base64(HMAC-SHA1(secret, username))``. coturn recomputes it and refuses it
 after the expiry. Here the expiry is the Access Token's: a participant's TURN
 credential lasts exactly as long as its right to join.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +24,22 @@ ICE_URL_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _ICE_SERVER_KEYS = {"urls", "username", "credential"}
 
 
+# coturn refuses usernames with spaces, quotes and the like ("check_stun_auth: wrong
+# username"), and Twilio identities may hold any of them ("Ada Lovelace (2)").
+_UNSAFE_IN_USERNAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def turn_username_part(identity: str) -> str:
+    """``identity`` as coturn accepts it after ``<expiry>:``: other characters become ``_``."""
+    return _UNSAFE_IN_USERNAME.sub("_", identity) or "_"
+
+
 def turn_rest_credential(
     secret: str, identity: str, ttl: float, now: float | None = None
 ) -> tuple[str, str]:
     """``(username, credential)`` that coturn's ``use-auth-secret`` accepts for ``ttl`` s."""
     expiry = int((time.time() if now is None else now) + ttl)
-    username = f"{expiry}:{identity}"
+    username = f"{expiry}:{turn_username_part(identity)}"
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return username, base64.b64encode(digest).decode("ascii")
 

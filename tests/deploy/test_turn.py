@@ -22,16 +22,21 @@ import pytest
 import requests
 
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, connect
+from jupyter_video.server.turn import IceServers
 
-from ..server_process import TOKEN
+from ..server_process import TOKEN, ServerProcess
 from ..widgets.browser import (
+    MEDIA_ON_LOOPBACK,
     REPO,
+    SAMPLE_VIDEO,
+    JupyterLab,
     first_track,
     missing_prerequisites,
     moving_frames,
     room_name,
     take_frames,
     token,
+    write_notebook,
 )
 from ..widgets.driver import PageDriver
 from .coturn import TURNSERVER, Coturn
@@ -80,14 +85,15 @@ def test_token_endpoint_returns_turn_rest_api_credentials_for_the_identity(
 ) -> None:
     before = time.time()
     reply = requests.get(
-        f"{standalone.url}video/token", params={"room": "r", "identity": "ada"},
+        f"{standalone.url}video/token", params={"room": "r", "identity": "Ada Lovelace"},
         headers=AUTH, timeout=10,
     ).json()
     fixed, turn = reply["ice_servers"]
     assert fixed == STUN
     assert turn["urls"] == [coturn.url]
     expiry, identity = turn["username"].split(":", 1)
-    assert identity == reply["identity"] == "ada"
+    # coturn takes no spaces (or quotes, or parentheses) in a username.
+    assert reply["identity"] == "Ada Lovelace" and identity == "Ada_Lovelace"
     # As long as the token: its exp claim.
     assert abs(int(expiry) - (before + 4 * 3600)) < 5
     digest = hmac.new(coturn.secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
@@ -100,7 +106,7 @@ async def test_python_participants_forced_to_relay_exchange_frames_through_cotur
     room = room_name()
     # ice_servers not given: connect() asks the server (RSP ice), as twilio-video.js does.
     publisher = await connect(
-        token(standalone, "relay-publisher"), room, standalone.url,
+        token(standalone, "relay publisher (2)"), room, standalone.url,
         tracks=[LocalVideoTrack.from_frames(moving_frames())],
         ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
     )
@@ -123,7 +129,8 @@ async def test_python_participants_forced_to_relay_exchange_frames_through_cotur
     finally:
         await publisher.disconnect()
         await viewer.disconnect()
-    assert_relayed(coturn, "relay-publisher", "relay-viewer")
+    # An identity with spaces and parentheses still gets a username coturn takes.
+    assert_relayed(coturn, "relay_publisher__2_", "relay-viewer")
 
 
 def assert_relayed(coturn: Coturn, *identities: str) -> None:
@@ -140,8 +147,9 @@ def assert_relayed(coturn: Coturn, *identities: str) -> None:
 RELAY_CONNECT = """async ({token, wsServer, name, iceServers}) => {
   const tracks = await Twilio.Video.createLocalTracks({
     audio: false, video: {width: 320, height: 240}});
-  const room = await Twilio.Video.connect(token, {
-    name, wsServer, iceServers, iceTransportPolicy: 'relay', insights: false, tracks});
+  const options = {name, wsServer, iceTransportPolicy: 'relay', insights: false, tracks};
+  if (iceServers) { options.iceServers = iceServers; }  // else twilio-video asks (RSP ice)
+  const room = await Twilio.Video.connect(token, options);
   window.room = room;
   room.on('trackSubscribed', (track, publication, participant) => {
     if (track.kind !== 'video') { return; }
@@ -195,16 +203,17 @@ SAMPLE = """(identity) => {
 }"""
 
 
-@pytest.mark.skipif(bool(missing_prerequisites()), reason="browser test prerequisites missing")
-async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
-    standalone: StandaloneProcess, coturn: Coturn
+requires_browser = pytest.mark.skipif(
+    bool(missing_prerequisites()), reason="browser test prerequisites missing"
+)
+
+
+async def exchange_video_through_relay(
+    standalone: StandaloneProcess, coturn: Coturn, room: str, page_token: str,
+    ice_servers: list[dict[str, object]] | None, kernel_identity: str,
 ) -> None:
-    """A plain twilio-video.js page gets its token and ice_servers from /video/token and
-    connects with iceTransportPolicy 'relay'; a Python participant forced to relay
-    receives its camera and publishes video the page renders."""
-    room = room_name()
-    grant = requests.get(f"{standalone.url}video/token", params={"room": room, "identity": "page"},
-                         headers=AUTH, timeout=10).json()
+    """A Chromium page with iceTransportPolicy 'relay' and a Python participant forced to
+    relay: each decodes the other's moving video, and the page's ICE pair is a relay one."""
     driver = PageDriver(timeout=100)
     kernel = None
     try:
@@ -212,12 +221,12 @@ async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
         await asyncio.to_thread(driver.call, "addScript", path=str(TWILIO_VIDEO_JS))
         await asyncio.to_thread(driver.eval, RECORD_PEER_CONNECTIONS)
         joined = await asyncio.to_thread(driver.eval, RELAY_CONNECT, {
-            "token": grant["token"], "name": room, "iceServers": grant["ice_servers"],
+            "token": page_token, "name": room, "iceServers": ice_servers,
             "wsServer": f"ws://127.0.0.1:{standalone.port}/video/signaling"})
         assert joined["state"] == "connected"
 
         kernel = await connect(
-            token(standalone, "relay-kernel"), room, standalone.url,
+            token(standalone, kernel_identity), room, standalone.url,
             tracks=[LocalVideoTrack.from_frames(moving_frames())],
             ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
         )
@@ -229,9 +238,9 @@ async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
         assert frames[-1].shape == (240, 320, 3)
         assert frames[-1].mean() > 10 and not np.array_equal(frames[0], frames[-1])
 
-        first = await asyncio.to_thread(driver.wait_for, SAMPLE, "relay-kernel", 30)
+        first = await asyncio.to_thread(driver.wait_for, SAMPLE, kernel_identity, 30)
         await asyncio.sleep(1.0)
-        second = await asyncio.to_thread(driver.wait_for, SAMPLE, "relay-kernel", 30)
+        second = await asyncio.to_thread(driver.wait_for, SAMPLE, kernel_identity, 30)
         assert first["width"] == 320 and first["mean"] > 60 and first["hash"] != second["hash"]
         candidates = await asyncio.to_thread(driver.wait_for, SELECTED_CANDIDATES, None, 10)
         assert set(candidates) == {"relay"}, candidates
@@ -239,4 +248,142 @@ async def test_chromium_page_with_relay_policy_exchanges_video_through_coturn(
         if kernel is not None:
             await kernel.disconnect()
         await asyncio.to_thread(driver.close)
+
+
+@requires_browser
+async def test_chromium_page_with_token_endpoint_ice_servers_relays_through_coturn(
+    standalone: StandaloneProcess, coturn: Coturn
+) -> None:
+    """A plain twilio-video.js page gets its token and ice_servers from /video/token and
+    connects with iceTransportPolicy 'relay'; a Python participant forced to relay
+    receives its camera and publishes video the page renders."""
+    room = room_name()
+    grant = requests.get(f"{standalone.url}video/token", params={"room": room, "identity": "page"},
+                         headers=AUTH, timeout=10).json()
+    await exchange_video_through_relay(standalone, coturn, room, grant["token"],
+                                       grant["ice_servers"], "relay-kernel")
     assert_relayed(coturn, "page", "relay-kernel")
+
+
+@requires_browser
+async def test_twilio_app_without_ice_servers_gets_turn_from_signaling(
+    standalone: StandaloneProcess, coturn: Coturn
+) -> None:
+    """A Twilio app moved here unchanged: its server mints the token, its page calls
+    connect() without iceServers, and twilio-video.js's own ``ice`` request gets the
+    TURN credentials for the token's identity."""
+    room = room_name()
+    await exchange_video_through_relay(standalone, coturn, room, token(standalone, "app-page"),
+                                       None, "app-kernel")
+    assert_relayed(coturn, "app-page", "app-kernel")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"ice_servers": [{"urls": "http://turn.example.org"}]}, "not an ICE server URL"),
+        ({"ice_servers": [{"urls": ["turn:turn.example.org:3478"]}]},
+         "give it a username and a credential"),
+        ({"ice_servers": [{"url": "stun:stun.example.org"}]}, "unknown key(s) url"),
+        ({"turn_secret": "s", "turn_urls": ["turn.example.org:3478"]}, "not an ICE server URL"),
+        ({"turn_urls": ["turn:turn.example.org:3478"]}, "go together"),
+    ],
+)
+def test_bad_ice_settings_say_which_setting_to_fix(
+    settings: dict[str, object], message: str
+) -> None:
+    arguments: dict[str, object] = {"ice_servers": [], "turn_secret": None, "turn_urls": []}
+    arguments.update(settings)
+    with pytest.raises(ValueError, match="VideoApp") as error:
+        IceServers.from_settings(**arguments)  # type: ignore[arg-type]
+    assert message in str(error.value)
+
+
+async def test_connect_refuses_relay_without_a_turn_server() -> None:
+    with pytest.raises(ValueError, match="needs a TURN server"):
+        await connect("token", "room", "http://127.0.0.1:1/", ice_servers=[STUN],
+                      ice_transport_policy="relay")
+
+
+# The configuration of every RTCPeerConnection the page makes (twilio-video's included).
+RECORD_CONFIGURATIONS = """() => {
+  window.harnessConfigs = [];
+  const Original = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (configuration, ...rest) {
+    window.harnessConfigs.push(JSON.parse(JSON.stringify(configuration || {})));
+    return new Original(configuration, ...rest);
+  };
+  window.RTCPeerConnection.prototype = Original.prototype;
+  return true;
+}"""
+
+WIDGET_CELL = """\
+import json, pathlib
+from jupyter_video import RoomWidget
+
+w = RoomWidget(room={room!r}, identity="turn-widget")
+w.observe(lambda change: pathlib.Path("widget_state.json").write_text(
+    json.dumps({{"state": w.state, "error": w.error}})), names=["state", "error"])
+w
+"""
+
+
+@pytest.fixture(scope="module")
+def lab_server(
+    tmp_path_factory: pytest.TempPathFactory, coturn: Coturn
+) -> Iterator[ServerProcess]:
+    """Jupyter with the extension (the widget's home), given coturn's secret and URL."""
+    process = ServerProcess(
+        tmp_path_factory.mktemp("turn-lab"),
+        video_config={**MEDIA_ON_LOOPBACK, "turn_secret": coturn.secret,
+                      "turn_urls": [coturn.url]},
+    ).start()
+    yield process
+    process.stop()
+
+
+@requires_browser
+@pytest.mark.timeout(240)
+async def test_room_widget_hands_the_token_endpoints_turn_servers_to_twilio_video(
+    lab_server: ServerProcess, coturn: Coturn
+) -> None:
+    """The widget connects twilio-video.js with /video/token's ice_servers (TURN for its
+    identity) and renders the video of a Python participant whose media reaches the
+    server only through coturn.
+
+    (Chromium, given TURN servers with the default iceTransportPolicy by twilio-video,
+    gathers no relay candidates on this loopback-only machine, unlike a plain
+    RTCPeerConnection in the same page; with 'relay' it does: the page tests above.)"""
+    room = room_name()
+    write_notebook(lab_server.root / "notebooks" / "turn.ipynb", WIDGET_CELL.format(room=room))
+    driver = PageDriver(timeout=200)
+    kernel = None
+    try:
+        lab = JupyterLab(driver, lab_server)
+        await asyncio.to_thread(lab.open, "turn.ipynb")
+        await asyncio.to_thread(driver.eval, RECORD_CONFIGURATIONS)
+        await asyncio.to_thread(lab.run_first_cell)
+        await asyncio.to_thread(driver.call, "wait", selector='.jv-state[data-state="connected"]',
+                                timeout=90000, wait=100)
+        kernel = await connect(
+            token(lab_server, "turn-kernel"), room, lab_server.url,
+            tracks=[LocalVideoTrack.from_frames(moving_frames())],
+            ice_host_addresses=["127.0.0.1"], ice_transport_policy="relay",
+        )
+        first = await asyncio.to_thread(driver.wait_for, SAMPLE_VIDEO, "turn-kernel", 40)
+        await asyncio.sleep(1.0)
+        second = await asyncio.to_thread(driver.wait_for, SAMPLE_VIDEO, "turn-kernel", 30)
+        assert first["mean"] > 60 and first["hash"] != second["hash"], (first, second)
+        configurations = await asyncio.to_thread(driver.eval, "() => window.harnessConfigs")
+    finally:
+        if kernel is not None:
+            await kernel.disconnect()
+        await asyncio.to_thread(driver.close)
+    # twilio-video's peer connection got /video/token's TURN server, with a credential
+    # for the widget's identity that coturn accepts (the same HMAC as the tests above).
+    [servers] = [c["iceServers"] for c in configurations]
+    [turn] = servers
+    assert turn["urls"] == [coturn.url] and turn["username"].endswith(":turn-widget")
+    digest = hmac.new(coturn.secret.encode(), turn["username"].encode(), hashlib.sha1).digest()
+    assert turn["credential"] == base64.b64encode(digest).decode()
+    assert_relayed(coturn, "turn-kernel")
