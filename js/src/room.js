@@ -176,7 +176,8 @@ class RoomView {
     try {
       room = await Video.connect(grant.token, {
         name: grant.room,
-        wsServer: signalingUrl(this.base),
+        // Absolute when the token came from a hub's video service, through a relay.
+        wsServer: grant.ws_server || signalingUrl(this.base),
         iceServers: grant.ice_servers || [],
         insights: false,
         dominantSpeaker: true,

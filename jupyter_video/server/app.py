@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from .. import account
 from ..account import Credentials
@@ -20,11 +20,12 @@ from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import rest, signaling, token
+from . import health, metrics, rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
 from .live import Conference, LiveSettings
 from .recordings import Recordings
 from .registry import RoomDefaults, RoomRegistry
+from .turn import IceServers
 
 
 @dataclass
@@ -39,6 +40,7 @@ class VideoContext:
     conference: Conference
     status_callbacks: StatusCallbacks
     recordings: Recordings
+    ice_servers: IceServers = field(default_factory=IceServers)
 
 
 def _env(name: str) -> str | None:
@@ -167,6 +169,33 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Public IP address announced in the SFU's candidates, behind a 1:1 NAT.",
     )
+    ice_servers = List(
+        Dict(),
+        config=True,
+        help="STUN/TURN servers handed to every participant (by /video/token and the "
+        "signaling 'iced' answer), as RTCIceServer dicts: "
+        "[{'urls': ['turn:turn.example.org:3478'], 'username': ..., 'credential': ...}].",
+    )
+    turn_secret = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="coturn's static-auth-secret (use-auth-secret): each participant gets TURN "
+        "REST API credentials for turn_urls, valid as long as its Access Token. "
+        "Default: $JUPYTER_VIDEO_TURN_SECRET.",
+    )
+    turn_urls = List(
+        Unicode(),
+        config=True,
+        help="URLs of the coturn that turn_secret is for: ['turn:turn.example.org:3478', "
+        "'turns:turn.example.org:5349?transport=tcp'].",
+    )
+    metrics_public = Bool(
+        False,
+        config=True,
+        help="Whether /video/metrics answers without authentication (a Prometheus on a "
+        "private network); otherwise it takes REST credentials or a Jupyter session.",
+    )
     session_timeout = Float(
         30.0,
         config=True,
@@ -197,6 +226,31 @@ class VideoApp(ExtensionApp):
         "beyond it the oldest waiting ones are dropped (and counted in the log).",
     )
 
+    moderator_groups = List(
+        Unicode(),
+        config=True,
+        help="Hub service only: hub groups whose members moderate (create, complete and "
+        "record rooms, disconnect participants), as the scope custom:video:moderate does.",
+    )
+    student_room_policy = Unicode(
+        "",
+        config=True,
+        help="Hub service only: regular expression (whole name) of the rooms a user who "
+        "is not a moderator may create by joining; '' (default): only rooms in progress.",
+    )
+    hub_service_url = Unicode(
+        config=True,
+        help="In a JupyterHub user's server: base URL of the hub's video service "
+        "(default: $JUPYTER_VIDEO_HUB_SERVICE_URL). When set, this server runs no rooms "
+        "of its own: /video/token and REST are relayed to the service.",
+    )
+
+    @default("hub_service_url")
+    def _default_hub_service_url(self) -> str:
+        from ..hub.discovery import service_url
+
+        return service_url() or ""
+
     @default("account_sid")
     def _default_account_sid(self) -> str | None:
         return _env("JUPYTER_VIDEO_ACCOUNT_SID")
@@ -213,6 +267,10 @@ class VideoApp(ExtensionApp):
     def _default_api_key_secret(self) -> str | None:
         return _env("JUPYTER_VIDEO_API_KEY_SECRET")
 
+    @default("turn_secret")
+    def _default_turn_secret(self) -> str | None:
+        return _env("JUPYTER_VIDEO_TURN_SECRET")
+
     @default("credentials_file")
     def _default_credentials_file(self) -> str:
         return str(account.default_credentials_path())
@@ -228,6 +286,8 @@ class VideoApp(ExtensionApp):
         return str(Path(jupyter_data_dir()) / "jupyter_video" / "recordings")
 
     def initialize_settings(self) -> None:
+        if self.hub_service_url:
+            return  # the relay's handlers carry all they need (hub/relay.py)
         if self.status_callback_method.upper() not in ("GET", "POST"):
             raise ValueError("VideoApp.status_callback_method must be GET or POST")
         self.status_callback_method = self.status_callback_method.upper()
@@ -238,6 +298,7 @@ class VideoApp(ExtensionApp):
                 raise ValueError(f"VideoApp.{name} must be between {low} and {high} minutes")
         if not 1 <= self.max_participants <= MAX_PARTICIPANTS[RoomType.GROUP]:
             raise ValueError("VideoApp.max_participants must be between 1 and 50")
+        ice_servers = IceServers.from_settings(self.ice_servers, self.turn_secret, self.turn_urls)
         credentials = account.ensure_credentials(
             Path(self.credentials_file),
             {
@@ -295,7 +356,15 @@ class VideoApp(ExtensionApp):
         recordings.recover()  # after registry.recover(): nothing is recording any more
         conference.recordings = recordings
         self.context = VideoContext(
-            self, credentials, store, registry, media, conference, status_callbacks, recordings
+            self,
+            credentials,
+            store,
+            registry,
+            media,
+            conference,
+            status_callbacks,
+            recordings,
+            ice_servers,
         )
         self.settings["jupyter_video"] = self.context
 
@@ -314,11 +383,22 @@ class VideoApp(ExtensionApp):
         return listener
 
     def initialize_handlers(self) -> None:
+        if self.hub_service_url:
+            from ..hub import relay
+
+            self.handlers.extend(relay.handlers(self.hub_service_url))
+            return
         self.handlers.extend(signaling.handlers)
         self.handlers.extend(rest.handlers)
         self.handlers.extend(token.handlers)
+        self.handlers.extend(health.handlers)
+        self.handlers.extend(metrics.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.hub_service_url:
+            self.log.info("jupyter_video: rooms are the hub service's, at %s",
+                          self.hub_service_url)
+            return
         await self.context.media.start()
         self.context.status_callbacks.start()
         self._media_events = asyncio.ensure_future(self.context.conference.run_media_events())

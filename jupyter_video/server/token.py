@@ -3,7 +3,11 @@
 The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
-Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers"}``.
+Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers",
+"ws_server", "rest_base"}``: ``ice_servers`` being ``VideoApp.ice_servers`` and, with
+``VideoApp.turn_secret``, TURN REST API credentials for ``VideoApp.turn_urls`` that last
+as long as the token; the last two absolute, so a page or kernel that asked a relay (a
+hub user's server, see jupyter_video.hub) connects where the room is.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class TokenHandler(APIHandler):
     # (room name, identity) -> monotonic time until which it is reserved: two tabs
     # asking at once must not both get "alice" and push each other out (53205).
     _reserved: dict[tuple[str, str], float] = {}
+    # The hub service names participants after the hub user, whatever is asked.
+    identity_from_caller = True
 
     @web.authenticated
     def get(self) -> None:
@@ -35,6 +41,8 @@ class TokenHandler(APIHandler):
         if not room or len(room) > MAX_NAME:
             raise web.HTTPError(400, f"room must be 1 to {MAX_NAME} characters")
         requested = (self.get_query_argument("identity", "") or "").strip()[:MAX_NAME]
+        if not self.identity_from_caller:
+            requested = ""
         identity = self._unique_identity(room, requested or self._user_name())
         context = self.settings["jupyter_video"]
         credentials = context.credentials
@@ -47,11 +55,25 @@ class TokenHandler(APIHandler):
         )
         token.add_grant(VideoGrant(room=room))
         self.set_header("Cache-Control", "no-store")
+        ice_servers = context.ice_servers.for_identity(identity, TOKEN_TTL)
         self.finish(
             json.dumps(
-                {"token": token.to_jwt(), "identity": identity, "room": room, "ice_servers": []}
+                {
+                    "token": token.to_jwt(),
+                    "identity": identity,
+                    "room": room,
+                    "ice_servers": ice_servers,
+                    "ws_server": self._absolute("video/signaling", websocket=True),
+                    "rest_base": self._absolute("video/v1"),
+                }
             )
         )
+
+    def _absolute(self, path: str, websocket: bool = False) -> str:
+        scheme = self.request.protocol
+        if websocket:
+            scheme = "wss" if scheme == "https" else "ws"
+        return f"{scheme}://{self.request.host}{self.base_url}{path}"
 
     def _user_name(self) -> str:
         user: Any = self.current_user

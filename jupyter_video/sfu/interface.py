@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import enum
 import json
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -204,6 +205,53 @@ class MediaStats:
     encoders_created: int
     recordings: int = 0
     frames_recorded: int = 0
+    packets_forwarded: int = 0
+    """RTP packets sent to subscribers (totals since the worker started, as all below)."""
+    bytes_forwarded: int = 0
+    """Encoded media bytes in them."""
+    keyframe_requests_received: int = 0
+    """PLI/FIR from subscribers (relayed to publishers, at most one PLI a second)."""
+    plis_sent: int = 0
+    """PLIs sent to publishers."""
+    nacks_received: int = 0
+    """Packets subscribers NACKed (resent from aiortc's send buffer)."""
+    nacks_sent: int = 0
+    """Packets NACKed to publishers."""
+    first_frame_buckets: list[int] = field(default_factory=list)
+    """Participants whose first video frame came within each FIRST_FRAME_BUCKETS bound
+    (cumulative, as Prometheus buckets) of their joining, or of the first video
+    subscription they were given, whichever was later."""
+    first_frame_sum: float = 0.0
+    first_frame_count: int = 0
+
+
+FIRST_FRAME_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+"""Seconds: the upper bounds of the join-to-first-frame histogram's buckets."""
+
+
+@dataclass
+class FirstFrameHistogram:
+    """Join-to-first-frame times observed in one media plane (see ``MediaStats``)."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * len(FIRST_FRAME_BUCKETS))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, seconds: float) -> None:
+        for index, bound in enumerate(FIRST_FRAME_BUCKETS):
+            if seconds <= bound:
+                self.buckets[index] += 1
+        self.total += seconds
+        self.count += 1
+
+
+@dataclass
+class WorkerStatus:
+    """Whether one media worker process is running (``index`` 0 in-process)."""
+
+    index: int
+    pid: int | None
+    alive: bool
 
 
 @dataclass
@@ -464,6 +512,10 @@ class MediaPlane(abc.ABC):
         if result is None or isinstance(result, RecordingSummary):
             return result
         return RecordingSummary(**result)
+
+    def worker_status(self) -> list[WorkerStatus]:
+        """Each media worker's liveness, without asking it (in-process: this one)."""
+        return [WorkerStatus(0, os.getpid(), True)]
 
     async def stats(self) -> list[MediaStats]:
         """One MediaStats per worker (one in-process)."""

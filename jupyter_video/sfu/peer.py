@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -116,6 +117,11 @@ class Peer:
         self.slots: list[SendSlot] = []
         self._report = report
         self._public_address = public_address
+        self.joined_at = time.monotonic()
+        self.on_first_frame: Callable[[float], None] | None = None
+        """Given the seconds from joining (or from the first video subscription, if
+        later) to the first video frame forwarded to this participant; called once."""
+        self._first_frame_seen = False
         self._remote_sdp: str | None = None
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
         self._sections: dict[RTCRtpTransceiver, MediaPublication] = {}  # what each carries
@@ -316,6 +322,8 @@ class Peer:
             data.start(self.pc)
             return needs_offer
         subscription = MediaSubscription(self.participant_sid, publication)
+        if publication.kind == "video" and not self._first_frame_seen:
+            subscription.on_first_frame = self._first_video_frame
         self.subscriptions[publication.track_sid] = subscription
         if not publication.ready:
             return False  # offered once the publisher's media is negotiated
@@ -325,6 +333,13 @@ class Peer:
         subscription.start(slot)
         self._slot_sends(slot, True)
         return slot.transceiver.currentDirection != slot.transceiver.direction
+
+    def _first_video_frame(self, subscribed_at: float) -> None:
+        if self._first_frame_seen:
+            return
+        self._first_frame_seen = True
+        if self.on_first_frame is not None:
+            self.on_first_frame(time.monotonic() - max(self.joined_at, subscribed_at))
 
     def unsubscribe(self, track_sid: str) -> bool:
         """Stop forwarding ``track_sid`` here; True when an offer is needed."""

@@ -136,6 +136,7 @@ class MediaPublication:
             adapter.retarget_encoded_frames(transceiver.receiver, self._on_frame)
         else:
             adapter.tap_encoded_frames(transceiver.receiver, self._on_frame)
+        adapter.count_nacks(receiver=transceiver.receiver)
         if self.kind == "audio":
             adapter.on_audio_level(transceiver.receiver, self._on_audio_level)
         callbacks, self._on_ready = self._on_ready, []
