@@ -69,12 +69,18 @@ class HubRoles:
                 f"{participant.identity!r}'s; moderating others needs {self._moderators()}",
             )
 
+    def may_create(self, user: HubUser, room: str) -> bool:
+        """Whether joining ``room`` may create it: a moderator, or a name the policy allows."""
+        if self.is_moderator(user):
+            return True
+        return self.student_room_policy is not None and bool(
+            self.student_room_policy.fullmatch(room)
+        )
+
     def check_join(self, user: HubUser, room: str, in_progress: bool) -> None:
         """Before a token is given: a non-moderator joins only a room that exists or
         that the student room policy allows (joining creates it)."""
-        if in_progress or self.is_moderator(user):
-            return
-        if self.student_room_policy is not None and self.student_room_policy.fullmatch(room):
+        if in_progress or self.may_create(user, room):
             return
         raise VideoError(
             20403,

@@ -65,6 +65,7 @@ class HubTokenHandler(TokenHandler):
     """``/video/token`` of the service: for the hub user asking, in a room they may join."""
 
     identity_from_caller = False
+    _grant = ""  # set by get() for granted_room()
 
     @web.authenticated
     def get(self) -> None:
@@ -73,9 +74,16 @@ class HubTokenHandler(TokenHandler):
             raise web.HTTPError(403, "only hub users get tokens here")
         room = self.get_query_argument("room", "lab").strip()
         context = self.settings["jupyter_video"]
+        roles = context.app.roles
         try:
-            context.app.roles.check_join(
-                user, room, context.registry.find_in_progress(room) is not None
+            in_progress = context.registry.find_joinable(room)  # by name or SID
+            roles.check_join(user, room, in_progress is not None)
+            # Who may not create the room gets a grant for this one by its SID: once it
+            # is completed the token joins nothing (53118), and never recreates it.
+            self._grant = (
+                in_progress.sid
+                if in_progress is not None and not roles.may_create(user, room)
+                else room
             )
         except VideoError as error:
             self.log.info("GET /video/token for %s -> %s", user.username, error)
@@ -84,6 +92,9 @@ class HubTokenHandler(TokenHandler):
             self.finish(json.dumps(error.to_dict()))
             return
         super().get()
+
+    def granted_room(self, room: str) -> str:
+        return self._grant
 
     def _user_name(self) -> str:
         user = self.current_user

@@ -270,7 +270,8 @@ class Conference:
         if granted is not None and granted != wanted:
             # Twilio apps create a room over REST and connect with its SID while the
             # token names it (or the other way round): the same room either way.
-            granted_room = self.registry.find_joinable(granted) if room is not None else None
+            # (a grant naming an ended room's SID is 53118: such a token joins nothing)
+            granted_room = self.registry.find_joinable(granted)
             if room is None or granted_room is None or granted_room.sid != room.sid:
                 raise AccessTokenError(
                     20106,

@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from jupyter_video.client import RemoteVideoTrack, RoomEvent, connect
+from jupyter_video.errors import VideoError
 
 from ..widgets.browser import LOOPBACK, first_track, take_frames
 from .hub_process import USERS, Hub, HubError, missing_prerequisites
@@ -107,6 +108,14 @@ def test_a_student_may_not_start_or_complete_a_room_and_the_teacher_may(hub: Hub
                         data={"Status": "completed"})
     assert completed.status_code == 200, completed.text
     assert completed.json()["status"] == "completed"
+    # The student's grant named the room by its SID: the token joins nothing now, and
+    # never creates a new "algebra" (a moderator's would).
+    with pytest.raises(VideoError) as stale:
+        asyncio.run(connect(grant["token"], "algebra", hub.service_url,
+                            ice_host_addresses=["127.0.0.1"]))
+    assert stale.value.code == 53118
+    again = service(hub, "teacher", "video/v1/Rooms?UniqueName=algebra&Status=in-progress")
+    assert again.json()["rooms"] == []
 
 
 def test_the_service_exposes_nothing_else_of_jupyter(hub: Hub) -> None:
