@@ -89,11 +89,12 @@ class Room:
     ``participants`` (sid -> :class:`RemoteParticipant`), ``dominant_speaker``, events."""
 
     def __init__(self, token: str, name: str | None, url: str, *,
-                 dominant_speaker: bool = False,
+                 dominant_speaker: bool = False, automatic_subscription: bool = True,
                  ice_servers: Sequence[Mapping[str, Any]] | None = None,
                  ice_transport_policy: str = "all") -> None:
         self.sid: str | None = None
         self.name = name
+        self.media_region: str | None = None  # as twilio-video's room.mediaRegion
         self.state = RoomState.CONNECTING
         self.local_participant = LocalParticipant(self)
         self.participants: dict[str, RemoteParticipant] = {}
@@ -103,6 +104,7 @@ class Room:
         self._token = token
         self._url = url
         self._want_dominant_speaker = dominant_speaker
+        self._automatic_subscription = automatic_subscription
         self._events = EventEmitter()
         self._session: str | None = None
         self._session_timeout = 0
@@ -176,7 +178,9 @@ class Room:
                 publisher={"name": "jupyter_video", "sdk_version": SDK_VERSION,
                            "user_agent": "Python aiortc"},
                 media_signaling=media_signaling,
-                subscribe={"rules": [{"type": "include", "all": True}], "revision": 1},
+                # util/index.js createSubscribePayload
+                subscribe={"rules": [{"type": "include" if self._automatic_subscription
+                                      else "exclude", "all": True}], "revision": 1},
                 format="unified")
             if self._signaling is None:
                 self._signaling = SignalingConnection(self._url)
@@ -235,6 +239,7 @@ class Room:
         self._session = message.session
         self.sid = message.sid
         self.name = message.name
+        self.media_region = message.options.media_region
         self._session_timeout = message.options.session_timeout
         self.state = RoomState.CONNECTED
         async with self._lock:
@@ -676,7 +681,8 @@ async def connect(token: str, name: str | None = "lab", server: str | None = Non
                   ice_host_addresses: Iterable[str] | None = None,
                   ice_servers: Sequence[Mapping[str, Any]] | None = None,
                   ice_transport_policy: str = "all",
-                  dominant_speaker: bool = False) -> Room:
+                  dominant_speaker: bool = False,
+                  automatic_subscription: bool = True) -> Room:
     """Join room ``name`` with an Access Token, publishing ``tracks``.
 
     ``server`` is the server's base URL (``http://host:port/base/``; default: this
@@ -687,8 +693,10 @@ async def connect(token: str, name: str | None = "lab", server: str | None = Non
     server hands out (its TURN servers, with credentials for this token);
     ``ice_transport_policy="relay"`` sends media only through TURN, as a browser
     does with ``iceTransportPolicy: 'relay'``. ``dominant_speaker`` asks
-    for ``dominant_speaker_changed`` events. Raises the :class:`VideoError`
-    subclass carrying Twilio's code when the server refuses (53105 room full,
+    for ``dominant_speaker_changed`` events. ``automatic_subscription=False`` subscribes
+    to nothing until the participant's SubscribeRules are changed over REST (as
+    twilio-video's ``automaticSubscription``). ``name`` may be a room's SID. Raises the
+    :class:`VideoError` subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
     """
     if server is None:
@@ -706,6 +714,7 @@ async def connect(token: str, name: str | None = "lab", server: str | None = Non
         if not isinstance(track, LocalMediaTrack | LocalDataTrack):
             raise TypeError(f"tracks must be local tracks, got {track!r}")
     room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker,
+                automatic_subscription=automatic_subscription,
                 ice_servers=ice_servers, ice_transport_policy=ice_transport_policy)
     await room._connect(tracks)
     return room

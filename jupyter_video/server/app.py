@@ -125,6 +125,13 @@ class VideoApp(ExtensionApp):
         config=True,
         help="HTTP method (POST or GET) of the default status_callback.",
     )
+    region = Unicode(
+        "gll",
+        config=True,
+        help="Region name clients are told: twilio-video's localParticipant.signalingRegion, "
+        "and room.mediaRegion of rooms created without a MediaRegion ('gll', Twilio's "
+        "Global Low Latency, unless you name your deployment's region, e.g. 'de1').",
+    )
     timeout_minute_seconds = Float(
         60.0,
         config=True,
@@ -285,6 +292,7 @@ class VideoApp(ExtensionApp):
                 unused_room_timeout=self.unused_room_timeout,
                 status_callback=self.status_callback,
                 status_callback_method=self.status_callback_method,
+                media_region=self.region,
             ),
             timeout_minute=timedelta(seconds=self.timeout_minute_seconds),
         )
@@ -297,7 +305,11 @@ class VideoApp(ExtensionApp):
             media,
             credentials.account_sid,
             credentials.api_keys,
-            LiveSettings(ad_hoc_rooms=self.ad_hoc_rooms, session_timeout=self.session_timeout),
+            LiveSettings(
+                ad_hoc_rooms=self.ad_hoc_rooms,
+                session_timeout=self.session_timeout,
+                signaling_region=self.region,
+            ),
         )
         status_callbacks = StatusCallbacks(
             credentials.auth_token,

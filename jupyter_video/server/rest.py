@@ -313,7 +313,8 @@ def _room_settings(params: Params) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if "Type" in params:
         settings["room_type"] = check_room_type(params.text("Type") or "")
-    if "UniqueName" in params:
+    # An empty UniqueName is as good as none: the room is named by its SID (as Twilio does).
+    if params.text("UniqueName"):
         settings["unique_name"] = params.text("UniqueName")
     callback = params.text("StatusCallback")
     if callback is not None:

@@ -18,7 +18,7 @@ import dataclasses
 import enum
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -53,10 +53,12 @@ class Command:
 
 @dataclass
 class AddPeer(Command):
-    """Create the peer connection of a participant joining ``room_sid``."""
+    """Create the peer connection of a participant joining ``room_sid``, which takes
+    video in ``video_codecs`` only (the room's ``VideoCodecs``)."""
 
     participant_sid: str
     room_sid: str
+    video_codecs: list[str] = field(default_factory=lambda: ["VP8", "H264"])
 
 
 @dataclass
@@ -443,8 +445,13 @@ class MediaPlane(abc.ABC):
 
     # The typed calls; each is one Command.
 
-    async def add_peer(self, participant_sid: str, room_sid: str) -> None:
-        await self.execute(AddPeer(participant_sid, room_sid))
+    async def add_peer(
+        self, participant_sid: str, room_sid: str, video_codecs: Sequence[str] | None = None
+    ) -> None:
+        command = AddPeer(participant_sid, room_sid)
+        if video_codecs is not None:
+            command.video_codecs = list(video_codecs)
+        await self.execute(command)
 
     async def remove_peer(self, participant_sid: str) -> None:
         await self.execute(RemovePeer(participant_sid))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aiortc import (
@@ -107,8 +107,10 @@ class Peer:
         room: Room,
         report: Callable[[Event], None],
         public_address: str | None = None,
+        video_codecs: Sequence[str] = ("VP8", "H264"),
     ) -> None:
         self.participant_sid = participant_sid
+        self.video_codecs = tuple(video_codecs)
         self.room = room
         self.state = PeerState.NEW
         self.subscriptions: dict[str, MediaSubscription | DataSubscription] = {}
@@ -150,6 +152,10 @@ class Peer:
 
     async def apply_offer(self, sdp: str) -> str:
         """Apply the participant's offer and return the SFU's answer."""
+        try:
+            sdp = sdp_rewrite.only_video_codecs(_checked(sdp), self.video_codecs)
+        except ValueError as exc:
+            raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
         self._remote_sdp = sdp  # read by _on_track, which runs inside setRemoteDescription
         self._client_extmap = {**sdp_rewrite.extmap_ids(sdp), **self._client_extmap}
         try:
@@ -215,7 +221,8 @@ class Peer:
 
     def _local_sdp(self) -> str:
         description = self.pc.localDescription
-        return adapter.announce_public_address(description.sdp, self._public_address)
+        sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
+        return adapter.announce_public_address(sdp, self._public_address)
 
     # ----------------------------------------------------------- publishing
 

@@ -129,7 +129,13 @@ class LocalMediaPlane(MediaPlane):
         room = self.rooms.get(command.room_sid)
         if room is None:
             room = self.rooms[command.room_sid] = Room(command.room_sid, self.report)
-        peer = Peer(command.participant_sid, room, self.report, self.public_address)
+        peer = Peer(
+            command.participant_sid,
+            room,
+            self.report,
+            self.public_address,
+            video_codecs=command.video_codecs,
+        )
         peer.on_first_frame = self._first_frame.observe
         room.add_peer(peer)
         self._room_of[command.participant_sid] = room
