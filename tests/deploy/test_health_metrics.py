@@ -175,6 +175,7 @@ async def test_metrics_count_rooms_participants_tracks_and_forwarded_media(
         await asyncio.sleep(0.2)
     assert after["jupyter_video_participants"] == 0
     assert after['jupyter_video_subscribed_tracks{kind="video"}'] == 0
+    assert after['jupyter_video_published_tracks{kind="video"}'] == 0
     assert after["jupyter_video_packets_forwarded_total"] >= forwarded
 
 
