@@ -20,6 +20,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 
 from .. import sids
 from ..compositions import parse_layout, parse_resolution
+from ..compositions.client import PERCENT_HEADER, REMAINING_HEADER
 from ..compositions.layout import check_sources, layout_error
 from ..errors import VideoError
 from ..model import utcnow
@@ -209,7 +210,15 @@ class CompositionHandler(CompositionsBase):
     @allow_unauthenticated
     def get(self, sid: str) -> None:
         self.params((), "fetching a Composition")
-        self.reply(composition_json(self.compositions.get(sid), self.urls))
+        composition = self.compositions.get(sid)
+        # Progress is not a field of Twilio's resource (it comes in callbacks): headers
+        # give it to jupyter_video.compose()'s progress bar without changing the JSON.
+        if composition.sid in self.compositions.progress:
+            percent, remaining = self.compositions.progress[composition.sid]
+            self.set_header(PERCENT_HEADER, str(percent))
+            if remaining is not None:
+                self.set_header(REMAINING_HEADER, str(remaining))
+        self.reply(composition_json(composition, self.urls))
 
     @allow_unauthenticated
     def delete(self, sid: str) -> None:

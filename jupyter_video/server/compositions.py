@@ -88,6 +88,9 @@ class Compositions:
         self.api_root = "/video/v1"
         """Absolute ``.../video/v1`` URL that callbacks name compositions by (set at start)."""
         self.recordings_settle = RECORDINGS_SETTLE
+        self.progress: dict[str, tuple[int, int | None]] = {}
+        """Percent done and seconds left of each composition being composed (not stored:
+        it changes every half second)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._waiting: list[str] = []  # enqueued before the event loop ran (recovered)
         self._started = False
@@ -197,14 +200,15 @@ class Compositions:
 
         def progress(fraction: float) -> None:
             percent = int(fraction * 100)
+            elapsed = time.monotonic() - began
+            remaining = round(elapsed * (1 - fraction) / fraction) if fraction > 0 else None
+            self.progress[sid] = (percent, remaining)
             if percent < reported[0] + PROGRESS_STEP:
                 return
             reported[0] = percent - percent % PROGRESS_STEP
-            elapsed = time.monotonic() - began
-            remaining = elapsed * (1 - fraction) / fraction if fraction > 0 else None
             extra = {"PercentageDone": str(percent)}
             if remaining is not None:
-                extra["SecondsRemaining"] = str(round(remaining))
+                extra["SecondsRemaining"] = str(remaining)
             self._callback(composition, "composition-progress", extra)
 
         try:
@@ -214,6 +218,8 @@ class Compositions:
             log.warning("composition %s failed: %s", sid, error)
             self._fail(composition)
             return
+        finally:
+            self.progress.pop(sid, None)
         current = self.store.get(Composition, sid)
         if current is None or current.status is not CompositionStatus.PROCESSING:
             return  # deleted meanwhile

@@ -25,7 +25,10 @@ import pytest
 import requests
 from twilio.base.exceptions import TwilioRestException
 
+import jupyter_video
+from jupyter_video.account import Credentials
 from jupyter_video.client import LocalAudioTrack, LocalVideoTrack, Room, connect
+from jupyter_video.errors import VideoError
 from jupyter_video.sfu.adapter import use_host_addresses
 
 from ..client.participants import LOOPBACK, room_name, token
@@ -404,3 +407,34 @@ async def test_a_server_killed_mid_composition_retries_it_after_restart(
         assert not list((root / "compositions").rglob("*.part"))  # nothing half-written left
     finally:
         restarted.stop()
+
+
+async def test_compose_in_a_kernel_shows_progress_and_returns_a_playable_file(
+    server: ServerProcess, join: Callable[..., Any], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    room = recorded_room(server)
+    alice = await join(server, "alice", room["unique_name"], camera("yellow", "cam"),
+                       voice(440, "mic"))
+    await wait_recording(server, room["sid"], 2)
+    await asyncio.sleep(2.0)
+    await alice.disconnect()
+    end_room(server, room["sid"])
+    creds = server.credentials()
+    kernel = Credentials(creds["account_sid"], creds["auth_token"], creds["api_key_sid"],
+                         creds["api_key_secret"], url=server.url)
+    with pytest.raises(VideoError, match="layout must be"):
+        jupyter_video.compose(room["unique_name"], layout="mosaic", credentials=kernel)
+    video = await asyncio.to_thread(jupyter_video.compose, room["unique_name"], format="mp4",
+                                    resolution="320x240", directory=tmp_path,
+                                    credentials=kernel)
+    assert video.path.parent == tmp_path and video.path.suffix == ".mp4"
+    assert video.size == video.path.stat().st_size
+    err = capsys.readouterr().err
+    assert f"composing {video.sid}: 100%" in err, err
+    duration, frames, samples, rate = decoded(video.path)
+    assert 1.5 < duration < 3.5
+    assert color_at(frame_at(frames, duration / 2), 160, 120) == "yellow"
+    assert tone_level(samples, rate, duration / 2, duration / 2 + 0.3, 440) > 0.02
+    html = video._repr_html_()
+    assert html.startswith("<video") and "data:video/mp4;base64," in html
