@@ -144,23 +144,27 @@ class Compositions:
 
     def recover(self) -> None:
         """After a restart: retry what was interrupted, fail what was tried too often."""
-        for status in (CompositionStatus.PROCESSING, CompositionStatus.ENQUEUED):
-            for composition in self.store.list(Composition, Query({"status": status.value})):
-                if composition.status is CompositionStatus.PROCESSING:
-                    if composition.attempts >= MAX_ATTEMPTS:
-                        log.warning("composition %s was interrupted %d times: failed",
-                                    composition.sid, composition.attempts)
-                        self._fail(composition)
-                        continue
-                    log.info("composition %s was interrupted: retrying", composition.sid)
-                    composition.transition(CompositionStatus.ENQUEUED)
-                    self.store.save(composition)
-                self._schedule(composition.sid)
+        unfinished = [
+            composition
+            for status in (CompositionStatus.PROCESSING, CompositionStatus.ENQUEUED)
+            for composition in self.store.list(Composition, Query({"status": status.value}))
+        ]  # listed before any changes status, so that none is listed twice
+        for composition in sorted(unfinished, key=lambda c: c.date_created):
+            if composition.status is CompositionStatus.PROCESSING:
+                if composition.attempts >= MAX_ATTEMPTS:
+                    log.warning("composition %s was interrupted %d times: failed",
+                                composition.sid, composition.attempts)
+                    self._fail(composition)
+                    continue
+                log.info("composition %s was interrupted: retrying", composition.sid)
+                composition.transition(CompositionStatus.ENQUEUED)
+                self.store.save(composition)
+            self._schedule(composition.sid)
 
     def start(self) -> None:
         """Begin composing (call in the server's running event loop)."""
         self._started = True
-        for sid in reversed(self._waiting):  # oldest first: the store lists newest first
+        for sid in self._waiting:  # oldest first
             self._schedule(sid)
         self._waiting.clear()
 
@@ -176,7 +180,8 @@ class Compositions:
 
     def _schedule(self, sid: str) -> None:
         if not self._started:
-            self._waiting.append(sid)
+            if sid not in self._waiting:
+                self._waiting.append(sid)
             return
         if sid not in self._tasks:
             self._tasks[sid] = asyncio.ensure_future(self._run(sid))
