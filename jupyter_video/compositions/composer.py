@@ -126,6 +126,23 @@ def probe(track: TrackFile) -> Probe | None:
     return Probe(track.offset + times[0], track.offset + times[-1] + step, width, height)
 
 
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A 4:2:0 picture's Y, U and V planes: drawn as they are encoded, no RGB in between."""
+BLACK = (16, 128, 128)  # Y, U, V of black in the limited range encoders expect
+
+
+def planes(packed: np.ndarray, width: int, height: int) -> Planes:
+    """Y, U, V of PyAV's packed yuv420p array (the planes one after the other)."""
+    flat = packed.reshape(-1)
+    luma = width * height
+    chroma = luma // 4
+    return (
+        flat[:luma].reshape(height, width),
+        flat[luma : luma + chroma].reshape(height // 2, width // 2),
+        flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
+    )
+
+
 class VideoSource:
     """A video recording decoded in order; ``frame_at(t)`` is the frame showing at ``t``."""
 
@@ -137,7 +154,7 @@ class VideoSource:
         self._current: av.VideoFrame | None = None
         self._next: av.VideoFrame | None = None
         self._done = False
-        self._scaled: tuple[int, Rect, np.ndarray] | None = None  # frame id, size, pixels
+        self._scaled: tuple[int, Rect, Planes] | None = None  # frame id, size, pixels
 
     def _time(self, frame: av.VideoFrame) -> float:
         return self.track.offset + float(frame.time or 0.0)
@@ -155,15 +172,17 @@ class VideoSource:
             self._current, self._next = self._next, None
         return self._current
 
-    def pixels(self, moment: float, cell: Rect) -> tuple[Rect, np.ndarray] | None:
-        """The frame at ``moment`` scaled to fit ``cell``: where it goes, and its RGB pixels."""
+    def pixels(self, moment: float, cell: Rect) -> tuple[Rect, Planes] | None:
+        """The frame at ``moment`` scaled to fit ``cell``: where it goes, and its Y, U, V."""
         frame = self.frame_at(moment)
         if frame is None:
             return None
         box = layout.fit(frame.width, frame.height, cell)
         if self._scaled is None or self._scaled[0] != id(frame) or self._scaled[1] != box:
-            scaled = frame.reformat(width=box.width, height=box.height, format="rgb24")
-            self._scaled = (id(frame), box, scaled.to_ndarray())
+            scaled = frame.reformat(
+                width=box.width, height=box.height, format="yuv420p", interpolation="BILINEAR"
+            )
+            self._scaled = (id(frame), box, planes(scaled.to_ndarray(), box.width, box.height))
         return box, self._scaled[2]
 
     def close(self) -> None:
@@ -335,7 +354,8 @@ class _Renderer:
         self.progress = progress
         self.videos = {key: VideoSource(t, chosen.spans[key]) for key, t in chosen.video.items()}
         self.audios = [AudioSource(t) for t in chosen.audio]
-        self.canvas = np.zeros((job.height, job.width, 3), np.uint8)
+        self.canvas = np.empty(job.width * job.height * 3 // 2, np.uint8)
+        self.planes = planes(self.canvas, job.width, job.height)
         self.frames = 0
         self.samples = 0
         self.fifo = av.AudioFifo() if audio_stream is not None else None
@@ -383,15 +403,21 @@ class _Renderer:
         return scenes[self._scene]
 
     def _draw(self, moment: float) -> None:
-        canvas = self.canvas
-        canvas[...] = 0
+        for plane, value in zip(self.planes, BLACK, strict=True):
+            plane[...] = value
         scene = self._scene_at(moment)
         for placement in scene.placements if scene is not None else ():
             drawn = self.videos[placement.key].pixels(moment, placement.cell)
-            if drawn is not None:
-                box, pixels = drawn
-                canvas[box.y : box.y + box.height, box.x : box.x + box.width] = pixels
-        frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+            if drawn is None:
+                continue
+            box, pictures = drawn
+            for index, (plane, picture) in enumerate(zip(self.planes, pictures, strict=True)):
+                shift = 1 if index else 0  # chroma planes are half as wide and high
+                x, y = box.x >> shift, box.y >> shift
+                plane[y : y + picture.shape[0], x : x + picture.shape[1]] = picture
+        frame = av.VideoFrame.from_ndarray(
+            self.canvas.reshape(self.job.height * 3 // 2, self.job.width), format="yuv420p"
+        )
         frame.pts = self.frames
         frame.time_base = Fraction(1, FRAME_RATE)
         self.frames += 1

@@ -323,6 +323,6 @@ def fit(frame_width: int, frame_height: int, cell: Rect) -> Rect:
     scale = min(cell.width / frame_width, cell.height / frame_height)
     width = max(2, int(frame_width * scale) // 2 * 2)
     height = max(2, int(frame_height * scale) // 2 * 2)
-    x = cell.x + (cell.width - width) // 2
-    y = cell.y + (cell.height - height) // 2
+    x = (cell.x + (cell.width - width) // 2) // 2 * 2
+    y = (cell.y + (cell.height - height) // 2) // 2 * 2
     return Rect(x, y, width, height)
