@@ -214,6 +214,10 @@ async def test_a_recorded_lecture_becomes_one_mp4_and_one_webm_through_twilios_l
     assert len(await asyncio.to_thread(twilio.video.v1.compositions.list, status="completed",
                                        room_sid=room["sid"], page_size=1)) == 2  # paging
     assert fetched.links["media"] == fetched.url + "/Media"
+    # Twilio's documented download: the helper's request, which does not follow redirects.
+    media = await asyncio.to_thread(twilio.request, "GET", fetched.links["media"])
+    assert media.status_code == 302
+    assert json.loads(media.text)["redirect_to"].endswith(f"/Media/{mp4.sid}.mp4")
 
     # The mp4: as long as the room, each pattern in its region while its publisher was there.
     path = download(server, rest(server, "GET", f"Compositions/{mp4.sid}").json(), tmp_path)
