@@ -191,7 +191,7 @@ class CompositionsHandler(CompositionsBase):
         room_sid = params.text("RoomSid")
         where = CompositionFilter(
             status=CompositionStatus(status) if status else None,
-            room_sid=self.room(room_sid).sid if room_sid else None,
+            room_sid=room_sid,  # a SID no room has lists nothing, as Twilio does
             created_after=params.time("DateCreatedAfter"),
             created_before=params.time("DateCreatedBefore"),
         )
