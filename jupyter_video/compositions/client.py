@@ -9,11 +9,12 @@ progress bar while it does, downloads the file and returns it as a
 from __future__ import annotations
 
 import base64
+import contextlib
+import html
 import json
 import re
 import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -32,6 +33,8 @@ POLL = 0.5  # seconds between status checks
 PERCENT_HEADER = "X-Jupyter-Video-Percentage-Done"
 REMAINING_HEADER = "X-Jupyter-Video-Seconds-Remaining"
 MIME = {"mp4": "video/mp4", "webm": "video/webm"}
+EMBED_LIMIT = 64 << 20
+"""Largest file a notebook gets inline as base64 (bigger ones would stall the browser)."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,18 @@ class ComposedVideo:
     size: int | None
 
     def _repr_html_(self) -> str:
+        # A file under the notebook's folder is played from where Jupyter serves it
+        # (JupyterLab resolves relative src through /files/); another is embedded, if small.
+        with contextlib.suppress(ValueError):
+            relative = self.path.resolve().relative_to(Path.cwd().resolve())
+            source = html.escape(urllib.parse.quote(relative.as_posix()))
+            return f'<video src="{source}" controls style="max-width: 100%"></video>'
+        if self.path.stat().st_size > EMBED_LIMIT:
+            return f"<code>{html.escape(str(self.path))}</code> (too large to embed)"
         from IPython.display import Video
 
-        html: str = Video(str(self.path), embed=True, mimetype=MIME[self.format])._repr_html_()
-        return html
+        embedded: str = Video(str(self.path), embed=True, mimetype=MIME[self.format])._repr_html_()
+        return embedded
 
     def widget(self) -> Any:
         """An ``ipywidgets.Video`` of the file (for layouts built from widgets)."""
@@ -78,8 +89,9 @@ def compose(
     ``layout`` is ``"grid"`` (every camera in one grid) or a Twilio VideoLayout dict
     (https://www.twilio.com/docs/video/api/compositions-resource#specifying-video-layouts);
     ``format`` is ``mp4`` (H.264 + AAC) or ``webm`` (VP8 + Opus). Blocks until the file
-    is downloaded into ``directory`` (default: a ``jupyter_video-compositions`` folder in
-    the temporary directory), showing a progress bar unless ``progress=False``.
+    is downloaded into ``directory`` (default: ``compositions/`` in the current folder, the
+    notebook's, so that Jupyter serves it to the inline player), showing a progress bar
+    unless ``progress=False``.
     """
     credentials = credentials or load_credentials()
     if credentials.url is None:
@@ -118,7 +130,7 @@ def compose(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"Composition {state['sid']} is still {state['status']}")
         time.sleep(POLL)
-    folder = Path(directory or Path(tempfile.gettempdir()) / "jupyter_video-compositions")
+    folder = Path(directory or "compositions")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{state['sid']}.{state['format']}"
     partial = target.with_suffix(".part")

@@ -415,7 +415,7 @@ async def test_a_server_killed_mid_composition_retries_it_after_restart(
 
 async def test_compose_in_a_kernel_shows_progress_and_returns_a_playable_file(
     server: ServerProcess, join: Callable[..., Any], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     room = recorded_room(server)
     alice = await join(server, "alice", room["unique_name"], camera("yellow", "cam"),
@@ -440,5 +440,8 @@ async def test_compose_in_a_kernel_shows_progress_and_returns_a_playable_file(
     assert 1.5 < duration < 3.5
     assert color_at(frame_at(frames, duration / 2), 160, 120) == "yellow"
     assert tone_level(samples, rate, duration / 2, duration / 2 + 0.3, 440) > 0.02
-    html = video._repr_html_()
+    html = video._repr_html_()  # outside the notebook's folder: embedded
     assert html.startswith("<video") and "data:video/mp4;base64," in html
+    monkeypatch.chdir(tmp_path.parent)  # inside it: played from where Jupyter serves it
+    assert video._repr_html_() == (f'<video src="{tmp_path.name}/{video.path.name}" controls '
+                      'style="max-width: 100%"></video>')
