@@ -280,8 +280,8 @@ async def test_a_recorded_lecture_becomes_one_mp4_and_one_webm_through_twilios_l
     assert rest(server, "GET", webm_json["links"]["media"]).status_code == 404
 
 
-async def test_bad_compositions_are_refused_with_twilios_code_and_what_to_fix(
-    server: ServerProcess, join: Callable[..., Any]
+async def test_bad_compositions_are_refused_with_twilios_code_and_one_of_no_track_fails(
+    server: ServerProcess, join: Callable[..., Any], receiver: Receiver
 ) -> None:
     twilio = make_twilio_client(server)
     room = recorded_room(server)
@@ -310,6 +310,21 @@ async def test_bad_compositions_are_refused_with_twilios_code_and_what_to_fix(
     assert rest(server, "POST", "Compositions", RoomSid=room["sid"], AudioSources="*",
                 Format="avi").json()["code"] == 20001
     assert rest(server, "GET", "Compositions/CJ" + "0" * 32).status_code == 404
+
+    # A layout that names no recorded track is valid, and its composition fails.
+    callback = receiver.url("ok")
+    empty = await asyncio.to_thread(
+        twilio.video.v1.compositions.create, room_sid=room["sid"], status_callback=callback,
+        video_layout={"main": {"video_sources": ["nobody*"]}},
+    )  # fmt: skip
+    failed = await wait_until(lambda: finished(server, empty.sid))
+    assert (failed["status"], failed["size"], failed["date_completed"] is not None) == (
+        "failed", None, True)  # fmt: skip
+    got = await asyncio.to_thread(receiver.wait_for_event, callback, "composition-failed")
+    assert [r.event for r in got] == ["composition-enqueued", "composition-started",
+                                      "composition-failed"]
+    assert got[-1].params["ErrorCode"] == "53626"
+    assert rest(server, "GET", failed["links"]["media"]).status_code == 404
 
 
 async def test_a_composition_hook_composes_every_room_that_ends(
