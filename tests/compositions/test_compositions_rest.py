@@ -232,7 +232,8 @@ async def test_a_recorded_lecture_becomes_one_mp4_and_one_webm_through_twilios_l
         moments["alice joined"] + 1.2: ("red", None),
         moments["bob joined"] + 1.2: ("red", "blue"),
         moments["alice left"] + 1.0: (None, "blue"),
-        moments["bob left"] + 0.3: (None, None),
+        # A recording's clock starts when its first frame lands: its end shows that late.
+        moments["bob left"] + 0.8: (None, None),
     }
     for moment, expected in checks.items():
         frame = frame_at(frames, moment)
