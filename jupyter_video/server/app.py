@@ -16,12 +16,14 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from .. import account
 from ..account import Credentials
+from ..compositions import ComposerPool
 from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import health, metrics, rest, signaling, token
+from . import composition_resources, health, metrics, rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
+from .compositions import Compositions
 from .live import Conference, LiveSettings
 from .recordings import Recordings
 from .registry import RoomDefaults, RoomRegistry
@@ -40,6 +42,7 @@ class VideoContext:
     conference: Conference
     status_callbacks: StatusCallbacks
     recordings: Recordings
+    compositions: Compositions
     ice_servers: IceServers = field(default_factory=IceServers)
 
 
@@ -146,6 +149,18 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Directory where track recordings are written, one folder per room "
         "(default: recordings/ under jupyter_video's folder in the Jupyter data directory).",
+    )
+    compositions_dir = Unicode(
+        config=True,
+        help="Directory where compositions (one video file of a room's recordings) are "
+        "written (default: compositions/ under jupyter_video's folder in the Jupyter data "
+        "directory).",
+    )
+    composition_concurrency = Int(
+        1,
+        config=True,
+        help="Compositions composed at once, each in a process of its own at lower "
+        "priority (more compose faster, but take more cores from live rooms).",
     )
 
     media_workers = Int(
@@ -285,6 +300,10 @@ class VideoApp(ExtensionApp):
     def _default_recordings_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_video" / "recordings")
 
+    @default("compositions_dir")
+    def _default_compositions_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "jupyter_video" / "compositions")
+
     def initialize_settings(self) -> None:
         if self.hub_service_url:
             return  # the relay's handlers carry all they need (hub/relay.py)
@@ -355,6 +374,14 @@ class VideoApp(ExtensionApp):
             recordings.api_root = self.serverapp.connection_url.rstrip("/") + "/video/v1"
         recordings.recover()  # after registry.recover(): nothing is recording any more
         conference.recordings = recordings
+        compositions = Compositions(
+            registry,
+            Path(self.compositions_dir),
+            ComposerPool(self.composition_concurrency),
+            status_callbacks,
+        )
+        registry.listeners.append(compositions.on_room_event)
+        compositions.recover()  # after recordings.recover(): their files are finished
         self.context = VideoContext(
             self,
             credentials,
@@ -364,6 +391,7 @@ class VideoApp(ExtensionApp):
             conference,
             status_callbacks,
             recordings,
+            compositions,
             ice_servers,
         )
         self.settings["jupyter_video"] = self.context
@@ -389,6 +417,7 @@ class VideoApp(ExtensionApp):
             self.handlers.extend(relay.handlers(self.hub_service_url))
             return
         self.handlers.extend(signaling.handlers)
+        self.handlers.extend(composition_resources.handlers)  # before rest's catch-all
         self.handlers.extend(rest.handlers)
         self.handlers.extend(token.handlers)
         self.handlers.extend(health.handlers)
@@ -408,6 +437,8 @@ class VideoApp(ExtensionApp):
         self._expiry.start()
         self._server_info = account.write_server_info(serverapp.connection_url)
         self.context.recordings.api_root = serverapp.connection_url.rstrip("/") + "/video/v1"
+        self.context.compositions.api_root = self.context.recordings.api_root
+        self.context.compositions.start()
 
     def _expire_rooms(self) -> None:
         self.context.registry.expire_rooms()
@@ -420,6 +451,7 @@ class VideoApp(ExtensionApp):
             account.remove_server_info()
         context = getattr(self, "context", None)
         if context is not None:
+            await context.compositions.close()
             await context.conference.close()
             await context.status_callbacks.close()
             if getattr(self, "_media_events", None) is not None:

@@ -40,6 +40,24 @@ def test_only_moderators_take_moderated_actions(action: str) -> None:
     assert MODERATE_SCOPE in refused.value.message and "assistants" in refused.value.message
 
 
+def test_an_action_the_roles_do_not_know_is_a_moderators() -> None:
+    ROLES.check_rest(user("t", scopes=(MODERATE_SCOPE,)), "rename_the_moon", None)
+    with pytest.raises(VideoError) as refused:
+        ROLES.check_rest(user("s1"), "rename_the_moon", None)
+    assert refused.value.code == 20403 and "rename the moon" in refused.value.message
+
+
+def test_every_rest_action_is_known_to_the_roles() -> None:
+    """What rest.py and the compositions' handlers ask authorize() about."""
+    from pathlib import Path
+
+    server = Path(__file__).resolve().parents[2] / "jupyter_video" / "server"
+    asked = set(re.findall(r'self\.authorize\("(\w+)"', "".join(
+        path.read_text() for path in server.glob("*.py"))))
+    assert "create_composition" in asked and "complete_room" in asked
+    assert asked <= set(MODERATED) | {"update_subscribe_rules"}
+
+
 def test_a_student_changes_only_their_own_subscribe_rules() -> None:
     student = user("s1")
     ROLES.check_rest(student, "update_subscribe_rules", participant("s1"))
