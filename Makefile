@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WIDGET_JS := jupyter_video/static/widget.js
 
-.PHONY: lab test lint clean browser-deps
+.PHONY: lab test lint clean browser-deps hub-deps coturn nginx
 
 $(VENV)/.installed-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,31 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/
 
 browser-deps: $(CHROMIUM) /usr/sbin/ip tests/browser/node_modules/.package-lock.json $(WIDGET_JS)
 
+# Hub tests (tests/hub): a real JupyterHub (the test extra) behind its own
+# configurable-http-proxy, pinned by tests/hub/package-lock.json.
+tests/hub/node_modules/.package-lock.json: tests/hub/package.json tests/hub/package-lock.json
+	cd tests/hub && npm ci --no-audit --no-fund
+
+hub-deps: tests/hub/node_modules/.package-lock.json
+
+# TURN tests (tests/deploy): Debian's coturn; the tests start their own turnserver
+# on 127.0.0.1 (the package's own service is not used).
+TURNSERVER := /usr/bin/turnserver
+$(TURNSERVER):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends coturn
+
+coturn: $(TURNSERVER)
+
+# The reverse-proxy test runs docs/deploy.md's nginx block in front of `jupyter video`
+# (its own nginx process on 127.0.0.1; the package's service is not used).
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light
+
+nginx: $(NGINX)
+
 # pytest exits 5 when it collects nothing; that is not a failure of the code.
-test: lint browser-deps
+test: lint browser-deps hub-deps coturn nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         RoomEvent,
         connect,
     )
+    from .compositions.client import ComposedVideo, compose
     from .recording import TrackRecording, recordings
     from .widgets import PreviewWidget, RoomWidget
 
@@ -46,11 +47,13 @@ _LAZY = {
     )
 }
 _LAZY.update({name: "jupyter_video.recording" for name in ("TrackRecording", "recordings")})
+_LAZY.update({name: "jupyter_video.compositions.client" for name in ("ComposedVideo", "compose")})
 # The widgets import anywidget and ipywidgets: only when a notebook asks for them.
 _LAZY.update({name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget")})
 
 __all__ = [
     "AccessToken",
+    "ComposedVideo",
     "Credentials",
     "LocalAudioTrack",
     "LocalDataTrack",
@@ -66,6 +69,7 @@ __all__ = [
     "VideoError",
     "VideoGrant",
     "__version__",
+    "compose",
     "connect",
     "credentials",
     "recordings",

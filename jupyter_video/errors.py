@@ -15,6 +15,7 @@ CODES: dict[int, tuple[int, str]] = {
     # REST and authentication
     20001: (400, "Invalid parameter"),
     20003: (401, "Authentication failed: send HTTP Basic credentials (API key or account SID)"),
+    20403: (403, "Forbidden: this user lacks the permission the request needs"),
     20404: (404, "The requested resource was not found"),
     20405: (405, "Method not allowed"),
     # Access Tokens

@@ -12,6 +12,7 @@ RECORDING = "RT"
 ACCOUNT = "AC"
 API_KEY = "SK"
 COMPOSITION = "CJ"
+HOOK = "HK"  # CompositionHook
 
 
 def new_sid(prefix: str) -> str:

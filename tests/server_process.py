@@ -68,6 +68,13 @@ class ServerProcess:
                 del env[name]
         return env
 
+    config_file = "jupyter_server_config.json"
+    """The config file (in the config dir) the server's command reads."""
+
+    def command(self) -> list[str]:
+        """The server's command line (a subclass runs another server)."""
+        return [sys.executable, "-m", "jupyter_server"]
+
     def credentials(self) -> dict[str, str]:
         path = self.root / "data" / "jupyter_video" / "credentials.json"
         return json.loads(path.read_text())  # type: ignore[no-any-return]
@@ -93,10 +100,10 @@ class ServerProcess:
                 **self.video_config,
             },
         }
-        (self.root / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+        (self.root / "config" / self.config_file).write_text(json.dumps(config))
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server"],
+            self.command(),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

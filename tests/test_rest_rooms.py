@@ -203,7 +203,7 @@ class TestMalformedInput:
             ({"Color": "blue"}, 20001, "Unknown parameter"),
             ({"UniqueName": "x" * 129}, 53101, "limit is 128"),
             ({"UniqueName": "a/b"}, 53102, "must not contain"),
-            ({"UniqueName": ""}, 53100, "empty"),
+            ({"UniqueName": "  "}, 53100, "empty"),
             ({"MediaRegion": "mars1"}, 20001, "MediaRegion"),
             ({"VideoCodecs": "VP9"}, 20001, "VP8 or H264"),
             ({"RecordingRules": "{not json"}, 53120, "not valid JSON"),

@@ -192,12 +192,15 @@ class RoomView {
     try {
       room = await Video.connect(grant.token, {
         name: grant.room,
-        wsServer: signalingUrl(this.base),
+        // Absolute when the token came from a hub's video service, through a relay.
+        wsServer: grant.ws_server || signalingUrl(this.base),
         iceServers: grant.ice_servers || [],
         insights: false,
         dominantSpeaker: true,
         tracks: [...this.localTracks, this.dataTrack],
-        ...(transport === 'websocket' ? { RTCPeerConnection: WebSocketPeerConnection.forServer(this.base) } : {}),
+        // The media socket is beside the signaling (the hub's video service, through a relay).
+        ...(transport === 'websocket' ? { RTCPeerConnection: WebSocketPeerConnection.forServer(
+          grant.ws_server ? grant.ws_server.replace(/video\/signaling\/?$/, '') : this.base) } : {}),
       });
     } catch (error) {
       if (fallback && transport === 'webrtc' && webSocketMediaSupported()) {

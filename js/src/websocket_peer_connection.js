@@ -442,10 +442,11 @@ const writers = new WeakMap(); // MediaStreamTrackGenerator -> its writer
 // ------------------------------------------------------------------ the peer connection
 
 export class WebSocketPeerConnection extends Emitter {
-  /** A WebSocketPeerConnection class bound to the jupyter_video server at ``base``. */
+  /** A WebSocketPeerConnection class bound to the jupyter_video server at ``base``
+   *  (its base URL: http(s) or ws(s), ending in "/"). */
   static forServer(base) {
     const url = new URL('video/media', new URL(base, window.location.href));
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.protocol = ['https:', 'wss:'].includes(url.protocol) ? 'wss:' : 'ws:';
     return class extends WebSocketPeerConnection {
       constructor(configuration, constraints) { super(configuration, constraints, url.href); }
     };

@@ -28,12 +28,14 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Literal, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, cast
 
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -132,6 +134,36 @@ class IceBox:
         return known[start:]
 
 
+# --------------------------------------------------------------------------- ICE servers
+
+ICE_TRANSPORT_POLICIES = ("all", "relay")
+
+
+def rtc_configuration(ice_servers: Sequence[Mapping[str, Any]],
+                      ice_transport_policy: str = "all") -> RTCConfiguration:
+    """aiortc's configuration for RTCIceServer dicts (``/video/token``'s ``ice_servers``);
+    ``ice_transport_policy="relay"`` gathers TURN relay candidates only, as a browser's
+    ``iceTransportPolicy: 'relay'`` does."""
+    if ice_transport_policy not in ICE_TRANSPORT_POLICIES:
+        raise ValueError(f"ice_transport_policy must be 'all' or 'relay', "
+                         f"not {ice_transport_policy!r}")
+    servers = []
+    for index, server in enumerate(ice_servers):
+        urls = server.get("urls")
+        if not urls:
+            raise ValueError(f"ice_servers[{index}] has no urls: give it "
+                             "{'urls': 'turn:host:3478', 'username': ..., 'credential': ...}")
+        servers.append(RTCIceServer(urls=urls, username=server.get("username"),
+                                    credential=server.get("credential")))
+    if ice_transport_policy == "relay" and not any(
+            str(url).startswith("turn") for s in servers
+            for url in ([s.urls] if isinstance(s.urls, str) else s.urls)):
+        raise ValueError("ice_transport_policy='relay' needs a TURN server in ice_servers")
+    policy = (RTCIceTransportPolicy.RELAY if ice_transport_policy == "relay"
+              else RTCIceTransportPolicy.ALL)
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+
 # --------------------------------------------------------------------------- negotiation
 
 class Negotiation(enum.Enum):
@@ -149,6 +181,7 @@ class PeerConnection:
     """
 
     def __init__(self, on_datachannel: Callable[[RTCDataChannel], None],
+                 configuration: RTCConfiguration | None = None,
                  transport: Transport = "webrtc") -> None:
         self.id = str(uuid.uuid4())
         self.transport = transport
@@ -156,7 +189,7 @@ class PeerConnection:
             # It has the part of RTCPeerConnection this class and the room use.
             self.pc = cast(RTCPeerConnection, WebSocketPeerConnection())
         else:
-            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self.pc.on("datachannel", on_datachannel)
         self.negotiation = Negotiation.STABLE
         self.revision = 0  # twilio-video's _descriptionRevision

@@ -15,7 +15,7 @@ import contextlib
 import enum
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCRtpTransceiver
@@ -25,7 +25,7 @@ from ..errors import SignalingError, VideoError
 from ..signaling import rsp
 from .events import EventEmitter, EventStream, Listener
 from .participant import LocalParticipant, ParticipantState, RemoteParticipant
-from .peer_connection import PeerConnection, Transport, has_application_section
+from .peer_connection import PeerConnection, Transport, has_application_section, rtc_configuration
 from .publication import LocalTrackPublication, RemoteTrackPublication
 from .signaling import Closed, SignalingConnection, signaling_url
 from .track import (
@@ -92,9 +92,12 @@ class Room:
     ``participants`` (sid -> :class:`RemoteParticipant`), ``dominant_speaker``, events."""
 
     def __init__(self, token: str, name: str | None, url: str, *,
-                 dominant_speaker: bool = False, transport: Transport = "webrtc") -> None:
+                 dominant_speaker: bool = False, automatic_subscription: bool = True,
+                 ice_servers: Sequence[Mapping[str, Any]] | None = None,
+                 ice_transport_policy: str = "all", transport: Transport = "webrtc") -> None:
         self.sid: str | None = None
         self.name = name
+        self.media_region: str | None = None  # as twilio-video's room.mediaRegion
         self.state = RoomState.CONNECTING
         self.local_participant = LocalParticipant(self)
         self.participants: dict[str, RemoteParticipant] = {}
@@ -104,13 +107,20 @@ class Room:
         self._token = token
         self._url = url
         self._want_dominant_speaker = dominant_speaker
+        self._automatic_subscription = automatic_subscription
         self._events = EventEmitter()
         self._session: str | None = None
         self._session_timeout = 0
         self._signaling: SignalingConnection | None = None
         self.transport: Transport = transport
         """How media travels: "webrtc" (ICE) or "websocket" (the server's media socket)."""
-        self._pc = PeerConnection(self._on_datachannel, transport)
+        # None: asked of the server (RSP ``ice``) before the peer connection is made.
+        self._ice_servers: list[dict[str, Any]] | None = (
+            None if ice_servers is None else [dict(server) for server in ice_servers])
+        self._ice_transport_policy = ice_transport_policy
+        self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
+            self._ice_servers or [], "all" if ice_servers is None else ice_transport_policy),
+            transport)
         self._revisions = rsp.RevisionFilter()
         self._lock = asyncio.Lock()  # one change to the peer connection at a time
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -154,27 +164,35 @@ class Room:
     # ------------------------------------------------------------------ joining
 
     async def _connect(self, tracks: Iterable[LocalTrack]) -> None:
-        for track in tracks:
-            self.local_participant._announce(track)
-            self._attach_local(track)
-        self._pc.receive_audio_and_video()
-        offer = await self._pc.offer()
-        media_signaling: dict[str, Any] = {}
-        if self._want_dominant_speaker:
-            media_signaling["active_speaker"] = {"transports": [{"type": "data-channel"}]}
-        connect = rsp.Connect(
-            token=self._token, name=self.name,
-            participant=self.local_participant._state(),
-            peer_connections=[rsp.PeerConnectionState(self._pc.id, description=offer)],
-            ice_servers="overrode",
-            publisher={"name": "jupyter_video", "sdk_version": SDK_VERSION,
-                       "user_agent": "Python aiortc"},
-            media_signaling=media_signaling,
-            subscribe={"rules": [{"type": "include", "all": True}], "revision": 1},
-            format="unified")
-        self._signaling = SignalingConnection(self._url)
         try:
-            await self._signaling.open(connect.to_dict())
+            acquired = self._ice_servers is None
+            if acquired:
+                await self._acquire_ice_servers()
+            for track in tracks:
+                self.local_participant._announce(track)
+                self._attach_local(track)
+            self._pc.receive_audio_and_video()
+            offer = await self._pc.offer()
+            media_signaling: dict[str, Any] = {}
+            if self._want_dominant_speaker:
+                media_signaling["active_speaker"] = {"transports": [{"type": "data-channel"}]}
+            connect = rsp.Connect(
+                token=self._token, name=self.name,
+                participant=self.local_participant._state(),
+                peer_connections=[rsp.PeerConnectionState(self._pc.id, description=offer)],
+                ice_servers="success" if acquired else "overrode",
+                publisher={"name": "jupyter_video", "sdk_version": SDK_VERSION,
+                           "user_agent": "Python aiortc"},
+                media_signaling=media_signaling,
+                # util/index.js createSubscribePayload
+                subscribe={"rules": [{"type": "include" if self._automatic_subscription
+                                      else "exclude", "all": True}], "revision": 1},
+                format="unified")
+            if self._signaling is None:
+                self._signaling = SignalingConnection(self._url)
+                await self._signaling.open(connect.to_dict())
+            else:
+                await self._signaling.send(connect.to_dict())
             await self._await_connected()
             if self.transport == "websocket":
                 await self._open_media_socket()
@@ -206,6 +224,29 @@ class Room:
             await asyncio.sleep(0.05)
         return False
 
+    async def _acquire_ice_servers(self) -> None:
+        """Ask the server for STUN/TURN servers (RSP ``ice``, the hello's body, as
+        twilio-video.js does without ``iceServers``), then make the peer connection."""
+        self._signaling = SignalingConnection(self._url)
+        await self._signaling.open(rsp.Ice(token=self._token).to_dict())
+        try:
+            item = await asyncio.wait_for(self._signaling.inbox.get(), CONNECT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise SignalingError(53000, "The server did not answer the ice request") from None
+        if isinstance(item, Closed):
+            raise SignalingError(53000, f"Signaling closed before iced "
+                                        f"({item.code} {item.reason})")
+        message = rsp.parse_server_message(item)
+        if isinstance(message, rsp.Error):
+            raise VideoError.from_code(message.code, message.message or None)
+        if not isinstance(message, rsp.Iced):
+            raise SignalingError(53003, f"Expected iced, got {message.TYPE}")
+        self._ice_servers = message.ice_servers
+        unused = self._pc
+        self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
+            message.ice_servers, self._ice_transport_policy), self.transport)
+        await unused.close()
+
     async def _await_connected(self) -> None:
         assert self._signaling is not None
         try:
@@ -226,6 +267,7 @@ class Room:
         self._session = message.session
         self.sid = message.sid
         self.name = message.name
+        self.media_region = message.options.media_region
         self._session_timeout = message.options.session_timeout
         self.state = RoomState.CONNECTED
         async with self._lock:
@@ -662,25 +704,45 @@ class Room:
         await self._events.aclose()
 
 
-async def connect(token: str, name: str | None = "lab", server: str | None = None, *,
+async def connect(token: str | None, name: str | None = "lab", server: str | None = None, *,
                   tracks: Iterable[LocalTrack] = (),
                   ice_host_addresses: Iterable[str] | None = None,
+                  ice_servers: Sequence[Mapping[str, Any]] | None = None,
+                  ice_transport_policy: str = "all",
                   dominant_speaker: bool = False,
+                  automatic_subscription: bool = True,
                   transport: Literal["auto", "webrtc", "websocket"] = "webrtc") -> Room:
     """Join room ``name`` with an Access Token, publishing ``tracks``.
 
     ``server`` is the server's base URL (``http://host:port/base/``; default: this
     user's running server, from :func:`jupyter_video.account.load_credentials`).
     ``ice_host_addresses`` limits the addresses ICE gathers on, process-wide
-    (e.g. ``["127.0.0.1"]`` on a loopback-only machine). ``dominant_speaker`` asks
-    for ``dominant_speaker_changed`` events. ``transport`` is how media travels:
-    ``"webrtc"`` (ICE), ``"websocket"`` (the server's media socket on its own URL,
-    where UDP does not reach: docs/media_socket.md), or ``"auto"`` (WebRTC, and the
-    media socket when ICE has not connected within :data:`AUTO_ICE_TIMEOUT`
-    seconds). Raises the :class:`VideoError`
-    subclass carrying Twilio's code when the server refuses (53105 room full,
+    (e.g. ``["127.0.0.1"]`` on a loopback-only machine). ``ice_servers``
+    (RTCIceServer dicts, as ``/video/token`` returns them) default to the ones the
+    server hands out (its TURN servers, with credentials for this token);
+    ``ice_transport_policy="relay"`` sends media only through TURN, as a browser
+    does with ``iceTransportPolicy: 'relay'``. ``dominant_speaker`` asks
+    for ``dominant_speaker_changed`` events. ``automatic_subscription=False`` subscribes
+    to nothing until the participant's SubscribeRules are changed over REST (as
+    twilio-video's ``automaticSubscription``). ``name`` may be a room's SID.
+    ``transport`` is how media travels: ``"webrtc"`` (ICE), ``"websocket"`` (the
+    server's media socket on its own URL, where UDP does not reach:
+    docs/media_socket.md), or ``"auto"`` (WebRTC, and the media socket when ICE has not
+    connected within :data:`AUTO_ICE_TIMEOUT` seconds). Raises the
+    :class:`VideoError` subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
+
+    In a JupyterHub user's kernel where the hub runs the video service
+    (``$JUPYTER_VIDEO_HUB_SERVICE_URL``), ``token=None`` asks the service for one as
+    the hub user, and the room is the service's (20403 when the user may not create it).
     """
+    from ..hub import discovery
+
+    if token is None:
+        grant = await asyncio.to_thread(discovery.request_grant, name or "lab")
+        token, server = grant.token, server or grant.ws_server
+    if server is None and discovery.service_url():
+        server = discovery.service_url()
     if server is None:
         from ..account import load_credentials
 
@@ -698,14 +760,17 @@ async def connect(token: str, name: str | None = "lab", server: str | None = Non
     if transport not in ("auto", "webrtc", "websocket"):
         raise ValueError(f"transport must be 'auto', 'webrtc' or 'websocket', not {transport!r}")
     url = signaling_url(server)
+    options: dict[str, Any] = {
+        "dominant_speaker": dominant_speaker, "automatic_subscription": automatic_subscription,
+        "ice_servers": ice_servers, "ice_transport_policy": ice_transport_policy}
     if transport in ("auto", "webrtc"):
-        room = Room(token, name, url, dominant_speaker=dominant_speaker, transport="webrtc")
+        room = Room(token, name, url, transport="webrtc", **options)
         await room._connect(tracks)
         if transport == "webrtc" or await room._ice_connected(AUTO_ICE_TIMEOUT):
             return room
         log.info("ICE did not connect within %.0f s: joining again over the media socket",
                  AUTO_ICE_TIMEOUT)
         await room.disconnect()
-    room = Room(token, name, url, dominant_speaker=dominant_speaker, transport="websocket")
+    room = Room(token, name, url, transport="websocket", **options)
     await room._connect(tracks)
     return room

@@ -4,6 +4,7 @@ State and state machines only; no I/O. The server keeps these in a store and
 the SFU is told what they decide.
 """
 
+from .composition import Composition, CompositionHook, CompositionSpec, CompositionStatus
 from .participant import Participant, ParticipantStatus
 from .record import Record, utcnow
 from .recording import Recording, RecordingStatus
@@ -12,6 +13,10 @@ from .rules import RecordingRules, Rule, SubscribeRules, TrackFacts, parse_rules
 from .track import PublishedTrack, SubscribedTrack, TrackKind
 
 __all__ = [
+    "Composition",
+    "CompositionHook",
+    "CompositionSpec",
+    "CompositionStatus",
     "Participant",
     "ParticipantStatus",
     "PublishedTrack",

@@ -95,8 +95,9 @@ def _parse_rule(index: int, item: object, code: int) -> Rule:
     if not present:
         raise VideoError(code, f"{where} needs one of {list(_CRITERIA)}")
     if "all" in present:
-        if item["all"] is not True:
-            raise VideoError(code, f'{where}: "all" must be true')
+        # Twilio's helper libraries and test helpers send it as the string "true" too.
+        if item["all"] is not True and str(item["all"]).lower() != "true":
+            raise VideoError(code, f'{where}: "all" must be true, not {item["all"]!r}')
         if len(present) > 1:
             raise VideoError(code, f'{where}: a rule with "all" may have no other criteria')
     for name in ("publisher", "track"):
@@ -110,7 +111,7 @@ def _parse_rule(index: int, item: object, code: int) -> Rule:
         raise VideoError(code, f'{where}: "priority" must be a string')
     return Rule(
         type=rule_type,
-        all=item.get("all"),
+        all=True if "all" in present else None,
         publisher=item.get("publisher"),
         track=item.get("track"),
         kind=kind,

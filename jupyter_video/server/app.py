@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,19 +12,22 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from .. import account
 from ..account import Credentials
+from ..compositions import ComposerPool
 from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import media_socket, rest, signaling, token
+from . import composition_resources, health, media_socket, metrics, rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
+from .compositions import Compositions
 from .live import Conference, LiveSettings
 from .recordings import Recordings
 from .registry import RoomDefaults, RoomRegistry
+from .turn import IceServers
 
 
 @dataclass
@@ -39,6 +42,8 @@ class VideoContext:
     conference: Conference
     status_callbacks: StatusCallbacks
     recordings: Recordings
+    compositions: Compositions
+    ice_servers: IceServers = field(default_factory=IceServers)
 
 
 def _env(name: str) -> str | None:
@@ -123,6 +128,13 @@ class VideoApp(ExtensionApp):
         config=True,
         help="HTTP method (POST or GET) of the default status_callback.",
     )
+    region = Unicode(
+        "gll",
+        config=True,
+        help="Region name clients are told: twilio-video's localParticipant.signalingRegion, "
+        "and room.mediaRegion of rooms created without a MediaRegion ('gll', Twilio's "
+        "Global Low Latency, unless you name your deployment's region, e.g. 'de1').",
+    )
     timeout_minute_seconds = Float(
         60.0,
         config=True,
@@ -137,6 +149,18 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Directory where track recordings are written, one folder per room "
         "(default: recordings/ under jupyter_video's folder in the Jupyter data directory).",
+    )
+    compositions_dir = Unicode(
+        config=True,
+        help="Directory where compositions (one video file of a room's recordings) are "
+        "written (default: compositions/ under jupyter_video's folder in the Jupyter data "
+        "directory).",
+    )
+    composition_concurrency = Int(
+        1,
+        config=True,
+        help="Compositions composed at once, each in a process of its own at lower "
+        "priority (more compose faster, but take more cores from live rooms).",
     )
 
     media_workers = Int(
@@ -169,6 +193,33 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Public IP address announced in the SFU's candidates, behind a 1:1 NAT.",
     )
+    ice_servers = List(
+        Dict(),
+        config=True,
+        help="STUN/TURN servers handed to every participant (by /video/token and the "
+        "signaling 'iced' answer), as RTCIceServer dicts: "
+        "[{'urls': ['turn:turn.example.org:3478'], 'username': ..., 'credential': ...}].",
+    )
+    turn_secret = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="coturn's static-auth-secret (use-auth-secret): each participant gets TURN "
+        "REST API credentials for turn_urls, valid as long as its Access Token. "
+        "Default: $JUPYTER_VIDEO_TURN_SECRET.",
+    )
+    turn_urls = List(
+        Unicode(),
+        config=True,
+        help="URLs of the coturn that turn_secret is for: ['turn:turn.example.org:3478', "
+        "'turns:turn.example.org:5349?transport=tcp'].",
+    )
+    metrics_public = Bool(
+        False,
+        config=True,
+        help="Whether /video/metrics answers without authentication (a Prometheus on a "
+        "private network); otherwise it takes REST credentials or a Jupyter session.",
+    )
     session_timeout = Float(
         30.0,
         config=True,
@@ -199,6 +250,31 @@ class VideoApp(ExtensionApp):
         "beyond it the oldest waiting ones are dropped (and counted in the log).",
     )
 
+    moderator_groups = List(
+        Unicode(),
+        config=True,
+        help="Hub service only: hub groups whose members moderate (create, complete and "
+        "record rooms, disconnect participants), as the scope custom:video:moderate does.",
+    )
+    student_room_policy = Unicode(
+        "",
+        config=True,
+        help="Hub service only: regular expression (whole name) of the rooms a user who "
+        "is not a moderator may create by joining; '' (default): only rooms in progress.",
+    )
+    hub_service_url = Unicode(
+        config=True,
+        help="In a JupyterHub user's server: base URL of the hub's video service "
+        "(default: $JUPYTER_VIDEO_HUB_SERVICE_URL). When set, this server runs no rooms "
+        "of its own: /video/token and REST are relayed to the service.",
+    )
+
+    @default("hub_service_url")
+    def _default_hub_service_url(self) -> str:
+        from ..hub.discovery import service_url
+
+        return service_url() or ""
+
     @default("account_sid")
     def _default_account_sid(self) -> str | None:
         return _env("JUPYTER_VIDEO_ACCOUNT_SID")
@@ -215,6 +291,10 @@ class VideoApp(ExtensionApp):
     def _default_api_key_secret(self) -> str | None:
         return _env("JUPYTER_VIDEO_API_KEY_SECRET")
 
+    @default("turn_secret")
+    def _default_turn_secret(self) -> str | None:
+        return _env("JUPYTER_VIDEO_TURN_SECRET")
+
     @default("credentials_file")
     def _default_credentials_file(self) -> str:
         return str(account.default_credentials_path())
@@ -229,7 +309,13 @@ class VideoApp(ExtensionApp):
     def _default_recordings_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_video" / "recordings")
 
+    @default("compositions_dir")
+    def _default_compositions_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "jupyter_video" / "compositions")
+
     def initialize_settings(self) -> None:
+        if self.hub_service_url:
+            return  # the relay's handlers carry all they need (hub/relay.py)
         if self.status_callback_method.upper() not in ("GET", "POST"):
             raise ValueError("VideoApp.status_callback_method must be GET or POST")
         self.status_callback_method = self.status_callback_method.upper()
@@ -240,6 +326,7 @@ class VideoApp(ExtensionApp):
                 raise ValueError(f"VideoApp.{name} must be between {low} and {high} minutes")
         if not 1 <= self.max_participants <= MAX_PARTICIPANTS[RoomType.GROUP]:
             raise ValueError("VideoApp.max_participants must be between 1 and 50")
+        ice_servers = IceServers.from_settings(self.ice_servers, self.turn_secret, self.turn_urls)
         credentials = account.ensure_credentials(
             Path(self.credentials_file),
             {
@@ -260,6 +347,7 @@ class VideoApp(ExtensionApp):
                 unused_room_timeout=self.unused_room_timeout,
                 status_callback=self.status_callback,
                 status_callback_method=self.status_callback_method,
+                media_region=self.region,
             ),
             timeout_minute=timedelta(seconds=self.timeout_minute_seconds),
         )
@@ -272,7 +360,11 @@ class VideoApp(ExtensionApp):
             media,
             credentials.account_sid,
             credentials.api_keys,
-            LiveSettings(ad_hoc_rooms=self.ad_hoc_rooms, session_timeout=self.session_timeout),
+            LiveSettings(
+                ad_hoc_rooms=self.ad_hoc_rooms,
+                session_timeout=self.session_timeout,
+                signaling_region=self.region,
+            ),
         )
         status_callbacks = StatusCallbacks(
             credentials.auth_token,
@@ -291,8 +383,25 @@ class VideoApp(ExtensionApp):
             recordings.api_root = self.serverapp.connection_url.rstrip("/") + "/video/v1"
         recordings.recover()  # after registry.recover(): nothing is recording any more
         conference.recordings = recordings
+        compositions = Compositions(
+            registry,
+            Path(self.compositions_dir),
+            ComposerPool(self.composition_concurrency),
+            status_callbacks,
+        )
+        registry.listeners.append(compositions.on_room_event)
+        compositions.recover()  # after recordings.recover(): their files are finished
         self.context = VideoContext(
-            self, credentials, store, registry, media, conference, status_callbacks, recordings
+            self,
+            credentials,
+            store,
+            registry,
+            media,
+            conference,
+            status_callbacks,
+            recordings,
+            compositions,
+            ice_servers,
         )
         self.settings["jupyter_video"] = self.context
 
@@ -311,12 +420,24 @@ class VideoApp(ExtensionApp):
         return listener
 
     def initialize_handlers(self) -> None:
+        if self.hub_service_url:
+            from ..hub import relay
+
+            self.handlers.extend(relay.handlers(self.hub_service_url))
+            return
         self.handlers.extend(signaling.handlers)
         self.handlers.extend(media_socket.handlers)
+        self.handlers.extend(composition_resources.handlers)  # before rest's catch-all
         self.handlers.extend(rest.handlers)
         self.handlers.extend(token.handlers)
+        self.handlers.extend(health.handlers)
+        self.handlers.extend(metrics.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.hub_service_url:
+            self.log.info("jupyter_video: rooms are the hub service's, at %s",
+                          self.hub_service_url)
+            return
         await self.context.media.start()
         self.context.status_callbacks.start()
         self._media_events = asyncio.ensure_future(self.context.conference.run_media_events())
@@ -326,6 +447,8 @@ class VideoApp(ExtensionApp):
         self._expiry.start()
         self._server_info = account.write_server_info(serverapp.connection_url)
         self.context.recordings.api_root = serverapp.connection_url.rstrip("/") + "/video/v1"
+        self.context.compositions.api_root = self.context.recordings.api_root
+        self.context.compositions.start()
 
     def _expire_rooms(self) -> None:
         self.context.registry.expire_rooms()
@@ -338,6 +461,7 @@ class VideoApp(ExtensionApp):
             account.remove_server_info()
         context = getattr(self, "context", None)
         if context is not None:
+            await context.compositions.close()
             await context.conference.close()
             await context.status_callbacks.close()
             if getattr(self, "_media_events", None) is not None:

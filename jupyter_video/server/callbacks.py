@@ -226,6 +226,13 @@ class StatusCallbacks:
         self._listener_tasks: set[asyncio.Task[Any]] = set()
         self._http: AsyncHTTPClient | None = None
         self._started = False
+        self.dropped_total = 0
+        """Status callbacks dropped since the server started (full room queues)."""
+
+    @property
+    def waiting(self) -> int:
+        """Status callbacks waiting to be delivered, all rooms together."""
+        return sum(len(queue.waiting) for queue in self._rooms.values())
 
     # -- events in ------------------------------------------------------------
 
@@ -299,6 +306,7 @@ class StatusCallbacks:
             # Keep the newest: they say what the room is now (room-ended above all).
             queue.waiting.popleft()
             queue.dropped += 1
+            self.dropped_total += 1
         queue.waiting.append(callback)
         self._wake(queue)
 

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import AccessTokenError, ParticipantError, RoomError, SignalingError, VideoError
-from ..model import Participant, PublishedTrack, Room, RoomStatus, TrackFacts, TrackKind
+from ..model import (
+    Participant,
+    PublishedTrack,
+    Room,
+    RoomStatus,
+    Rule,
+    TrackFacts,
+    TrackKind,
+    parse_rules,
+)
 from ..model.participant import MAX_IDENTITY_LENGTH
 from ..sfu import interface as media
 from ..sfu.interface import MediaPlane
@@ -30,6 +39,14 @@ from .registry import RoomEvent, RoomRegistry
 log = logging.getLogger(__name__)
 
 MAX_TRACK_NAME_LENGTH = 128
+
+
+def _subscribe_rules(subscribe: dict[str, Any] | None) -> list[Rule] | None:
+    """The rules of connect's ``subscribe`` (``{"rules": [...], "revision": 1}``;
+    twilio-video's ``automaticSubscription: false`` sends an exclude-all rule)."""
+    if subscribe is None or subscribe.get("rules") is None:
+        return None
+    return parse_rules(subscribe, rsp.CLIENT_INVALID)
 
 
 class Connection(Protocol):
@@ -48,15 +65,25 @@ class LiveSettings:
 
     ad_hoc_rooms: bool = True
     session_timeout: float = 30.0
+    signaling_region: str = "gll"
 
 
 @dataclass
 class LiveTrack:
-    """One track a participant publishes: the client's id and the record."""
+    """One track a participant publishes: the client's id and the record.
+
+    A data track is ``ready`` (listed in ``published``, so that twilio-video's
+    ``publishTrack`` resolves) only once the SFU holds its open data channel and
+    every participant subscribing to it has its subscription, which keeps what it
+    is sent until its own channel opens: a message sent as soon as the track is
+    published reaches everyone in the room then. Audio and video are ready at once.
+    """
 
     client_id: str
     record: PublishedTrack
     priority: str = "standard"
+    ready: bool = True
+    settling: bool = False
 
 
 class LiveParticipant:
@@ -70,6 +97,7 @@ class LiveParticipant:
         self.tracks: dict[str, LiveTrack] = {}  # client track id -> track
         self.failed: dict[str, VideoError] = {}  # client track id -> why it was refused
         self.subscriptions: dict[str, str] = {}  # track SID -> id the client receives it as
+        self.open_channels: set[str] = set()  # labels of its data channels the SFU holds
         self.client_revisions = rsp.RevisionFilter()
         self.state_revision = rsp.Revision()  # this participant's state as others see it
         self.published_revision = rsp.Revision()
@@ -127,6 +155,7 @@ class LiveParticipant:
         entries = [
             rsp.PublishedTrack(id=track.client_id, sid=track.record.sid, state="ready")
             for track in self.tracks.values()
+            if track.ready
         ] + [
             rsp.PublishedTrack(
                 id=client_id, state="failed", error={"code": error.code, "message": error.message}
@@ -227,28 +256,37 @@ class Conference:
         return verify_token(token, account_sid=self.account_sid, api_keys=self.api_keys)
 
     def _room_for(self, claims: TokenClaims, name: str | None) -> Room:
+        """The room a client joins: the one ``name`` (or else the token's grant) names by
+        SID or unique name, created ad hoc for a name no room in progress has."""
         granted = claims.room
-        if granted is not None and name is not None and granted != name:
-            raise AccessTokenError(
-                20106,
-                f"The Access Token grants room '{granted}', not '{name}'; mint a token "
-                "whose VideoGrant names this room",
-            )
-        name = name if name is not None else granted
-        if name is not None:
-            room = self.registry.find_in_progress(name)
-            if room is not None:
-                return room
+        wanted = name if name is not None else granted
+        if wanted is None:
             if not self.settings.ad_hoc_rooms:
                 raise RoomError(
-                    53106,
-                    f"Room '{name}' not found; create it over REST first "
-                    "(this server does not create rooms on connect)",
+                    53106, "Give a room name: this server does not create rooms on connect"
                 )
-            return self.registry.create_room(unique_name=name)
+            return self.registry.create_room()
+        room = self.registry.find_joinable(wanted)
+        if granted is not None and granted != wanted:
+            # Twilio apps create a room over REST and connect with its SID while the
+            # token names it (or the other way round): the same room either way.
+            # (a grant naming an ended room's SID is 53118: such a token joins nothing)
+            granted_room = self.registry.find_joinable(granted)
+            if room is None or granted_room is None or granted_room.sid != room.sid:
+                raise AccessTokenError(
+                    20106,
+                    f"The Access Token grants room '{granted}', not '{wanted}'; mint a token "
+                    "whose VideoGrant names this room",
+                )
+        if room is not None:
+            return room
         if not self.settings.ad_hoc_rooms:
-            raise RoomError(53106, "Give a room name: this server does not create rooms on connect")
-        return self.registry.create_room()
+            raise RoomError(
+                53106,
+                f"Room '{wanted}' not found; create it over REST first "
+                "(this server does not create rooms on connect)",
+            )
+        return self.registry.create_room(unique_name=wanted)
 
     async def join(self, connection: Connection, message: rsp.Connect) -> LiveParticipant:
         """Admit a client: token, room, identity, then the answer to its offer."""
@@ -263,7 +301,9 @@ class Conference:
         for other in list(existing.participants.values()) if existing else []:
             if other.identity == identity:
                 await self.kick(other, ParticipantError(53205))
-        record = self.registry.connect_participant(record_room, identity)
+        record = self.registry.connect_participant(
+            record_room, identity, _subscribe_rules(message.subscribe)
+        )
         room = self.rooms.setdefault(record_room.sid, LiveRoom(record_room))
         participant = LiveParticipant(room, record, connection)
         room.participants[record.sid] = participant
@@ -271,10 +311,13 @@ class Conference:
         self._participants[record.sid] = participant
         try:
             async with participant.lock:
-                await self.media.add_peer(record.sid, record_room.sid)
+                await self.media.add_peer(record.sid, record_room.sid, record_room.video_codecs)
                 await self._apply_tracks(participant, message.participant, announce=False)
                 answers = await self._apply_descriptions(participant, message.peer_connections)
                 granted, needs_offer = await self._grant_media_signaling(participant, message)
+                # Before 'connected', so that room.isRecording is already true in a room
+                # that records its participants from the start.
+                await self.refresh_recordings(room)
                 participant.welcome(
                     rsp.Connected(
                         session=participant.session,
@@ -286,7 +329,11 @@ class Conference:
                         published=participant.published(),
                         subscribed=participant.subscribed(),
                         recording=room.recording(),
-                        options=rsp.RoomOptions(session_timeout=int(self.settings.session_timeout)),
+                        options=rsp.RoomOptions(
+                            session_timeout=int(self.settings.session_timeout),
+                            media_region=record_room.media_region,
+                            signaling_region=self.settings.signaling_region,
+                        ),
                         media_signaling=granted or None,
                     ).to_dict()
                 )
@@ -297,10 +344,10 @@ class Conference:
             self.spawn(self.renegotiate(participant))
         participant.state_revision.next()
         self._announce(participant)
+        self._settle_data_tracks(participant)
         await self.refresh_subscriptions(participant)
         for other in room.others(participant):
             self.spawn(self.refresh_subscriptions(other))
-        self.spawn(self.refresh_recordings(room))
         return participant
 
     async def _grant_media_signaling(
@@ -370,6 +417,25 @@ class Conference:
             for other in participant.room.others(participant):
                 self.spawn(self.refresh_subscriptions(other))
             self.spawn(self.refresh_recordings(participant.room))
+            self._settle_data_tracks(participant)
+
+    def _settle_data_tracks(self, participant: LiveParticipant) -> None:
+        """Make ready each data track whose channel the SFU holds (see LiveTrack)."""
+        for track in participant.tracks.values():
+            if not track.ready and not track.settling and track.client_id in (
+                participant.open_channels
+            ):
+                track.settling = True
+                self.spawn(self._make_ready(participant, track))
+
+    async def _make_ready(self, participant: LiveParticipant, track: LiveTrack) -> None:
+        others = participant.room.others(participant)
+        await asyncio.gather(*(self.refresh_subscriptions(other) for other in others))
+        async with participant.lock:
+            if participant.tracks.get(track.client_id) is not track:
+                return  # unpublished meanwhile
+            track.ready = True
+            participant.send(rsp.ServerUpdate(published=participant.published()).to_dict())
 
     async def _apply_tracks(
         self, participant: LiveParticipant, state: rsp.LocalParticipantState, announce: bool = True
@@ -424,7 +490,7 @@ class Conference:
         await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
         if not track.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
-        return LiveTrack(track.id, record, track.priority)
+        return LiveTrack(track.id, record, track.priority, ready=track.kind != "data")
 
     async def _apply_descriptions(
         self, participant: LiveParticipant, states: list[rsp.PeerConnectionState]
@@ -670,6 +736,7 @@ class Conference:
             media.WorkerExited: self._on_worker_exited,
             media.RecordingStarted: self._on_recording_started,
             media.RecordingEnded: self._on_recording_ended,
+            media.DataChannelOpened: self._on_data_channel_opened,
         }
         handler = handlers.get(type(event))
         if handler is not None:
@@ -686,6 +753,12 @@ class Conference:
         participant = self._participants.get(event.participant_sid)
         if participant is not None and event.state == media.PeerState.FAILED:
             await self.kick(participant, VideoError(event.error_code or 53405))
+
+    async def _on_data_channel_opened(self, event: media.DataChannelOpened) -> None:
+        participant = self._participants.get(event.participant_sid)
+        if participant is not None:
+            participant.open_channels.add(event.label)
+            self._settle_data_tracks(participant)
 
     async def _on_recording_started(self, event: media.RecordingStarted) -> None:
         if self.recordings is not None:

@@ -69,6 +69,7 @@ class RoomDefaults:
     max_participant_duration: int = 14400
     status_callback: str | None = None
     status_callback_method: str = "POST"
+    media_region: str = "gll"
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class RoomRegistry:
         if settings.get("status_callback") is None and self.defaults.status_callback:
             settings["status_callback"] = self.defaults.status_callback
             settings.setdefault("status_callback_method", self.defaults.status_callback_method)
+        settings.setdefault("media_region", self.defaults.media_region)
         room = Room(
             sid=sid,
             account_sid=self.account_sid,
@@ -174,6 +176,19 @@ class RoomRegistry:
 
     def find_in_progress(self, unique_name: str) -> Room | None:
         return self.store.find(Room, unique_name=unique_name, status=RoomStatus.IN_PROGRESS.value)
+
+    def find_joinable(self, sid_or_name: str) -> Room | None:
+        """The in-progress room a client names by SID or unique name, None for a name
+        no room in progress has; a SID of an ended room is 53118, an unknown one 53106
+        (no room can be created under a SID)."""
+        if not sids.is_sid(sid_or_name, sids.ROOM):
+            return self.find_in_progress(sid_or_name)
+        room = self.store.get(Room, sid_or_name)
+        if room is None:
+            raise VideoError(53106, f"Room {sid_or_name} not found")
+        if room.status is not RoomStatus.IN_PROGRESS:
+            raise VideoError(53118, f"Room {sid_or_name} has {room.status.value}")
+        return room
 
     def get_room(self, sid_or_name: str) -> Room:
         """A room by SID, or the in-progress room with that unique name (20404 if none)."""
@@ -245,8 +260,11 @@ class RoomRegistry:
             )
         ]
 
-    def connect_participant(self, room: Room, identity: str) -> Participant:
-        """A new connected participant in ``room`` (53118 ended, 53105 full)."""
+    def connect_participant(
+        self, room: Room, identity: str, subscribe_rules: list[Rule] | None = None
+    ) -> Participant:
+        """A new connected participant in ``room`` (53118 ended, 53105 full), subscribing
+        as ``subscribe_rules`` say (default: to everything)."""
         if room.status is not RoomStatus.IN_PROGRESS:
             raise VideoError(53118, f"Room {room.unique_name} has {room.status.value}")
         if len(self.connected_participants(room.sid)) >= room.max_participants:
@@ -262,7 +280,10 @@ class RoomRegistry:
         room.participant_joined()
         self.store.save(participant)
         self.store.save(room)
-        self.store.save(SubscribeRules(sid=participant.sid, room_sid=room.sid))
+        rules = SubscribeRules(sid=participant.sid, room_sid=room.sid)
+        if subscribe_rules is not None:
+            rules.replace(subscribe_rules)
+        self.store.save(rules)
         self._emit(RoomEvent("participant-connected", room, participant))
         return participant
 

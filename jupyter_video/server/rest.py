@@ -43,6 +43,11 @@ MAX_PARAM_LENGTH = 4096
 _PAGING = ("PageSize", "Page", "PageToken")
 _PAGE_TOKEN = re.compile(r"^PT(\d{1,9})$")
 
+# A deployment may limit what a Jupyter user (not an API key holder) changes:
+# ``settings["jupyter_video_permissions"](user, action, participant)`` raises
+# VideoError 20403 to refuse. The hub service supplies one (hub/roles.py).
+Permissions = Callable[[Any, str, "Participant | None"], None]
+
 
 class Params:
     """A request's Twilio parameters, each parsed once into the type it must have."""
@@ -180,6 +185,12 @@ class TwilioHandler(APIHandler):
             return None
         return super().check_xsrf_cookie()
 
+    def authorize(self, action: str, participant: Participant | None = None) -> None:
+        """Ask the deployment's permission hook, if any, whether this user may ``action``."""
+        permissions: Permissions | None = self.settings.get("jupyter_video_permissions")
+        if permissions is not None and not self._basic_authenticated:
+            permissions(self.current_user, action, participant)
+
     def params(self, allowed: Sequence[str], where: str) -> Params:
         if self.request.method in ("POST", "PUT"):
             content_type = self.request.headers.get("Content-Type", "")
@@ -313,7 +324,8 @@ def _room_settings(params: Params) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if "Type" in params:
         settings["room_type"] = check_room_type(params.text("Type") or "")
-    if "UniqueName" in params:
+    # An empty UniqueName is as good as none: the room is named by its SID (as Twilio does).
+    if params.text("UniqueName"):
         settings["unique_name"] = params.text("UniqueName")
     callback = params.text("StatusCallback")
     if callback is not None:
@@ -367,6 +379,7 @@ class RoomsHandler(TwilioHandler):
 
     @allow_unauthenticated
     def post(self) -> None:
+        self.authorize("create_room")
         params = self.params(_ROOM_CREATE, "creating a Room")
         settings = _room_settings(params)
         recording = params.text("RecordingRules")
@@ -405,6 +418,7 @@ class RoomHandler(TwilioHandler):
 
     @allow_unauthenticated
     def post(self, room_sid: str) -> None:
+        self.authorize("complete_room")
         params = self.params(("Status",), "updating a Room")
         status = params.text("Status")
         if status != RoomStatus.COMPLETED.value:
@@ -448,6 +462,7 @@ class ParticipantHandler(TwilioHandler):
 
     @allow_unauthenticated
     def post(self, room_sid: str, participant_sid: str) -> None:
+        self.authorize("disconnect_participant")
         params = self.params(("Status",), "updating a Participant")
         status = params.text("Status")
         if status != ParticipantStatus.DISCONNECTED.value:
@@ -521,6 +536,7 @@ class SubscribeRulesHandler(TwilioHandler):
     def post(self, room_sid: str, participant_sid: str) -> None:
         params = self.params(("Rules",), "updating SubscribeRules")
         participant = self.participant(room_sid, participant_sid)
+        self.authorize("update_subscribe_rules", participant)
         rules = parse_rules(params.text("Rules"), 53215)
         updated = self.registry.update_subscribe_rules(participant, rules)
         self.reply(resources.subscribe_rules_json(updated))
@@ -536,6 +552,7 @@ class RecordingRulesHandler(TwilioHandler):
 
     @allow_unauthenticated
     def post(self, room_sid: str) -> None:
+        self.authorize("update_recording_rules")
         params = self.params(("Rules",), "updating RecordingRules")
         room = self.room(room_sid)
         rules = parse_rules(params.text("Rules"), 53120)
@@ -604,6 +621,7 @@ class RecordingHandler(RecordingsBase):
 
     @allow_unauthenticated
     def delete(self, *path: str) -> None:
+        self.authorize("delete_recording")
         self.params((), "deleting a Recording")
         self.recordings.delete(self.recording(path))
         self.set_status(204)

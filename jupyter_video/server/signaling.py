@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import SignalingError, VideoError
 from ..signaling import rsp, tcmp
+from ..tokens import verify_token
 from .live import Conference, LiveParticipant
 
 log = logging.getLogger(__name__)
@@ -119,8 +121,17 @@ class SignalingConnection:
             await self.conference.leave(self.participant)
 
     async def on_ice(self, message: rsp.Ice) -> None:
-        # Clients given iceServers never ask; others get none: media is direct.
-        self.send(rsp.Iced(ice_servers=[]).to_dict())
+        # twilio-video.js (and connect()) ask here when not given iceServers: a Twilio
+        # app moved to this server gets the configured STUN/TURN servers unchanged.
+        context = self.socket.settings["jupyter_video"]
+        claims = verify_token(
+            message.token,
+            account_sid=context.credentials.account_sid,
+            api_keys=context.credentials.api_keys,
+        )
+        ttl = max(0.0, claims.expires_at - time.time())
+        servers = context.ice_servers.for_identity(claims.identity, ttl)
+        self.send(rsp.Iced(ice_servers=servers).to_dict())
 
     # -- frames out ----------------------------------------------------------------
 

@@ -4,8 +4,12 @@ The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
 Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers",
-"media_transport"}`` (``auto``, ``webrtc`` or ``websocket``: see
-:func:`.media_socket.media_transport`).
+"ws_server", "rest_base", "media_transport"}``: ``ice_servers`` being
+``VideoApp.ice_servers`` and, with ``VideoApp.turn_secret``, TURN REST API credentials
+for ``VideoApp.turn_urls`` that last as long as the token; ``ws_server`` and
+``rest_base`` absolute, so a page or kernel that asked a relay (a hub user's server, see
+jupyter_video.hub) connects where the room is; ``media_transport`` ``auto``, ``webrtc``
+or ``websocket`` (:func:`.media_socket.media_transport`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class TokenHandler(APIHandler):
     # (room name, identity) -> monotonic time until which it is reserved: two tabs
     # asking at once must not both get "alice" and push each other out (53205).
     _reserved: dict[tuple[str, str], float] = {}
+    # The hub service names participants after the hub user, whatever is asked.
+    identity_from_caller = True
 
     @web.authenticated
     def get(self) -> None:
@@ -39,6 +45,8 @@ class TokenHandler(APIHandler):
         if not room or len(room) > MAX_NAME:
             raise web.HTTPError(400, f"room must be 1 to {MAX_NAME} characters")
         requested = (self.get_query_argument("identity", "") or "").strip()[:MAX_NAME]
+        if not self.identity_from_caller:
+            requested = ""
         identity = self._unique_identity(room, requested or self._user_name())
         context = self.settings["jupyter_video"]
         credentials = context.credentials
@@ -49,14 +57,32 @@ class TokenHandler(APIHandler):
             identity=identity,
             ttl=TOKEN_TTL,
         )
-        token.add_grant(VideoGrant(room=room))
+        token.add_grant(VideoGrant(room=self.granted_room(room)))
         self.set_header("Cache-Control", "no-store")
+        ice_servers = context.ice_servers.for_identity(identity, TOKEN_TTL)
         self.finish(
-            json.dumps({
-                "token": token.to_jwt(), "identity": identity, "room": room, "ice_servers": [],
-                "media_transport": media_transport(context.app.media_transport, os.environ),
-            })
+            json.dumps(
+                {
+                    "token": token.to_jwt(),
+                    "identity": identity,
+                    "room": room,
+                    "ice_servers": ice_servers,
+                    "ws_server": self._absolute("video/signaling", websocket=True),
+                    "rest_base": self._absolute("video/v1"),
+                    "media_transport": media_transport(context.app.media_transport, os.environ),
+                }
+            )
         )
+
+    def granted_room(self, room: str) -> str:
+        """What the token's VideoGrant names: the room asked for (a name or a SID)."""
+        return room
+
+    def _absolute(self, path: str, websocket: bool = False) -> str:
+        scheme = self.request.protocol
+        if websocket:
+            scheme = "wss" if scheme == "https" else "ws"
+        return f"{scheme}://{self.request.host}{self.base_url}{path}"
 
     def _user_name(self) -> str:
         user: Any = self.current_user

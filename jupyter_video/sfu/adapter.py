@@ -220,6 +220,7 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
         return False
     for ssrc in ssrcs:
         await receiver._send_rtcp_pli(ssrc)
+        forwarding_counts.plis_sent += 1
     return True
 
 
@@ -325,6 +326,8 @@ class Packetizer:
             payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
         else:
             payloads = [data]
+        forwarding_counts.packets_sent += len(payloads)
+        forwarding_counts.bytes_sent += len(data)
         return payloads, timestamp
 
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
@@ -394,10 +397,60 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     original = sender._send_keyframe
 
     def send_keyframe() -> None:
+        forwarding_counts.keyframe_requests_received += 1
         original()
         callback()
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+@dataclass
+class ForwardingCounts:
+    """RTP this process's SFU senders and receivers handled: totals since it started
+    (they outlive each sender, so that a scrape's counters never go down)."""
+
+    packets_sent: int = 0
+    """RTP packets packetized for subscribers (each sent once; retransmissions apart)."""
+    bytes_sent: int = 0
+    """Encoded media bytes in them (payloads, without RTP headers)."""
+    nacks_received: int = 0
+    """Packets subscribers asked to be sent again (RTCP NACK, RFC 4585 6.2.1)."""
+    nacks_sent: int = 0
+    """Packets asked again of publishers (aiortc's NACK generator)."""
+    keyframe_requests_received: int = 0
+    """PLI and FIR from subscribers (``on_keyframe_request`` senders)."""
+    plis_sent: int = 0
+    """PLIs sent to publishers (``send_pli``)."""
+
+
+forwarding_counts = ForwardingCounts()
+
+
+def count_nacks(sender: RTCRtpSender | None = None, receiver: RTCRtpReceiver | None = None) -> None:
+    """Count the NACKed packets ``sender`` is asked to resend and ``receiver`` asks for,
+    in :data:`forwarding_counts` (once per object however often it is called).
+
+    aiortc answers each NACKed sequence number with ``RTCRtpSender._retransmit`` and
+    sends its own NACKs with ``RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost)``.
+    """
+    if sender is not None and not getattr(sender._retransmit, "_counted", False):
+        retransmit = sender._retransmit
+
+        async def counted_retransmit(sequence_number: int) -> None:
+            forwarding_counts.nacks_received += 1
+            await retransmit(sequence_number)
+
+        counted_retransmit._counted = True  # type: ignore[attr-defined]
+        sender._retransmit = counted_retransmit  # type: ignore[method-assign]
+    if receiver is not None and not getattr(receiver._send_rtcp_nack, "_counted", False):
+        send_nack = receiver._send_rtcp_nack
+
+        async def counted_send_nack(media_ssrc: int, lost: list[int]) -> None:
+            forwarding_counts.nacks_sent += len(lost)
+            await send_nack(media_ssrc, lost)
+
+        counted_send_nack._counted = True  # type: ignore[attr-defined]
+        receiver._send_rtcp_nack = counted_send_nack  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------- codec bookkeeping
@@ -449,7 +502,9 @@ __all__ = [
     "announce_public_address",
     "check_versions",
     "count_codecs",
+    "count_nacks",
     "encoded_packet",
+    "forwarding_counts",
     "install_packetizer",
     "media_ssrcs",
     "negotiated_codecs",

@@ -17,8 +17,9 @@ import asyncio
 import dataclasses
 import enum
 import json
+import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -53,10 +54,12 @@ class Command:
 
 @dataclass
 class AddPeer(Command):
-    """Create the peer connection of a participant joining ``room_sid``."""
+    """Create the peer connection of a participant joining ``room_sid``, which takes
+    video in ``video_codecs`` only (the room's ``VideoCodecs``)."""
 
     participant_sid: str
     room_sid: str
+    video_codecs: list[str] = field(default_factory=lambda: ["VP8", "H264"])
 
 
 @dataclass
@@ -224,6 +227,53 @@ class MediaStats:
     encoders_created: int
     recordings: int = 0
     frames_recorded: int = 0
+    packets_forwarded: int = 0
+    """RTP packets sent to subscribers (totals since the worker started, as all below)."""
+    bytes_forwarded: int = 0
+    """Encoded media bytes in them."""
+    keyframe_requests_received: int = 0
+    """PLI/FIR from subscribers (relayed to publishers, at most one PLI a second)."""
+    plis_sent: int = 0
+    """PLIs sent to publishers."""
+    nacks_received: int = 0
+    """Packets subscribers NACKed (resent from aiortc's send buffer)."""
+    nacks_sent: int = 0
+    """Packets NACKed to publishers."""
+    first_frame_buckets: list[int] = field(default_factory=list)
+    """Participants whose first video frame came within each FIRST_FRAME_BUCKETS bound
+    (cumulative, as Prometheus buckets) of their joining, or of the first video
+    subscription they were given, whichever was later."""
+    first_frame_sum: float = 0.0
+    first_frame_count: int = 0
+
+
+FIRST_FRAME_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+"""Seconds: the upper bounds of the join-to-first-frame histogram's buckets."""
+
+
+@dataclass
+class FirstFrameHistogram:
+    """Join-to-first-frame times observed in one media plane (see ``MediaStats``)."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * len(FIRST_FRAME_BUCKETS))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, seconds: float) -> None:
+        for index, bound in enumerate(FIRST_FRAME_BUCKETS):
+            if seconds <= bound:
+                self.buckets[index] += 1
+        self.total += seconds
+        self.count += 1
+
+
+@dataclass
+class WorkerStatus:
+    """Whether one media worker process is running (``index`` 0 in-process)."""
+
+    index: int
+    pid: int | None
+    alive: bool
 
 
 @dataclass
@@ -447,8 +497,13 @@ class MediaPlane(abc.ABC):
 
     # The typed calls; each is one Command.
 
-    async def add_peer(self, participant_sid: str, room_sid: str) -> None:
-        await self.execute(AddPeer(participant_sid, room_sid))
+    async def add_peer(
+        self, participant_sid: str, room_sid: str, video_codecs: Sequence[str] | None = None
+    ) -> None:
+        command = AddPeer(participant_sid, room_sid)
+        if video_codecs is not None:
+            command.video_codecs = list(video_codecs)
+        await self.execute(command)
 
     async def remove_peer(self, participant_sid: str) -> None:
         await self.execute(RemovePeer(participant_sid))
@@ -513,6 +568,10 @@ class MediaPlane(abc.ABC):
     async def open_media_socket(self, participant_sid: str) -> MediaSocketAddress:
         result = await self.execute(OpenMediaSocket(participant_sid))
         return result if isinstance(result, MediaSocketAddress) else MediaSocketAddress(**result)
+
+    def worker_status(self) -> list[WorkerStatus]:
+        """Each media worker's liveness, without asking it (in-process: this one)."""
+        return [WorkerStatus(0, os.getpid(), True)]
 
     async def stats(self) -> list[MediaStats]:
         """One MediaStats per worker (one in-process)."""

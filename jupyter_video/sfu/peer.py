@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aiortc import (
@@ -106,14 +107,21 @@ class Peer:
         room: Room,
         report: Callable[[Event], None],
         public_address: str | None = None,
+        video_codecs: Sequence[str] = ("VP8", "H264"),
     ) -> None:
         self.participant_sid = participant_sid
+        self.video_codecs = tuple(video_codecs)
         self.room = room
         self.state = PeerState.NEW
         self.subscriptions: dict[str, MediaSubscription | DataSubscription] = {}
         self.slots: list[SendSlot] = []
         self._report = report
         self._public_address = public_address
+        self.joined_at = time.monotonic()
+        self.on_first_frame: Callable[[float], None] | None = None
+        """Given the seconds from joining (or from the first video subscription, if
+        later) to the first video frame forwarded to this participant; called once."""
+        self._first_frame_seen = False
         self._remote_sdp: str | None = None
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
         self._sections: dict[RTCRtpTransceiver, MediaPublication] = {}  # what each carries
@@ -144,6 +152,10 @@ class Peer:
 
     async def apply_offer(self, sdp: str) -> str:
         """Apply the participant's offer and return the SFU's answer."""
+        try:
+            sdp = sdp_rewrite.only_video_codecs(_checked(sdp), self.video_codecs)
+        except ValueError as exc:
+            raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
         self._remote_sdp = sdp  # read by _on_track, which runs inside setRemoteDescription
         self._client_extmap = {**sdp_rewrite.extmap_ids(sdp), **self._client_extmap}
         try:
@@ -209,7 +221,8 @@ class Peer:
 
     def _local_sdp(self) -> str:
         description = self.pc.localDescription
-        return adapter.announce_public_address(description.sdp, self._public_address)
+        sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
+        return adapter.announce_public_address(sdp, self._public_address)
 
     # ----------------------------------------------------------- publishing
 
@@ -309,6 +322,8 @@ class Peer:
             data.start(self.pc)
             return needs_offer
         subscription = MediaSubscription(self.participant_sid, publication)
+        if publication.kind == "video" and not self._first_frame_seen:
+            subscription.on_first_frame = self._first_video_frame
         self.subscriptions[publication.track_sid] = subscription
         if not publication.ready:
             return False  # offered once the publisher's media is negotiated
@@ -318,6 +333,13 @@ class Peer:
         subscription.start(slot)
         self._slot_sends(slot, True)
         return slot.transceiver.currentDirection != slot.transceiver.direction
+
+    def _first_video_frame(self, subscribed_at: float) -> None:
+        if self._first_frame_seen:
+            return
+        self._first_frame_seen = True
+        if self.on_first_frame is not None:
+            self.on_first_frame(time.monotonic() - max(self.joined_at, subscribed_at))
 
     def unsubscribe(self, track_sid: str) -> bool:
         """Stop forwarding ``track_sid`` here; True when an offer is needed."""

@@ -23,6 +23,7 @@ from .interface import (
     CloseRoom,
     Command,
     CreateOffer,
+    FirstFrameHistogram,
     GetStats,
     GrantActiveSpeaker,
     MediaPlane,
@@ -71,6 +72,7 @@ class LocalMediaPlane(MediaPlane):
         self._speaker_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, tuple[MediaPublication, TrackRecorder]] = {}
         self._media_sockets = MediaSocketListener()
+        self._first_frame = FirstFrameHistogram()
         self._handlers: dict[type[Command], Callable[[Any], Awaitable[Any]]] = {
             AddPeer: self._add_peer,
             RemovePeer: self._remove_peer,
@@ -134,7 +136,15 @@ class LocalMediaPlane(MediaPlane):
         room = self.rooms.get(command.room_sid)
         if room is None:
             room = self.rooms[command.room_sid] = Room(command.room_sid, self.report)
-        room.add_peer(Peer(command.participant_sid, room, self.report, self.public_address))
+        peer = Peer(
+            command.participant_sid,
+            room,
+            self.report,
+            self.public_address,
+            video_codecs=command.video_codecs,
+        )
+        peer.on_first_frame = self._first_frame.observe
+        room.add_peer(peer)
         self._room_of[command.participant_sid] = room
 
     async def _remove_peer(self, command: RemovePeer) -> None:
@@ -254,6 +264,7 @@ class LocalMediaPlane(MediaPlane):
         publications = [p for room in self.rooms.values() for p in room.publications.values()]
         media = [p for p in publications if isinstance(p, MediaPublication)]
         counts = adapter.codec_counts
+        forwarded = adapter.forwarding_counts
         return MediaStats(
             pid=os.getpid(),
             cpu_seconds=time.process_time(),
@@ -268,6 +279,15 @@ class LocalMediaPlane(MediaPlane):
             encoders_created=counts.encoders,
             recordings=sum(len(p.recorders) for p in media),
             frames_recorded=sum(r.frames_written for _, r in self._recorders.values()),
+            packets_forwarded=forwarded.packets_sent,
+            bytes_forwarded=forwarded.bytes_sent,
+            keyframe_requests_received=forwarded.keyframe_requests_received,
+            plis_sent=forwarded.plis_sent,
+            nacks_received=forwarded.nacks_received,
+            nacks_sent=forwarded.nacks_sent,
+            first_frame_buckets=list(self._first_frame.buckets),
+            first_frame_sum=self._first_frame.total,
+            first_frame_count=self._first_frame.count,
         )
 
     async def _track_dominant_speakers(self) -> None:

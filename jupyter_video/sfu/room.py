@@ -16,8 +16,8 @@ from .peer import Peer
 from .publication import DataPublication, MediaPublication
 from .websocket import WebSocketPeer
 
-SPEAKER_THRESHOLD = 60
-"""``ssrc-audio-level`` (-dBov) under which a participant counts as speaking."""
+SWITCH_MARGIN = 1.5
+"""How much louder than the dominant speaker another one must speak to take over."""
 
 
 class Room:
@@ -122,19 +122,26 @@ class Room:
     # ----------------------------------------------------------- speaker
 
     def update_dominant_speaker(self) -> None:
-        """Report the loudest speaking participant, when it changes."""
-        loudest: tuple[int, str] | None = None
+        """Report the participant who spoke loudest since the last update, when it changes.
+
+        Nobody speaking keeps the last speaker, as Twilio does; someone speaking
+        while the dominant speaker is silent takes over at once.
+        """
+        scores: dict[str, float] = {}
         for publication in self.publications.values():
-            level = getattr(publication, "audio_level", None)
-            if level is None or level > SPEAKER_THRESHOLD:
+            if not isinstance(publication, MediaPublication) or publication.kind != "audio":
                 continue
-            if publication.publisher_sid not in self.peers:
-                continue
-            if loudest is None or level < loudest[0]:
-                loudest = (level, publication.publisher_sid)
-        speaker = loudest[1] if loudest else self.dominant_speaker
+            score = publication.speech.take()
+            if score > 0 and publication.publisher_sid in self.peers:
+                sid = publication.publisher_sid
+                scores[sid] = max(score, scores.get(sid, 0.0))
+        speaker = self.dominant_speaker
         if speaker is not None and speaker not in self.peers:
             speaker = None
+        if scores:
+            loudest = max(scores, key=scores.__getitem__)
+            if scores[loudest] > SWITCH_MARGIN * scores.get(speaker or "", 0.0):
+                speaker = loudest
         if speaker != self.dominant_speaker:
             self.dominant_speaker = speaker
             self._report(DominantSpeakerChanged(self.room_sid, speaker))

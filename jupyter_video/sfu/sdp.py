@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from ..errors import MediaError
 
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\w+)? (\S+)")
 
@@ -162,3 +165,99 @@ def _renumber(section: list[str], wanted: dict[str, int]) -> list[str]:
                 line = f"a={match.group(1)}:{mapping[pt]}{rest}"
         rewritten.append(line)
     return rewritten
+
+
+def _rtpmap(section: list[str]) -> dict[int, str]:
+    """Payload type -> codec name (lower case, no rate) of one m-section."""
+    names = {}
+    for line in section:
+        if line.startswith("a=rtpmap:"):
+            number, name = line[9:].split(" ", 1)
+            names[int(number)] = name.split("/")[0].strip().lower()
+    return names
+
+
+def only_video_codecs(offer: str, allowed: Sequence[str]) -> str:
+    """``offer`` with its video sections keeping only the codecs in ``allowed`` (a
+    room's ``VideoCodecs``: ``VP8``, ``H264``) and the RTX that repairs them.
+
+    Applied to a client's offer before the SFU answers it, so that the answer, and
+    what the client then sends, names no other codec. twilio-video.js turns its VP8
+    simulcast off when the answer does not prefer VP8 (peerconnection.js
+    ``_revertSimulcast``). A section left with no codec is 53404.
+    """
+    wanted = {codec.lower() for codec in allowed}
+    out = []
+    for section in _sections(offer):
+        if section and section[0].startswith("m=video") and not section[0].startswith(
+            "m=video 0 "
+        ):
+            section = _keep_codecs(section, wanted)
+        out.extend(section)
+    return "\r\n".join(out)
+
+
+def _keep_codecs(section: list[str], wanted: set[str]) -> list[str]:
+    names = _rtpmap(section)
+    keep = {pt for pt, name in names.items() if name in wanted}
+    for line in section:
+        apt = re.match(r"^a=fmtp:(\d+) .*apt=(\d+)", line)
+        if apt and names.get(int(apt.group(1))) == "rtx" and int(apt.group(2)) in keep:
+            keep.add(int(apt.group(1)))
+    if not any(names[pt] != "rtx" for pt in keep):
+        mid = _mid(section)
+        raise MediaError(
+            53404,
+            f"No supported codec: this room accepts {', '.join(sorted(wanted)).upper()} "
+            f"video, and the offer's video section {mid} has none of them",
+        )
+    rewritten = []
+    for line in section:
+        if line.startswith("m="):
+            head = line.split(" ")[:3]
+            line = " ".join(head + [pt for pt in line.split(" ")[3:] if int(pt) in keep])
+        else:
+            match = re.match(r"^a=(?:rtpmap|fmtp|rtcp-fb):(\d+)", line)
+            if match and int(match.group(1)) not in keep:
+                continue
+        rewritten.append(line)
+    return rewritten
+
+
+OPUS_PARAMETERS = "minptime=10;useinbandfec=1"
+"""What the SFU asks of the Opus it receives (as Twilio's media servers and browsers
+write it); ``usedtx=1`` is added where the client's own description asks for DTX."""
+
+
+def with_opus_parameters(sdp: str, remote: str | None) -> str:
+    """``sdp`` (the SFU's answer or offer) with an Opus ``a=fmtp`` in every audio section.
+
+    aiortc writes none, so Chrome sent without in-band FEC and ignored
+    twilio-video's ``preferredAudioCodecs: [{codec: 'opus', dtx: true}]``: the
+    encoder uses DTX only when the remote description has ``usedtx=1`` (RFC 7587
+    section 7). The client's own ``usedtx`` is read from its section of the same mid.
+    """
+    dtx_mids = set()
+    for section in _sections(remote or "")[1:]:
+        opus = {pt for pt, name in _rtpmap(section).items() if name == "opus"}
+        if any(
+            re.match(rf"^a=fmtp:{pt} .*usedtx=1", line) for pt in opus for line in section
+        ):
+            dtx_mids.add(_mid(section))
+    out = []
+    for section in _sections(sdp):
+        if section and section[0].startswith("m=audio"):
+            section = _opus_fmtp(section, _mid(section) in dtx_mids)
+        out.extend(section)
+    return "\r\n".join(out)
+
+
+def _opus_fmtp(section: list[str], dtx: bool) -> list[str]:
+    opus = [pt for pt, name in _rtpmap(section).items() if name == "opus"]
+    if not opus:
+        return section
+    parameters = OPUS_PARAMETERS + (";usedtx=1" if dtx else "")
+    lines = [line for line in section if not line.startswith(f"a=fmtp:{opus[0]} ")]
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"a=rtpmap:{opus[0]} "))
+    lines.insert(at + 1, f"a=fmtp:{opus[0]} {parameters}")
+    return lines

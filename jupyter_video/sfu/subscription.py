@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import av
@@ -109,6 +111,7 @@ class SendSlot:
         self.track = ForwardedTrack(publication.kind, publication.track_id)
         self.subscription: MediaSubscription | None = None
         adapter.install_packetizer(transceiver.sender, self.mime_type)
+        adapter.count_nacks(sender=transceiver.sender)
         adapter.on_keyframe_request(transceiver.sender, self._on_keyframe_request)
         transceiver.sender.replaceTrack(self.track)
 
@@ -137,6 +140,9 @@ class MediaSubscription:
         self.frames_forwarded = 0
         self.frames_dropped = 0
         self._offset: int | None = None
+        self.subscribed_at = time.monotonic()
+        self.on_first_frame: Callable[[float], None] | None = None
+        """Called with ``subscribed_at`` when the first frame is forwarded."""
 
     def start(self, slot: SendSlot) -> None:
         """Forward through ``slot``, starting at the next keyframe."""
@@ -181,6 +187,9 @@ class MediaSubscription:
             EncodedFrame(frame.data, frame.timestamp + self._offset, frame.keyframe)
         )
         self.frames_forwarded += 1
+        if self.on_first_frame is not None:
+            on_first_frame, self.on_first_frame = self.on_first_frame, None
+            on_first_frame(self.subscribed_at)
         return True
 
     def end(self) -> None:

@@ -40,6 +40,7 @@ from .interface import (
     Subscribe,
     Unsubscribe,
     WorkerExited,
+    WorkerStatus,
     command_from_json,
     dumps,
     error_from_json,
@@ -179,6 +180,9 @@ class WorkerMediaPlane(MediaPlane):
         self.workers = [MediaWorker(i, arguments, self) for i in range(count)]
         self._closing = False
         self._restarts: set[asyncio.Task[None]] = set()
+
+    def worker_status(self) -> list[WorkerStatus]:
+        return [WorkerStatus(w.index, w.pid, w.alive) for w in self.workers]
 
     @property
     def worker_pids(self) -> list[int]:

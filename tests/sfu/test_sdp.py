@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jupyter_video.sfu.sdp import extmap_ids, keep_extmap_ids, keep_payload_types
+import pytest
+
+from jupyter_video.errors import MediaError
+from jupyter_video.sfu.sdp import (
+    extmap_ids,
+    keep_extmap_ids,
+    keep_payload_types,
+    only_video_codecs,
+    with_opus_parameters,
+)
 
 CAPTURES = Path(__file__).resolve().parent.parent / "signaling" / "fixtures"
 
@@ -139,3 +148,59 @@ def test_a_codec_the_client_never_numbered_gets_a_free_number() -> None:
     [h264] = [pt for pt, name in codecs.items() if name == "H264/90000"]
     assert h264 not in (96, 97)
     assert f"a=fmtp:{h264} packetization-mode=1;profile-level-id=42e01f" in rewritten
+
+
+def video_codec_names(sdp: str) -> set[str]:
+    names = set()
+    in_video = False
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        elif in_video and line.startswith("a=rtpmap:"):
+            names.add(line.split(" ", 1)[1].split("/")[0].lower())
+    return names
+
+
+def first_mid(sdp: str, kind: str) -> str:
+    """The mid of the first m-section of ``kind``."""
+    current = None
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            current = line[2:].split(" ")[0]
+        elif line.startswith("a=mid:") and current == kind:
+            return line[6:]
+    raise AssertionError(f"no {kind} section")
+
+
+def test_an_h264_room_takes_only_h264_and_its_rtx_from_chrome() -> None:
+    offer = chrome_offer()
+    audio_mid, video_mid = first_mid(offer, "audio"), first_mid(offer, "video")
+    assert {"VP8/90000", "H264/90000"} <= set(section_codecs(offer, video_mid).values())
+    rewritten = only_video_codecs(offer, ["H264"])
+    kept = section_codecs(rewritten, video_mid)
+    assert set(kept.values()) == {"H264/90000", "rtx/90000"}
+    video = next(line for line in rewritten.split("\r\n") if line.startswith("m=video"))
+    assert {int(pt) for pt in video.split(" ")[3:]} == set(kept)
+    # Audio is left as Chrome offered it.
+    assert section_codecs(rewritten, audio_mid) == section_codecs(offer, audio_mid)
+
+
+def test_a_room_whose_codecs_the_offer_lacks_is_refused_with_53404() -> None:
+    with pytest.raises(MediaError) as raised:
+        only_video_codecs(AIORTC_REOFFER.replace("H264", "VP9"), ["H264"])
+    assert raised.value.code == 53404
+    assert "H264" in raised.value.message
+
+
+def test_opus_gets_fec_and_dtx_only_where_the_client_asked_for_dtx() -> None:
+    answer = AIORTC_REOFFER.replace("a=fmtp:96 minptime=10;useinbandfec=1\r\n", "")
+    client = "\r\n".join([
+        "v=0", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0",
+        "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1", "",
+    ])
+    lines = with_opus_parameters(answer, client).split("\r\n")
+    at = lines.index("a=rtpmap:96 opus/48000/2")
+    assert lines[at + 1] == "a=fmtp:96 minptime=10;useinbandfec=1;usedtx=1"
+    assert sum(line.startswith("a=fmtp:96") for line in lines) == 1
+    plain = with_opus_parameters(answer, client.replace(";usedtx=1", "")).split("\r\n")
+    assert plain[at + 1] == "a=fmtp:96 minptime=10;useinbandfec=1"
