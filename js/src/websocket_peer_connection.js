@@ -22,6 +22,8 @@ const KEYFRAME = 1;
 const FIRST = 2;
 const LAST = 4;
 const BINARY = 1;
+const ANSWER = 2; // DATA on a channel the receiver opened
+const LEVEL_SHIFT = 3; // FRAME flags bits 3-7: an audio frame's -dBov / 4 (31 silence)
 const FRAME_HEADER = 16;
 const DATA_HEADER = 4;
 const FRAGMENT_SIZE = 4 * 1024;
@@ -122,13 +124,14 @@ const flip = (direction) => ({ sendonly: 'recvonly', recvonly: 'sendonly' })[dir
 
 // ------------------------------------------------------------------ binary messages
 
-function frameMessages(channel, sequence, timestamp, keyframe, data, sentMs) {
+function frameMessages(channel, sequence, timestamp, keyframe, data, sentMs, audioLevel = 127) {
   const messages = [];
+  const level = Math.min(31, Math.max(0, Math.floor(audioLevel / 4))) << LEVEL_SHIFT;
   for (let start = 0; start < data.byteLength; start += FRAGMENT_SIZE) {
     const end = Math.min(start + FRAGMENT_SIZE, data.byteLength);
     const message = new Uint8Array(FRAME_HEADER + end - start);
     const view = new DataView(message.buffer);
-    let flags = keyframe ? KEYFRAME : 0;
+    let flags = (keyframe ? KEYFRAME : 0) | level;
     if (start === 0) { flags |= FIRST; }
     if (end === data.byteLength) { flags |= LAST; }
     view.setUint8(0, FRAME);
@@ -143,13 +146,13 @@ function frameMessages(channel, sequence, timestamp, keyframe, data, sentMs) {
   return messages;
 }
 
-function dataMessage(channel, data) {
+function dataMessage(channel, data, answer = false) {
   let payload;
-  let flags = 0;
+  let flags = answer ? ANSWER : 0;
   if (typeof data === 'string') {
     payload = new TextEncoder().encode(data);
   } else {
-    flags = BINARY;
+    flags |= BINARY;
     payload = data instanceof ArrayBuffer ? new Uint8Array(data)
       : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   }
@@ -160,6 +163,20 @@ function dataMessage(channel, data) {
   view.setUint16(2, channel);
   message.set(payload, DATA_HEADER);
   return message.buffer;
+}
+
+/** RFC 6464's level of an AudioData: -dBov of its RMS (0 loudest, 127 silence). */
+function audioLevel(data) {
+  try {
+    const samples = new Float32Array(data.numberOfFrames);
+    data.copyTo(samples, { planeIndex: 0, format: 'f32-planar' });
+    let sum = 0;
+    for (let i = 0; i < samples.length; i++) { sum += samples[i] * samples[i]; }
+    const rms = Math.sqrt(sum / (samples.length || 1));
+    return rms > 0 ? Math.min(127, Math.max(0, Math.round(-20 * Math.log10(rms)))) : 127;
+  } catch (e) {
+    return 127;
+  }
 }
 
 // ------------------------------------------------------------------ parts
@@ -180,13 +197,14 @@ class SocketDataChannel extends Emitter {
     this.bufferedAmount = 0;
     this.bufferedAmountLowThreshold = 0;
     this.channel = null;
+    this._answer = false; // opened by the server: what we send answers on its channel
   }
 
   send(data) {
     if (this.readyState !== 'open') {
       throw new DOMException(`data channel ${this.label} is ${this.readyState}`, 'InvalidStateError');
     }
-    this._pc._sendUrgent(dataMessage(this.channel, data));
+    this._pc._sendUrgent(dataMessage(this.channel, data, this._answer));
   }
 
   close() {
@@ -294,6 +312,7 @@ class TrackSender {
     this.codec = codec;
     this.transceiver = transceiver;
     this.sequence = 0;
+    this.level = 127;
     this.keyframeWanted = true;
     this.stopped = false;
     this.reader = new MediaStreamTrackProcessor({ track }).readable.getReader();
@@ -309,7 +328,8 @@ class TrackSender {
       const clock = this.track.kind === 'audio' ? 48000 : 90000;
       const timestamp = Math.round(chunk.timestamp * clock / 1e6);
       const messages = frameMessages(this.channel, ++this.sequence, timestamp,
-        this.track.kind === 'audio' || chunk.type === 'key', data, nowMs());
+        this.track.kind === 'audio' || chunk.type === 'key', data, nowMs(),
+        this.track.kind === 'audio' ? this.level : 127);
       if (this.track.kind === 'audio') {
         messages.forEach((m) => this.pc._sendUrgent(m));
       } else {
@@ -360,6 +380,7 @@ class TrackSender {
           this.encoder.encode(frame, { keyFrame: this.keyframeWanted });
           this.keyframeWanted = false;
         } else {
+          this.level = audioLevel(frame);
           this.encoder.encode(frame);
         }
       } catch (e) {
@@ -840,6 +861,7 @@ export class WebSocketPeerConnection extends Emitter {
       }
       case 'data_channel': {
         const dataChannel = new SocketDataChannel(this, body.label, { ordered: body.ordered });
+        dataChannel._answer = true;
         this._dataIn.set(channel, dataChannel);
         this.sctp = this.sctp || { state: 'connected', maxMessageSize: 262144 };
         this.emit(event('datachannel', { channel: dataChannel }));

@@ -20,11 +20,13 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import time
 import uuid
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import RTCSessionDescription
 from aiortc.codecs import get_decoder
 from aiortc.jitterbuffer import JitterFrame
@@ -59,6 +61,13 @@ def _is_keyframe(mime_type: str, data: bytes) -> bool:
     if mime == "video/h264":
         return any(nal and nal[0] & 0x1F == 5 for nal in adapter.split_annexb(data))
     return True
+
+
+def _audio_level(frame: av.AudioFrame) -> int:
+    """RFC 6464's level of ``frame``: -dBov of its RMS (0 loudest, 127 silence)."""
+    samples = frame.to_ndarray().astype(np.float64)
+    rms = float(np.sqrt(np.mean(samples * samples))) / 32768 if samples.size else 0.0
+    return 127 if rms <= 0 else min(127, max(0, round(-20 * math.log10(rms))))
 
 
 def _parameters(codec: ms.Codec) -> RTCRtpCodecParameters:
@@ -146,6 +155,7 @@ class SocketDataChannel(AsyncIOEventEmitter):
         self.maxRetransmits = maxRetransmits
         self.readyState = "connecting"
         self.channel: int | None = None
+        self.answer = False
         self._pc = pc
 
     def _open(self) -> None:
@@ -156,7 +166,7 @@ class SocketDataChannel(AsyncIOEventEmitter):
     def send(self, data: str | bytes) -> None:
         if self.readyState != "open" or self.channel is None:
             raise MediaError(53405, f"data channel {self.label!r} is not open")
-        self._pc._send_urgent(ms.data_message(self.channel, data))
+        self._pc._send_urgent(ms.data_message(self.channel, data, self.answer))
 
     def close(self) -> None:
         if self.readyState != "closed":
@@ -356,6 +366,7 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
         if channel.channel is not None or channel.readyState == "closed":
             return
         channel.channel = next(self._numbers)
+        self._assembler.opened_data_channels.add(channel.channel)
         self._send_urgent(ms.control_message(
             "data_channel", channel=channel.channel, label=channel.label,
             ordered=channel.ordered))
@@ -400,13 +411,14 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
             if channel in self._bitrates and track.kind == "video":
                 encoder.target_bitrate = self._bitrates.pop(channel)
             # Encoding a video frame takes milliseconds: off the event loop, as aiortc does.
+            level = _audio_level(frame) if isinstance(frame, av.AudioFrame) else 127
             payloads, timestamp = await loop.run_in_executor(None, encoder.encode, frame, force)
             step = 960 if track.kind == "audio" else 0
             for index, payload in enumerate(payloads):
                 sequence += 1
                 keyframe = _is_keyframe(codec.mime_type, payload) if track.kind == "video" else True
                 messages = ms.frame_messages(channel, sequence, (timestamp or 0) + index * step,
-                                             keyframe, payload, _now_ms())
+                                             keyframe, payload, _now_ms(), audio_level=level)
                 if track.kind == "video":
                     if sum(map(len, self._video)) > VIDEO_BACKLOG:
                         # The uplink is behind: what waits is old; start again on a keyframe.
@@ -459,6 +471,8 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
         elif kind == "data_channel":
             data_channel = SocketDataChannel(self, str(body["label"]),
                                              bool(body.get("ordered", True)))
+            data_channel.channel = channel
+            data_channel.answer = True  # the server opened it: what we send answers
             self._incoming_data[channel] = data_channel
             self._assembler.data_channels.add(channel)
             self.sctp = self.sctp or object()
@@ -492,9 +506,13 @@ class WebSocketPeerConnection(AsyncIOEventEmitter):
             for frame in frames:
                 transceiver.receiver.track.put(frame)
         elif item is not None:
-            data_channel = self._incoming_data.get(item[0])
+            data_channel = (self._channel_by_number(item.channel) if item.answer
+                            else self._incoming_data.get(item.channel))
             if data_channel is not None and data_channel.readyState == "open":
-                data_channel.emit("message", item[1])
+                data_channel.emit("message", item.message)
+
+    def _channel_by_number(self, number: int) -> SocketDataChannel | None:
+        return next((c for c in self._channels if c.channel == number), None)
 
     async def _send_acks(self) -> None:
         """What has arrived, every ACK_INTERVAL: the server's flow control."""

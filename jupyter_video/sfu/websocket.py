@@ -657,6 +657,8 @@ class WebSocketPeer:
 
     def _announce(self, channel: int, text: str) -> None:
         self._announced[channel] = text
+        if text.startswith('{"type":"data_channel"'):
+            self._assembler.opened_data_channels.add(channel)
         self.sender.send_control(text)
 
     async def add_ice_candidate(
@@ -741,6 +743,8 @@ class WebSocketPeer:
             self._watchdog = None
         self._stream = writer
         self._assembler = ms.FrameAssembler()
+        self._assembler.opened_data_channels = {
+            c for c, text in self._announced.items() if text.startswith('{"type":"data_channel"')}
         self._inbound.clear()
         self._data_in.clear()
         self.sender.detach()
@@ -790,10 +794,10 @@ class WebSocketPeer:
         item = self._assembler.take(message)
         if isinstance(item, ms.Frame):
             self._on_frame(item)
-        elif item is not None:
-            publication = self._data_in.get(item[0])
+        elif item is not None and not item.answer:  # answers: twilio-video's "ready"
+            publication = self._data_in.get(item.channel)
             if publication is not None:
-                publication.receive(item[1])
+                publication.receive(item.message)
 
     def _on_frame(self, frame: ms.Frame) -> None:
         inbound = self._inbound[frame.channel]
@@ -809,6 +813,8 @@ class WebSocketPeer:
                 raise ms.MediaSocketError(
                     ms.INVALID_MESSAGE, f"channel {frame.channel}: frame {frame.sequence} is "
                     "flagged as a keyframe but is not one")
+        elif frame.audio_level < 127:
+            publication.speech.add(frame.audio_level)  # as ssrc-audio-level does
         if inbound.first_timestamp is None:
             inbound.first_timestamp = frame.timestamp
         publication.receive_frame(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 VERSION = 1
 FRAME = 0x01
@@ -36,8 +36,16 @@ DATA = 0x02
 KEYFRAME = 0x01
 FIRST_FRAGMENT = 0x02
 LAST_FRAGMENT = 0x04
-_FRAME_FLAGS = KEYFRAME | FIRST_FRAGMENT | LAST_FRAGMENT
+AUDIO_LEVEL_SHIFT = 3
+"""FRAME flags bits 3-7 of an audio frame: its level as RFC 6464's -dBov, in steps of
+4 dB (0 loudest, 31 silence, the default): what ``ssrc-audio-level`` says over RTP,
+for the dominant speaker."""
+SILENT = 31
+_FRAME_FLAGS = KEYFRAME | FIRST_FRAGMENT | LAST_FRAGMENT | SILENT << AUDIO_LEVEL_SHIFT
 BINARY_DATA = 0x01
+ANSWER = 0x02
+"""DATA flag: on a data channel the receiver opened (twilio-video's ``ready`` on the
+server's ``active_speaker`` channel); without it, on one the sender opened."""
 
 FRAME_HEADER = struct.Struct("!BBHIII")  # type, flags, channel, sequence, timestamp, sent_ms
 DATA_HEADER = struct.Struct("!BBH")  # type, flags, channel
@@ -111,6 +119,8 @@ class Frame:
     keyframe: bool
     sent_ms: int
     data: bytes
+    audio_level: int = 127
+    """-dBov (0 loudest, 127 silence), from the first fragment's flags."""
 
 
 def frame_messages(
@@ -121,12 +131,14 @@ def frame_messages(
     data: bytes,
     sent_ms: int,
     fragment_size: int = FRAGMENT_SIZE,
+    audio_level: int = 127,
 ) -> list[bytes]:
-    """The FRAME messages carrying ``data``: fragments of at most ``fragment_size``."""
+    """The FRAME messages carrying ``data``: fragments of at most ``fragment_size``
+    (``audio_level``: -dBov of an audio frame)."""
     if not 0 < len(data) <= MAX_FRAME_SIZE:
         raise ValueError(f"a frame is 1 to {MAX_FRAME_SIZE} bytes, not {len(data)}")
     messages = []
-    key = KEYFRAME if keyframe else 0
+    key = (KEYFRAME if keyframe else 0) | min(SILENT, max(0, audio_level) // 4) << AUDIO_LEVEL_SHIFT
     for start in range(0, len(data), fragment_size):
         flags = key
         if start == 0:
@@ -141,11 +153,21 @@ def frame_messages(
     return messages
 
 
-def data_message(channel: int, message: str | bytes) -> bytes:
-    """The DATA message carrying one data-track message."""
+def data_message(channel: int, message: str | bytes, answer: bool = False) -> bytes:
+    """The DATA message carrying one data-track message (``answer``: on a channel the
+    receiver opened)."""
+    flags = ANSWER if answer else 0
     if isinstance(message, str):
-        return DATA_HEADER.pack(DATA, 0, channel) + message.encode()
-    return DATA_HEADER.pack(DATA, BINARY_DATA, channel) + message
+        return DATA_HEADER.pack(DATA, flags, channel) + message.encode()
+    return DATA_HEADER.pack(DATA, flags | BINARY_DATA, channel) + message
+
+
+class DataMessage(NamedTuple):
+    """One data-track message received on ``channel``."""
+
+    channel: int
+    message: str | bytes
+    answer: bool = False
 
 
 def _newer(sequence: int, last: int) -> bool:
@@ -164,7 +186,9 @@ class FrameAssembler:
     def __init__(self) -> None:
         self.media_channels: set[int] = set()
         self.data_channels: set[int] = set()
-        self._partial: dict[int, tuple[int, int, bool, int, list[bytes], int]] = {}
+        self.opened_data_channels: set[int] = set()
+        """Data channels this side opened: the other may answer on them (ANSWER)."""
+        self._partial: dict[int, tuple[int, int, bool, int, list[bytes], int, int]] = {}
         self._last: dict[int, int] = {}
 
     def forget(self, channel: int) -> None:
@@ -174,8 +198,8 @@ class FrameAssembler:
         self._partial.pop(channel, None)
         self._last.pop(channel, None)
 
-    def take(self, message: bytes) -> Frame | tuple[int, str | bytes] | None:
-        """A complete :class:`Frame`, a data message ``(channel, message)``, or None
+    def take(self, message: bytes) -> Frame | DataMessage | None:
+        """A complete :class:`Frame`, a :class:`DataMessage`, or None
         while a frame is incomplete; raises :class:`MediaSocketError`."""
         if len(message) > MAX_MESSAGE_SIZE:
             raise MediaSocketError(
@@ -193,19 +217,21 @@ class FrameAssembler:
             INVALID_MESSAGE, f"unknown media message type 0x{message[0]:02x} (FRAME 1, DATA 2)"
         )
 
-    def _take_data(self, message: bytes) -> tuple[int, str | bytes]:
+    def _take_data(self, message: bytes) -> DataMessage:
         if len(message) < DATA_HEADER.size:
             raise MediaSocketError(INVALID_MESSAGE, "DATA message shorter than its header")
         _, flags, channel = DATA_HEADER.unpack_from(message)
-        if channel not in self.data_channels:
+        answer = bool(flags & ANSWER)
+        if flags & ~(BINARY_DATA | ANSWER):
+            raise MediaSocketError(INVALID_MESSAGE, f"DATA flags 0x{flags:02x} unknown")
+        if channel not in (self.opened_data_channels if answer else self.data_channels):
             raise MediaSocketError(
-                INVALID_MESSAGE, f"DATA on channel {channel}, not opened by data_channel"
-            )
+                INVALID_MESSAGE, f"DATA on channel {channel}, not opened by data_channel")
         payload = message[DATA_HEADER.size:]
         if flags & BINARY_DATA:
-            return channel, payload
+            return DataMessage(channel, payload, answer)
         try:
-            return channel, payload.decode()
+            return DataMessage(channel, payload.decode(), answer)
         except UnicodeDecodeError:
             raise MediaSocketError(
                 INVALID_MESSAGE, f"text DATA on channel {channel} is not UTF-8"
@@ -239,13 +265,14 @@ class FrameAssembler:
             fragments = [payload]
             size = len(payload)
             keyframe = bool(flags & KEYFRAME)
+            level = (flags >> AUDIO_LEVEL_SHIFT & SILENT) * 4
         else:
             if partial is None or partial[0] != sequence:
                 raise MediaSocketError(
                     INVALID_MESSAGE,
                     f"channel {channel}: fragment of frame {sequence} out of order",
                 )
-            _, timestamp, keyframe, sent_ms, fragments, size = partial
+            _, timestamp, keyframe, sent_ms, fragments, size, level = partial
             fragments.append(payload)
             size += len(payload)
         if size > MAX_FRAME_SIZE:
@@ -253,10 +280,12 @@ class FrameAssembler:
                 INVALID_MESSAGE, f"channel {channel}: frame over {MAX_FRAME_SIZE} bytes"
             )
         if not flags & LAST_FRAGMENT:
-            self._partial[channel] = (sequence, timestamp, keyframe, sent_ms, fragments, size)
+            self._partial[channel] = (
+                sequence, timestamp, keyframe, sent_ms, fragments, size, level)
             return None
         self._partial.pop(channel, None)
-        return Frame(channel, sequence, timestamp, keyframe, sent_ms, b"".join(fragments))
+        return Frame(channel, sequence, timestamp, keyframe, sent_ms, b"".join(fragments),
+                     127 if level >= SILENT * 4 else level)
 
 
 # ------------------------------------------------------------------- control

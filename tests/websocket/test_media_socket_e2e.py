@@ -91,3 +91,25 @@ async def test_data_messages_go_both_ways_between_transports(join) -> None:
 
     assert await asyncio.wait_for(read(at_bob), WAIT) == sent
     assert await asyncio.wait_for(read(at_alice), WAIT) == sent
+
+
+async def test_the_loudest_socket_participant_is_announced_as_dominant_speaker(join) -> None:
+    """Its frames carry their audio level (FRAME flags), as RTP's ssrc-audio-level."""
+    from jupyter_video.client import LocalAudioTrack
+
+    name = room_name()
+    seconds = np.arange(48000 * 8) / 48000
+    tone = (np.sin(2 * np.pi * 440 * seconds) * 20000).astype(np.int16)
+    quiet = np.zeros(48000 * 8, np.int16)
+    listener, listener_events = await join("listener", name, dominant_speaker=True,
+                                           transport="websocket")
+    await join("silent", name, transport="websocket",
+               tracks=[LocalAudioTrack.from_array(quiet, sample_rate=48000)])
+    speaker, _ = await join("speaker", name, transport="websocket",
+                            tracks=[LocalAudioTrack.from_array(tone, sample_rate=48000)])
+    event = await listener_events.wait(
+        "dominant_speaker_changed", lambda e: e.participant is not None)
+    assert event.participant is not None
+    assert event.participant.sid == speaker.local_participant.sid
+    assert listener.dominant_speaker is not None
+    assert listener.dominant_speaker.identity == "speaker"

@@ -30,8 +30,14 @@ def test_a_large_keyframe_goes_in_fragments_and_comes_back_whole() -> None:
 
 def test_data_messages_keep_text_and_bytes_apart() -> None:
     taker = assembler(data=(5,))
-    assert taker.take(ms.data_message(5, "héllo")) == (5, "héllo")
-    assert taker.take(ms.data_message(5, b"\x00\xff")) == (5, b"\x00\xff")
+    assert taker.take(ms.data_message(5, "héllo")) == ms.DataMessage(5, "héllo")
+    assert taker.take(ms.data_message(5, b"\x00\xff")) == ms.DataMessage(5, b"\x00\xff")
+    # on a channel the receiver opened (twilio-video's "ready" on active_speaker)
+    with pytest.raises(ms.MediaSocketError, match="not opened"):
+        taker.take(ms.data_message(9, "ready", answer=True))
+    taker.opened_data_channels.add(9)
+    assert taker.take(ms.data_message(9, "ready", answer=True)) == ms.DataMessage(
+        9, "ready", True)
 
 
 @pytest.mark.parametrize("message, says", [
@@ -39,7 +45,7 @@ def test_data_messages_keep_text_and_bytes_apart() -> None:
     (b"\x09\x00", "unknown media message type"),
     (ms.frame_messages(9, 1, 0, False, b"x", 0)[0], "not announced"),
     (ms.data_message(9, "x"), "not opened"),
-    (ms.FRAME_HEADER.pack(ms.FRAME, 0x80 | ms.FIRST_FRAGMENT, 1, 1, 0, 0) + b"x", "flags"),
+    (ms.DATA_HEADER.pack(ms.DATA, 0x80, 1) + b"x", "flags"),
     (b"\x01" + b"\x00" * (ms.MAX_MESSAGE_SIZE + 1), "at most"),
 ])
 def test_a_malformed_message_is_refused_with_53004_and_what_is_wrong(
@@ -48,6 +54,15 @@ def test_a_malformed_message_is_refused_with_53004_and_what_is_wrong(
         assembler(1).take(message)
     assert raised.value.code == 53004
     assert says in raised.value.message
+
+
+def test_an_audio_frame_carries_its_level() -> None:
+    [message] = ms.frame_messages(2, 1, 960, True, b"opus", 0, audio_level=37)
+    frame = assembler(2).take(message)
+    assert isinstance(frame, ms.Frame) and frame.audio_level == 36  # in 4 dB steps
+    [silent] = ms.frame_messages(2, 1, 960, True, b"opus", 0)
+    frame = assembler(2).take(silent)
+    assert isinstance(frame, ms.Frame) and frame.audio_level == 127
 
 
 def test_frames_out_of_order_are_refused() -> None:
