@@ -38,10 +38,15 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
+# The media socket tests put browsers in network namespaces without UDP
+# (tests/websocket/no_udp.py): unshare (util-linux) and ip (iproute2).
+/usr/sbin/ip:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2
+
 tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund
 
-browser-deps: $(CHROMIUM) tests/browser/node_modules/.package-lock.json $(WIDGET_JS)
+browser-deps: $(CHROMIUM) /usr/sbin/ip tests/browser/node_modules/.package-lock.json $(WIDGET_JS)
 
 # Hub tests (tests/hub): a real JupyterHub (the test extra) behind its own
 # configurable-http-proxy, pinned by tests/hub/package-lock.json.

@@ -23,9 +23,17 @@ const options = {
   logLevel: 'info',
 };
 
+// The media socket transport for plain twilio-video.js pages:
+//   import { WebSocketPeerConnection } from '.../websocket-peer-connection.js';
+const transport = {
+  ...options,
+  entryPoints: [path.join(here, 'src', 'websocket_peer_connection.js')],
+  outfile: path.join(here, '..', 'jupyter_video', 'static', 'websocket-peer-connection.js'),
+};
+
 if (process.argv.includes('--watch')) {
   const context = await esbuild.context({ ...options, minify: false });
   await context.watch();
 } else {
-  await esbuild.build(options);
+  await Promise.all([esbuild.build(options), esbuild.build(transport)]);
 }

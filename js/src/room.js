@@ -4,6 +4,11 @@ import Video from 'twilio-video';
 import css from './styles.css';
 import { describeError, isMediaError } from './errors.js';
 import { request, serverBase, signalingUrl } from './jupyter.js';
+import { WebSocketPeerConnection, webSocketMediaSupported } from './websocket_peer_connection.js';
+
+// media_transport "auto": WebRTC first, the media socket when ICE has not
+// connected this long after joining, or stays failed this long later in the call.
+const ICE_TIMEOUT_MS = 5000;
 
 // One room per widget: a second view of the same widget (the output shown twice)
 // would join again under the same identity and push the first out (53205).
@@ -66,6 +71,7 @@ class RoomView {
 
   build() {
     this.stateBadge = element('span', { class: 'jv-state', 'data-state': 'connecting', text: 'connecting' });
+    this.transportBadge = element('span', { class: 'jv-transport', hidden: '', title: 'How media travels' });
     this.title = element('span', { class: 'jv-title', text: this.model.get('room') });
     this.micButton = element('button', { class: 'jv-mic', type: 'button', text: 'Mute' });
     this.camButton = element('button', { class: 'jv-cam', type: 'button', text: 'Stop video' });
@@ -98,7 +104,7 @@ class RoomView {
     });
     const chat = element('div', { class: 'jv-chat' }, [this.messageList, form]);
     const bar = element('div', { class: 'jv-bar' }, [
-      this.stateBadge, this.title, element('span', { class: 'jv-spacer' }),
+      this.stateBadge, this.transportBadge, this.title, element('span', { class: 'jv-spacer' }),
       this.micButton, this.camButton, this.screenButton, this.leaveButton,
     ]);
     this.container = element('div', { class: 'jv-room' }, [
@@ -172,6 +178,16 @@ class RoomView {
     await this.acquireMedia();
     if (this.left) { this.stopLocalTracks(); return; }
     this.dataTrack = new Video.LocalDataTrack({ name: 'chat' });
+    this.grant = grant;
+    const requested = this.model.get('media_transport') || grant.media_transport || 'auto';
+    const transport = requested === 'websocket' && webSocketMediaSupported() ? 'websocket' : 'webrtc';
+    await this.connect(transport, requested === 'auto');
+  }
+
+  /** Join over ``transport`` ("webrtc" or "websocket"); ``fallback``: switch to the
+   *  media socket if ICE does not connect. */
+  async connect(transport, fallback) {
+    const grant = this.grant;
     let room;
     try {
       room = await Video.connect(grant.token, {
@@ -182,15 +198,56 @@ class RoomView {
         insights: false,
         dominantSpeaker: true,
         tracks: [...this.localTracks, this.dataTrack],
+        // The media socket is where the room is: the hub's service when a relay answered.
+        ...(transport === 'websocket' ? { RTCPeerConnection: grant.media_server
+          ? WebSocketPeerConnection.forMediaUrl(grant.media_server)
+          : WebSocketPeerConnection.forServer(this.base) } : {}),
       });
     } catch (error) {
+      if (fallback && transport === 'webrtc' && webSocketMediaSupported()) {
+        return this.connect('websocket', false);
+      }
       this.stopLocalTracks();
       this.showError(error);
       this.setState('disconnected');
       return;
     }
     if (this.left) { room.disconnect(); return; }
+    this.transport = transport;
+    this.transportBadge.textContent = transport === 'websocket' ? 'WebSocket' : 'WebRTC';
+    this.transportBadge.removeAttribute('hidden');
+    this.save({ transport });
     this.joined(room);
+    if (fallback && transport === 'webrtc' && webSocketMediaSupported()) { this.watchIce(room); }
+  }
+
+  /** Rejoin over the media socket (no page reload) when ICE does not connect within
+   *  ICE_TIMEOUT_MS, or fails later and stays down that long. */
+  watchIce(room) {
+    // twilio-video keeps its peer connections to itself: its PeerConnectionManager
+    // (lib/signaling/v2/peerconnectionmanager.js) says their ICE state and its changes.
+    const manager = room._signaling && room._signaling._peerConnectionManager;
+    if (!manager || !('iceConnectionState' in manager)) { return; }
+    let timer = null;
+    const connected = () => ['connected', 'completed'].includes(manager.iceConnectionState);
+    const check = () => {
+      if (this.room !== room) { return; }
+      if (connected()) { clearTimeout(timer); timer = null; return; }
+      if (!timer) { timer = setTimeout(() => { if (this.room === room && !connected()) { this.switchTransport(room); } }, ICE_TIMEOUT_MS); }
+    };
+    manager.on('iceConnectionStateChanged', check);
+    check();
+  }
+
+  async switchTransport(room) {
+    this.room = null; // its events are the old room's from now on
+    this.setState('reconnecting');
+    room.disconnect();
+    for (const sid of Array.from(this.tiles.keys())) {
+      const participant = room.participants.get(sid);
+      if (participant) { this.removeParticipant(participant); }
+    }
+    await this.connect('websocket', false);
   }
 
   async acquireMedia() {
@@ -216,22 +273,24 @@ class RoomView {
 
   joined(room) {
     this.room = room;
+    // A room left for another transport (switchTransport) says nothing any more.
+    const on = (name, listener) => room.on(name, (...args) => { if (this.room === room) { listener(...args); } });
     this.title.textContent = `${room.name}`;
     this.localTile.node.setAttribute('data-sid', room.localParticipant.sid);
     room.participants.forEach((participant) => this.addParticipant(participant));
-    room.on('participantConnected', (participant) => { this.addParticipant(participant); this.sync(); });
-    room.on('participantDisconnected', (participant) => this.removeParticipant(participant));
-    room.on('trackSubscribed', (track, publication, participant) => this.attach(track, participant));
-    room.on('trackUnsubscribed', (track, publication, participant) => this.detach(track, publication, participant));
+    on('participantConnected', (participant) => { this.addParticipant(participant); this.sync(); });
+    on('participantDisconnected', (participant) => this.removeParticipant(participant));
+    on('trackSubscribed', (track, publication, participant) => this.attach(track, participant));
+    on('trackUnsubscribed', (track, publication, participant) => this.detach(track, publication, participant));
     for (const name of ['trackPublished', 'trackUnpublished', 'trackEnabled', 'trackDisabled']) {
-      room.on(name, (_, participant) => { this.renderTracks(participant); this.sync(); });
+      on(name, (_, participant) => { this.renderTracks(participant); this.sync(); });
     }
-    room.on('trackSubscriptionFailed', (error, _, participant) => { this.showError(error); this.renderTracks(participant); });
-    room.on('trackMessage', (data, track, participant) => this.received(data, participant));
-    room.on('dominantSpeakerChanged', (participant) => this.dominant(participant));
-    room.on('reconnecting', (error) => { this.setState('reconnecting'); if (error) { this.showError(error); } });
-    room.on('reconnected', () => { this.errorBox.setAttribute('hidden', ''); this.save({ error: null }); this.setState('connected'); });
-    room.on('disconnected', (_, error) => this.disconnected(error));
+    on('trackSubscriptionFailed', (error, _, participant) => { this.showError(error); this.renderTracks(participant); });
+    on('trackMessage', (data, track, participant) => this.received(data, participant));
+    on('dominantSpeakerChanged', (participant) => this.dominant(participant));
+    on('reconnecting', (error) => { this.setState('reconnecting'); if (error) { this.showError(error); } });
+    on('reconnected', () => { this.errorBox.setAttribute('hidden', ''); this.save({ error: null }); this.setState('connected'); });
+    on('disconnected', (_, error) => this.disconnected(error));
     this.save({ room_sid: room.sid, participant_sid: room.localParticipant.sid });
     this.sync();
     this.setState('connected');

@@ -24,11 +24,12 @@ Audio and video m-sections are matched to tracks by the track id in their
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 from aiortc import (
     RTCConfiguration,
@@ -45,10 +46,12 @@ from ..errors import MediaError
 from ..sfu import adapter
 from ..signaling import rsp
 from .track import LocalDataTrack, LocalMediaTrack
+from .websocket_peer_connection import WebSocketPeerConnection
 
 log = logging.getLogger(__name__)
 
 MEDIA_KINDS = ("audio", "video")
+Transport = Literal["webrtc", "websocket"]
 
 
 # --------------------------------------------------------------------------- SDP facts
@@ -178,9 +181,15 @@ class PeerConnection:
     """
 
     def __init__(self, on_datachannel: Callable[[RTCDataChannel], None],
-                 configuration: RTCConfiguration | None = None) -> None:
+                 configuration: RTCConfiguration | None = None,
+                 transport: Transport = "webrtc") -> None:
         self.id = str(uuid.uuid4())
-        self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
+        self.transport = transport
+        if transport == "websocket":
+            # It has the part of RTCPeerConnection this class and the room use.
+            self.pc = cast(RTCPeerConnection, WebSocketPeerConnection())
+        else:
+            self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self.pc.on("datachannel", on_datachannel)
         self.negotiation = Negotiation.STABLE
         self.revision = 0  # twilio-video's _descriptionRevision
@@ -330,7 +339,9 @@ class PeerConnection:
     async def _answer(self, offer: rsp.Description) -> list[rsp.Description]:
         assert offer.sdp is not None
         self.revision = offer.revision
-        with adapter.unassociated_transceivers_hidden(self.pc):
+        hidden = (adapter.unassociated_transceivers_hidden(self.pc)
+                  if self.transport == "webrtc" else contextlib.nullcontext())
+        with hidden:
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
             except Exception as exc:

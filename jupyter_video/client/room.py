@@ -16,7 +16,7 @@ import enum
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from aiortc import RTCDataChannel, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -25,7 +25,12 @@ from ..errors import SignalingError, VideoError
 from ..signaling import rsp
 from .events import EventEmitter, EventStream, Listener
 from .participant import LocalParticipant, ParticipantState, RemoteParticipant
-from .peer_connection import PeerConnection, has_application_section, rtc_configuration
+from .peer_connection import (
+    PeerConnection,
+    Transport,
+    has_application_section,
+    rtc_configuration,
+)
 from .publication import LocalTrackPublication, RemoteTrackPublication
 from .signaling import Closed, SignalingConnection, signaling_url
 from .track import (
@@ -44,6 +49,9 @@ log = logging.getLogger(__name__)
 SDK_VERSION = "0.1.0"
 ROOM_COMPLETED = 53118
 CONNECT_TIMEOUT = 30.0  # hello handshake (15 s) plus the server's answer
+AUTO_ICE_TIMEOUT = 5.0
+"""Seconds ``transport="auto"`` waits for ICE to connect before it joins again over the
+media socket."""
 RECONNECT_BACKOFF = (0.08, 1.5, 5.0)  # util/constants.js: 80 ms x 1.5^n (capped here)
 
 
@@ -91,7 +99,7 @@ class Room:
     def __init__(self, token: str, name: str | None, url: str, *,
                  dominant_speaker: bool = False, automatic_subscription: bool = True,
                  ice_servers: Sequence[Mapping[str, Any]] | None = None,
-                 ice_transport_policy: str = "all") -> None:
+                 ice_transport_policy: str = "all", transport: Transport = "webrtc") -> None:
         self.sid: str | None = None
         self.name = name
         self.media_region: str | None = None  # as twilio-video's room.mediaRegion
@@ -109,12 +117,15 @@ class Room:
         self._session: str | None = None
         self._session_timeout = 0
         self._signaling: SignalingConnection | None = None
+        self.transport: Transport = transport
+        """How media travels: "webrtc" (ICE) or "websocket" (the server's media socket)."""
         # None: asked of the server (RSP ``ice``) before the peer connection is made.
         self._ice_servers: list[dict[str, Any]] | None = (
             None if ice_servers is None else [dict(server) for server in ice_servers])
         self._ice_transport_policy = ice_transport_policy
         self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
-            self._ice_servers or [], "all" if ice_servers is None else ice_transport_policy))
+            self._ice_servers or [], "all" if ice_servers is None else ice_transport_policy),
+            transport)
         self._revisions = rsp.RevisionFilter()
         self._lock = asyncio.Lock()  # one change to the peer connection at a time
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,7 +170,7 @@ class Room:
 
     async def _connect(self, tracks: Iterable[LocalTrack]) -> None:
         try:
-            acquired = self._ice_servers is None
+            acquired = self._ice_servers is None and self.transport == "webrtc"
             if acquired:
                 await self._acquire_ice_servers()
             for track in tracks:
@@ -188,6 +199,8 @@ class Room:
             else:
                 await self._signaling.send(connect.to_dict())
             await self._await_connected()
+            if self.transport == "websocket":
+                await self._open_media_socket()
         except BaseException as exc:
             error = exc if isinstance(exc, VideoError) else SignalingError(53000, str(exc))
             await self._teardown(error, announce=False)
@@ -218,6 +231,26 @@ class Room:
         self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
             message.ice_servers, self._ice_transport_policy))
         await unused.close()
+
+    async def _open_media_socket(self) -> None:
+        assert self._session is not None
+        base = self._url.rstrip("/")
+        if base.endswith("/video/signaling"):
+            base = base[: -len("/signaling")]
+        pc: Any = self._pc.pc  # a WebSocketPeerConnection
+        await pc.open_media_socket(base + "/media", self._session)
+
+    async def _ice_connected(self, timeout: float) -> bool:
+        """Whether ICE connects within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self._pc.pc.connectionState == "connected":
+                return True
+            if self._pc.pc.connectionState == "failed" or self.state is RoomState.DISCONNECTED:
+                return False
+            await asyncio.sleep(0.05)
+        return False
 
     async def _await_connected(self) -> None:
         assert self._signaling is not None
@@ -682,7 +715,8 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
                   ice_servers: Sequence[Mapping[str, Any]] | None = None,
                   ice_transport_policy: str = "all",
                   dominant_speaker: bool = False,
-                  automatic_subscription: bool = True) -> Room:
+                  automatic_subscription: bool = True,
+                  transport: Literal["auto", "webrtc", "websocket"] = "webrtc") -> Room:
     """Join room ``name`` with an Access Token, publishing ``tracks``.
 
     ``server`` is the server's base URL (``http://host:port/base/``; default: this
@@ -695,7 +729,11 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
     does with ``iceTransportPolicy: 'relay'``. ``dominant_speaker`` asks
     for ``dominant_speaker_changed`` events. ``automatic_subscription=False`` subscribes
     to nothing until the participant's SubscribeRules are changed over REST (as
-    twilio-video's ``automaticSubscription``). ``name`` may be a room's SID. Raises the
+    twilio-video's ``automaticSubscription``). ``name`` may be a room's SID.
+    ``transport`` is how media travels: ``"webrtc"`` (ICE), ``"websocket"`` (the
+    server's media socket on its own URL, where UDP does not reach:
+    docs/media_socket.md), or ``"auto"`` (WebRTC, and the media socket when ICE has
+    not connected within :data:`AUTO_ICE_TIMEOUT` seconds). Raises the
     :class:`VideoError` subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
 
@@ -724,8 +762,20 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
     for track in tracks:
         if not isinstance(track, LocalMediaTrack | LocalDataTrack):
             raise TypeError(f"tracks must be local tracks, got {track!r}")
-    room = Room(token, name, signaling_url(server), dominant_speaker=dominant_speaker,
-                automatic_subscription=automatic_subscription,
-                ice_servers=ice_servers, ice_transport_policy=ice_transport_policy)
+    if transport not in ("auto", "webrtc", "websocket"):
+        raise ValueError(f"transport must be 'auto', 'webrtc' or 'websocket', not {transport!r}")
+    url = signaling_url(server)
+    options: dict[str, Any] = dict(
+        dominant_speaker=dominant_speaker, automatic_subscription=automatic_subscription,
+        ice_servers=ice_servers, ice_transport_policy=ice_transport_policy)
+    if transport in ("auto", "webrtc"):
+        room = Room(token, name, url, transport="webrtc", **options)
+        await room._connect(tracks)
+        if transport == "webrtc" or await room._ice_connected(AUTO_ICE_TIMEOUT):
+            return room
+        log.info("ICE did not connect within %.0f s: joining again over the media socket",
+                 AUTO_ICE_TIMEOUT)
+        await room.disconnect()
+    room = Room(token, name, url, transport="websocket", **options)
     await room._connect(tracks)
     return room

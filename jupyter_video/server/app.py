@@ -12,7 +12,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from .. import account
 from ..account import Credentials
@@ -21,7 +21,7 @@ from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
 from ..sfu import MediaPlane, create_media_plane
 from ..store import Store, open_store
-from . import composition_resources, health, metrics, rest, signaling, token
+from . import composition_resources, health, media_socket, metrics, rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
 from .compositions import Compositions
 from .live import Conference, LiveSettings
@@ -177,6 +177,15 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Addresses the SFU gathers ICE host candidates on (None: every interface "
         "but loopback, as aioice chooses). ['127.0.0.1'] for a machine used alone.",
+    )
+    media_transport = Enum(
+        ["auto", "webrtc", "websocket"],
+        "auto",
+        config=True,
+        help="How the widgets' media travels: 'webrtc' (ICE/UDP), 'websocket' (encoded "
+        "frames over WebSockets on this server's own URL, where only it reaches), or "
+        "'auto': WebRTC, falling back to WebSocket when ICE does not connect; auto "
+        "means websocket on Binder and on a JupyterHub in Kubernetes (docs/media_socket.md).",
     )
     ice_public_address = Unicode(
         None,
@@ -417,6 +426,7 @@ class VideoApp(ExtensionApp):
             self.handlers.extend(relay.handlers(self.hub_service_url))
             return
         self.handlers.extend(signaling.handlers)
+        self.handlers.extend(media_socket.handlers)
         self.handlers.extend(composition_resources.handlers)  # before rest's catch-all
         self.handlers.extend(rest.handlers)
         self.handlers.extend(token.handlers)

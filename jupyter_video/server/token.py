@@ -4,15 +4,18 @@ The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
 Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers",
-"ws_server", "rest_base"}``: ``ice_servers`` being ``VideoApp.ice_servers`` and, with
-``VideoApp.turn_secret``, TURN REST API credentials for ``VideoApp.turn_urls`` that last
-as long as the token; the last two absolute, so a page or kernel that asked a relay (a
-hub user's server, see jupyter_video.hub) connects where the room is.
+"ws_server", "media_server", "rest_base", "media_transport"}``: ``ice_servers`` being
+``VideoApp.ice_servers`` and, with ``VideoApp.turn_secret``, TURN REST API credentials
+for ``VideoApp.turn_urls`` that last as long as the token; the three URLs absolute, so
+a page or kernel that asked a relay (a hub user's server, see jupyter_video.hub)
+connects where the room is; ``media_transport`` ``auto``, ``webrtc`` or ``websocket``
+(see :func:`.media_socket.media_transport`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -20,6 +23,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..tokens import AccessToken, VideoGrant
+from .media_socket import media_transport
 
 TOKEN_TTL = 4 * 3600  # seconds; a token is only checked when joining and on reconnects
 RESERVATION_SECONDS = 60.0  # an identity just handed out stays taken this long
@@ -64,7 +68,9 @@ class TokenHandler(APIHandler):
                     "room": room,
                     "ice_servers": ice_servers,
                     "ws_server": self._absolute("video/signaling", websocket=True),
+                    "media_server": self._absolute("video/media", websocket=True),
                     "rest_base": self._absolute("video/v1"),
+                    "media_transport": media_transport(context.app.media_transport, os.environ),
                 }
             )
         )

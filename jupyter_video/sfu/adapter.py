@@ -518,3 +518,49 @@ __all__ = [
     "use_fast_sender_clock",
     "use_host_addresses",
 ]
+
+
+# ----------------------------------------------------------- whole-frame encoders
+
+
+class _WholeFrameVp8Encoder(Vp8Encoder):
+    # Vp8Encoder.encode ends with self._packetize(buffer, picture_id): one payload
+    # holding the whole frame is what a media socket carries.
+    @classmethod
+    def _packetize(cls, buffer: bytes, picture_id: int) -> list[bytes]:
+        return [buffer] if buffer else []
+
+    # The server's bitrate hints go below aiortc's 250 kbit/s floor (a 300 kbit/s
+    # link); encode() reads target_bitrate, its "bufsize" the private copy.
+    @property
+    def target_bitrate(self) -> int:
+        return int(self._Vp8Encoder__target_bitrate)
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        self._Vp8Encoder__target_bitrate = max(50_000, min(bitrate, 2_500_000))
+
+
+class _WholeFrameH264Encoder(H264Encoder):
+    # H264Encoder.encode ends with self._packetize(NAL units): Annex B instead.
+    @classmethod
+    def _packetize(cls, packages: Iterable[bytes]) -> list[bytes]:
+        data = b"".join(b"\x00\x00\x00\x01" + nal for nal in packages)
+        return [data] if data else []
+
+
+def frame_encoder(mime_type: str) -> Any:
+    """An aiortc encoder whose ``encode(frame, force_keyframe)`` returns whole
+    encoded frames (VP8, H.264 Annex B, Opus) instead of RTP payloads."""
+    mime = mime_type.lower()
+    if mime == "video/vp8":
+        return _WholeFrameVp8Encoder()
+    if mime == "video/h264":
+        return _WholeFrameH264Encoder()
+    if mime == "audio/opus":
+        from aiortc.codecs.opus import OpusEncoder
+
+        encoder = OpusEncoder()  # an Opus packet is a whole frame already
+        encoder.codec.bit_rate = 32_000  # as browsers send voice (aiortc's 96k fills slow links)
+        return encoder
+    raise ValueError(f"no media socket encoder for {mime_type}")

@@ -18,6 +18,7 @@ import dataclasses
 import enum
 import json
 import os
+import struct
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -181,6 +182,27 @@ class StopRecording(Command):
     the recording had already ended, which a ``RecordingEnded`` event reported)."""
 
     recording_sid: str
+
+
+@dataclass
+class OpenMediaSocket(Command):
+    """Let the participant's media travel over a media socket (docs/media_socket.md)
+    instead of ICE: the result is the :class:`MediaSocketAddress` the control plane
+    relays that socket's messages to (a new one replaces the participant's last)."""
+
+    participant_sid: str
+
+
+@dataclass
+class MediaSocketAddress:
+    """Where a media plane takes one participant's relayed media socket: the Unix
+    socket ``path``, and the ``key`` that the first relayed message must be;
+    ``participant_key`` is the credential the peer's SDP gave the participant (a
+    page whose signaling session twilio-video keeps to itself says it in hello)."""
+
+    path: str
+    key: str
+    participant_key: str = ""
 
 
 @dataclass
@@ -402,6 +424,36 @@ def dumps(data: object) -> str:
     return json.dumps(data, separators=(",", ":")) + "\n"
 
 
+# ------------------------------------------------------ media socket relay
+
+# The control plane relays each media socket message to the media plane over a
+# Unix stream as <length u32><kind u8><payload>, kind 0 text and 1 binary: one
+# copy per message, no parsing (the media plane checks what it receives).
+_RELAY_HEADER = struct.Struct("!IB")
+RELAY_LIMIT = 8 * 1024 * 1024
+
+
+def relay_frame(message: str | bytes) -> bytes:
+    """``message`` framed for the relay stream."""
+    if isinstance(message, str):
+        payload = message.encode()
+        return _RELAY_HEADER.pack(len(payload), 0) + payload
+    return _RELAY_HEADER.pack(len(message), 1) + message
+
+
+async def relay_read(reader: asyncio.StreamReader) -> str | bytes | None:
+    """The next relayed message, None at the end of the stream."""
+    try:
+        header = await reader.readexactly(_RELAY_HEADER.size)
+        length, kind = _RELAY_HEADER.unpack(header)
+        if length > RELAY_LIMIT:
+            raise ConnectionError(f"relayed message of {length} bytes")
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        return None
+    return payload.decode() if kind == 0 else payload
+
+
 # ---------------------------------------------------------------- the plane
 
 
@@ -516,6 +568,10 @@ class MediaPlane(abc.ABC):
     def worker_status(self) -> list[WorkerStatus]:
         """Each media worker's liveness, without asking it (in-process: this one)."""
         return [WorkerStatus(0, os.getpid(), True)]
+
+    async def open_media_socket(self, participant_sid: str) -> MediaSocketAddress:
+        result = await self.execute(OpenMediaSocket(participant_sid))
+        return result if isinstance(result, MediaSocketAddress) else MediaSocketAddress(**result)
 
     async def stats(self) -> list[MediaStats]:
         """One MediaStats per worker (one in-process)."""

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..errors import MediaError, ParticipantError, RoomError, TrackError, VideoError
+from ..signaling.mediasocket import is_media_socket_sdp
 from . import adapter
 from .interface import (
     AddIceCandidate,
@@ -26,7 +27,9 @@ from .interface import (
     GetStats,
     GrantActiveSpeaker,
     MediaPlane,
+    MediaSocketAddress,
     MediaStats,
+    OpenMediaSocket,
     RecordingSummary,
     RemovePeer,
     SetEnabled,
@@ -40,6 +43,7 @@ from .peer import Peer
 from .publication import MediaPublication
 from .recording import TrackRecorder
 from .room import Room
+from .websocket import MediaSocketListener, WebSocketPeer
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ class LocalMediaPlane(MediaPlane):
         self._speaker_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, tuple[MediaPublication, TrackRecorder]] = {}
         self._first_frame = FirstFrameHistogram()
+        self._media_sockets = MediaSocketListener()
         self._handlers: dict[type[Command], Callable[[Any], Awaitable[Any]]] = {
             AddPeer: self._add_peer,
             RemovePeer: self._remove_peer,
@@ -85,6 +90,7 @@ class LocalMediaPlane(MediaPlane):
             StartRecording: self._start_recording,
             StopRecording: self._stop_recording,
             GetStats: self._get_stats,
+            OpenMediaSocket: self._open_media_socket,
         }
 
     async def start(self) -> None:
@@ -102,6 +108,7 @@ class LocalMediaPlane(MediaPlane):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speaker_task
             self._speaker_task = None
+        await self._media_sockets.close()
 
     async def execute(self, command: Command) -> Any:
         handler = self._handlers[type(command)]
@@ -120,7 +127,7 @@ class LocalMediaPlane(MediaPlane):
         except KeyError:
             raise ParticipantError(53204, f"Participant {participant_sid} not found") from None
 
-    def _peer(self, participant_sid: str) -> Peer:
+    def _peer(self, participant_sid: str) -> Peer | WebSocketPeer:
         return self._room(participant_sid).peer(participant_sid)
 
     # ----------------------------------------------------------- handlers
@@ -149,7 +156,28 @@ class LocalMediaPlane(MediaPlane):
             self.rooms.pop(room.room_sid, None)
 
     async def _apply_offer(self, command: ApplyOffer) -> str:
-        return await self._peer(command.participant_sid).apply_offer(command.sdp)
+        peer = self._peer(command.participant_sid)
+        if isinstance(peer, Peer) and peer.pc.remoteDescription is None and is_media_socket_sdp(
+            command.sdp
+        ):
+            # The participant's first offer says its media takes a media socket: it
+            # is a WebSocket peer from now on (AddPeer came before any SDP).
+            room = self._room(command.participant_sid)
+            socket_peer = WebSocketPeer(command.participant_sid, room, self.report)
+            room.peers[command.participant_sid] = socket_peer
+            await peer.pc.close()
+            peer = socket_peer
+        return await peer.apply_offer(command.sdp)
+
+    async def _open_media_socket(self, command: OpenMediaSocket) -> MediaSocketAddress:
+        peer = self._peer(command.participant_sid)
+        if not isinstance(peer, WebSocketPeer):
+            raise MediaError(
+                53405,
+                f"Participant {command.participant_sid} negotiated WebRTC, not a media socket: "
+                "offer media socket SDP first (docs/media_socket.md)",
+            )
+        return await self._media_sockets.address_for(peer)
 
     async def _create_offer(self, command: CreateOffer) -> str:
         return await self._peer(command.participant_sid).create_offer()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from aiortc import RTCDataChannel, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -21,7 +21,6 @@ from . import adapter
 
 if TYPE_CHECKING:
     from .recording import TrackRecorder
-    from .subscription import DataSubscription, MediaSubscription
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +85,24 @@ class SpeechActivity:
         return score
 
 
+class FrameSink(Protocol):
+    """A media subscription as its publication sees it (over RTP or a media socket)."""
+
+    waiting_for_keyframe: bool
+
+    def push(self, frame: EncodedFrame) -> bool: ...
+
+    def end(self) -> None: ...
+
+
+class MessageSink(Protocol):
+    """A data subscription as its publication sees it."""
+
+    def send(self, message: str | bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+
 class MediaPublication:
     """A published audio or video track, forwarded frame by frame."""
 
@@ -96,7 +113,7 @@ class MediaPublication:
         self.track_sid: str | None = None
         self.codec: RTCRtpCodecParameters | None = None
         self.enabled = True
-        self.subscriptions: list[MediaSubscription] = []
+        self.subscriptions: list[FrameSink] = []
         self.recorders: list[TrackRecorder] = []
         self.frames_received = 0
         self.frames_forwarded = 0
@@ -108,6 +125,7 @@ class MediaPublication:
         self._pli_timer: asyncio.TimerHandle | None = None
         self._pli_tasks: set[asyncio.Future[bool]] = set()
         self._on_ready: list[Callable[[MediaPublication], None]] = []
+        self._frame_source_keyframe: Callable[[], None] | None = None
         self.recent: list[EncodedFrame] = []
         """The last keyframe and the frames after it (video, at most RECENT_FRAMES)."""
 
@@ -143,6 +161,23 @@ class MediaPublication:
         for callback in callbacks:
             callback(self)
 
+    def attach_frame_source(
+        self, codec: RTCRtpCodecParameters, request_keyframe: Callable[[], None]
+    ) -> None:
+        """Take encoded frames from a source other than an RTP receiver (a media
+        socket): it calls :meth:`receive_frame`, and ``request_keyframe`` asks it for
+        a keyframe (rate-limited here, as a PLI is)."""
+        self.codec = codec
+        self._frame_source_keyframe = request_keyframe
+        callbacks, self._on_ready = self._on_ready, []
+        for callback in callbacks:
+            callback(self)
+
+    def receive_frame(self, data: bytes, timestamp: int) -> None:
+        """One complete encoded frame from a frame source, RTP ``timestamp`` from 0."""
+        assert self.codec is not None
+        self._on_frame(self.codec, data, timestamp)
+
     def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
         self.frames_received += 1
         frame = EncodedFrame(data, timestamp, is_keyframe(codec.mimeType, data))
@@ -172,7 +207,8 @@ class MediaPublication:
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per PLI_INTERVAL."""
-        if self.kind != "video" or self._transceiver is None or self._pli_timer is not None:
+        has_source = self._transceiver is not None or self._frame_source_keyframe is not None
+        if self.kind != "video" or not has_source or self._pli_timer is not None:
             return
         loop = asyncio.get_running_loop()
         wait = self._last_pli + PLI_INTERVAL - loop.time()
@@ -183,6 +219,11 @@ class MediaPublication:
 
     def _send_pli(self) -> None:
         self._pli_timer = None
+        if self._frame_source_keyframe is not None:
+            self._last_pli = asyncio.get_running_loop().time()
+            self.keyframe_requests_sent += 1
+            self._frame_source_keyframe()
+            return
         if self._transceiver is None:
             return
         self._last_pli = asyncio.get_running_loop().time()
@@ -202,6 +243,7 @@ class MediaPublication:
             self._pli_timer.cancel()
             self._pli_timer = None
         self._transceiver = None
+        self._frame_source_keyframe = None
 
 
 class DataPublication:
@@ -215,7 +257,7 @@ class DataPublication:
         self.track_sid: str | None = None
         self.enabled = True
         self.channel: RTCDataChannel | None = None
-        self.subscriptions: list[DataSubscription] = []
+        self.subscriptions: list[MessageSink] = []
         self.messages_received = 0
 
     @property
@@ -228,9 +270,10 @@ class DataPublication:
     def attach(self, channel: RTCDataChannel) -> None:
         """Relay the messages of the publisher's ``channel``."""
         self.channel = channel
-        channel.on("message", self._on_message)
+        channel.on("message", self.receive)
 
-    def _on_message(self, message: str | bytes) -> None:
+    def receive(self, message: str | bytes) -> None:
+        """Relay one message of the publisher's (a data channel's, a media socket's)."""
         self.messages_received += 1
         if not self.enabled:
             return

@@ -14,6 +14,7 @@ from ..errors import MediaError, ParticipantError, TrackError
 from .interface import DominantSpeakerChanged, Event, RenegotiationNeeded
 from .peer import Peer
 from .publication import DataPublication, MediaPublication
+from .websocket import WebSocketPeer
 
 SWITCH_MARGIN = 1.5
 """How much louder than the dominant speaker another one must speak to take over."""
@@ -24,14 +25,14 @@ class Room:
 
     def __init__(self, room_sid: str, report: Callable[[Event], None]) -> None:
         self.room_sid = room_sid
-        self.peers: dict[str, Peer] = {}
+        self.peers: dict[str, Peer | WebSocketPeer] = {}
         self.publications: dict[str, MediaPublication | DataPublication] = {}
         self.dominant_speaker: str | None = None
         self._report = report
         # (participant_sid, track_id) -> publication, bound or not yet
         self._by_track_id: dict[tuple[str, str], MediaPublication | DataPublication] = {}
 
-    def peer(self, participant_sid: str) -> Peer:
+    def peer(self, participant_sid: str) -> Peer | WebSocketPeer:
         try:
             return self.peers[participant_sid]
         except KeyError:
@@ -95,7 +96,7 @@ class Room:
 
     # ----------------------------------------------------------- peers
 
-    def add_peer(self, peer: Peer) -> None:
+    def add_peer(self, peer: Peer | WebSocketPeer) -> None:
         if peer.participant_sid in self.peers:
             raise MediaError(53401, f"Participant {peer.participant_sid} already has a peer")
         self.peers[peer.participant_sid] = peer

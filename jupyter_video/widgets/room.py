@@ -41,6 +41,15 @@ class RoomWidget(anywidget.AnyWidget):
     audio_device = t.Unicode(None, allow_none=True, help="Microphone deviceId.").tag(sync=True)
     video_device = t.Unicode(None, allow_none=True, help="Camera deviceId.").tag(sync=True)
 
+    media_transport = t.Enum(
+        ["", "auto", "webrtc", "websocket"], "",
+        help="How this widget's media travels: 'webrtc', 'websocket' (the server's own "
+        "URL, where UDP does not reach), 'auto' (WebRTC, then WebSocket if ICE does not "
+        "connect); '' takes the server's VideoApp.media_transport.",
+    ).tag(sync=True)
+    transport = t.Unicode(
+        "", help="The transport in use once connected: 'webrtc' or 'websocket'."
+    ).tag(sync=True)
     state = t.Enum(STATES, "disconnected", help="Connection state of the browser.").tag(sync=True)
     room_sid = t.Unicode("", help="RM... once connected.").tag(sync=True)
     participant_sid = t.Unicode("", help="PA... of this widget's participant.").tag(sync=True)

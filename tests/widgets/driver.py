@@ -7,6 +7,7 @@ import json
 import queue
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,16 @@ class PageDriver:
     """``node page_driver.mjs``: ``call(op, **fields)`` waits for the command's answer.
 
     Console lines and page errors are kept in ``console`` for failure messages.
-    The Node process stops by itself after ``timeout`` seconds.
+    The Node process stops by itself after ``timeout`` seconds. ``wrap`` changes the
+    command that starts it (e.g. into a network namespace).
     """
 
-    def __init__(self, timeout: float = 150.0, size: str = "1280x900") -> None:
+    def __init__(self, timeout: float = 150.0, size: str = "1280x900",
+                 wrap: Callable[[list[str]], list[str]] | None = None) -> None:
+        command = ["node", str(HERE / "page_driver.mjs"), "--timeout", str(int(timeout * 1000)),
+                   "--size", size]
         self.process = subprocess.Popen(
-            ["node", str(HERE / "page_driver.mjs"), "--timeout", str(int(timeout * 1000)),
-             "--size", size],
+            wrap(command) if wrap is not None else command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
