@@ -198,9 +198,10 @@ class RoomView {
         insights: false,
         dominantSpeaker: true,
         tracks: [...this.localTracks, this.dataTrack],
-        // The media socket is beside the signaling (the hub's video service, through a relay).
-        ...(transport === 'websocket' ? { RTCPeerConnection: WebSocketPeerConnection.forServer(
-          grant.ws_server ? grant.ws_server.replace(/video\/signaling\/?$/, '') : this.base) } : {}),
+        // The media socket is where the room is: the hub's service when a relay answered.
+        ...(transport === 'websocket' ? { RTCPeerConnection: grant.media_server
+          ? WebSocketPeerConnection.forMediaUrl(grant.media_server)
+          : WebSocketPeerConnection.forServer(this.base) } : {}),
       });
     } catch (error) {
       if (fallback && transport === 'webrtc' && webSocketMediaSupported()) {

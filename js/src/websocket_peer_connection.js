@@ -467,9 +467,14 @@ export class WebSocketPeerConnection extends Emitter {
    *  (its base URL: http(s) or ws(s), ending in "/"). */
   static forServer(base) {
     const url = new URL('video/media', new URL(base, window.location.href));
-    url.protocol = ['https:', 'wss:'].includes(url.protocol) ? 'wss:' : 'ws:';
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    return WebSocketPeerConnection.forMediaUrl(url.href);
+  }
+
+  /** The class for a media socket URL as /video/token gives it (``media_server``). */
+  static forMediaUrl(mediaUrl) {
     return class extends WebSocketPeerConnection {
-      constructor(configuration, constraints) { super(configuration, constraints, url.href); }
+      constructor(configuration, constraints) { super(configuration, constraints, mediaUrl); }
     };
   }
 

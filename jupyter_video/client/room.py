@@ -25,7 +25,12 @@ from ..errors import SignalingError, VideoError
 from ..signaling import rsp
 from .events import EventEmitter, EventStream, Listener
 from .participant import LocalParticipant, ParticipantState, RemoteParticipant
-from .peer_connection import PeerConnection, Transport, has_application_section, rtc_configuration
+from .peer_connection import (
+    PeerConnection,
+    Transport,
+    has_application_section,
+    rtc_configuration,
+)
 from .publication import LocalTrackPublication, RemoteTrackPublication
 from .signaling import Closed, SignalingConnection, signaling_url
 from .track import (
@@ -165,7 +170,7 @@ class Room:
 
     async def _connect(self, tracks: Iterable[LocalTrack]) -> None:
         try:
-            acquired = self._ice_servers is None
+            acquired = self._ice_servers is None and self.transport == "webrtc"
             if acquired:
                 await self._acquire_ice_servers()
             for track in tracks:
@@ -204,26 +209,6 @@ class Room:
             raise error from exc
         self._dispatcher = asyncio.ensure_future(self._dispatch())
 
-    async def _open_media_socket(self) -> None:
-        assert self._session is not None
-        base = self._url.rstrip("/")
-        if base.endswith("/video/signaling"):
-            base = base[: -len("/signaling")]
-        pc: Any = self._pc.pc  # a WebSocketPeerConnection
-        await pc.open_media_socket(base + "/media", self._session)
-
-    async def _ice_connected(self, timeout: float) -> bool:
-        """Whether ICE connects within ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if self._pc.pc.connectionState == "connected":
-                return True
-            if self._pc.pc.connectionState == "failed" or self.state is RoomState.DISCONNECTED:
-                return False
-            await asyncio.sleep(0.05)
-        return False
-
     async def _acquire_ice_servers(self) -> None:
         """Ask the server for STUN/TURN servers (RSP ``ice``, the hello's body, as
         twilio-video.js does without ``iceServers``), then make the peer connection."""
@@ -246,6 +231,26 @@ class Room:
         self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
             message.ice_servers, self._ice_transport_policy), self.transport)
         await unused.close()
+
+    async def _open_media_socket(self) -> None:
+        assert self._session is not None
+        base = self._url.rstrip("/")
+        if base.endswith("/video/signaling"):
+            base = base[: -len("/signaling")]
+        pc: Any = self._pc.pc  # a WebSocketPeerConnection
+        await pc.open_media_socket(base + "/media", self._session)
+
+    async def _ice_connected(self, timeout: float) -> bool:
+        """Whether ICE connects within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self._pc.pc.connectionState == "connected":
+                return True
+            if self._pc.pc.connectionState == "failed" or self.state is RoomState.DISCONNECTED:
+                return False
+            await asyncio.sleep(0.05)
+        return False
 
     async def _await_connected(self) -> None:
         assert self._signaling is not None
@@ -727,8 +732,8 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
     twilio-video's ``automaticSubscription``). ``name`` may be a room's SID.
     ``transport`` is how media travels: ``"webrtc"`` (ICE), ``"websocket"`` (the
     server's media socket on its own URL, where UDP does not reach:
-    docs/media_socket.md), or ``"auto"`` (WebRTC, and the media socket when ICE has not
-    connected within :data:`AUTO_ICE_TIMEOUT` seconds). Raises the
+    docs/media_socket.md), or ``"auto"`` (WebRTC, and the media socket when ICE has
+    not connected within :data:`AUTO_ICE_TIMEOUT` seconds). Raises the
     :class:`VideoError` subclass carrying Twilio's code when the server refuses (53105 room full,
     53106 not found, 20104 token expired, ...).
 
@@ -760,9 +765,9 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
     if transport not in ("auto", "webrtc", "websocket"):
         raise ValueError(f"transport must be 'auto', 'webrtc' or 'websocket', not {transport!r}")
     url = signaling_url(server)
-    options: dict[str, Any] = {
-        "dominant_speaker": dominant_speaker, "automatic_subscription": automatic_subscription,
-        "ice_servers": ice_servers, "ice_transport_policy": ice_transport_policy}
+    options: dict[str, Any] = dict(
+        dominant_speaker=dominant_speaker, automatic_subscription=automatic_subscription,
+        ice_servers=ice_servers, ice_transport_policy=ice_transport_policy)
     if transport in ("auto", "webrtc"):
         room = Room(token, name, url, transport="webrtc", **options)
         await room._connect(tracks)

@@ -4,12 +4,12 @@ The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
 Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers",
-"ws_server", "rest_base", "media_transport"}``: ``ice_servers`` being
+"ws_server", "media_server", "rest_base", "media_transport"}``: ``ice_servers`` being
 ``VideoApp.ice_servers`` and, with ``VideoApp.turn_secret``, TURN REST API credentials
-for ``VideoApp.turn_urls`` that last as long as the token; ``ws_server`` and
-``rest_base`` absolute, so a page or kernel that asked a relay (a hub user's server, see
-jupyter_video.hub) connects where the room is; ``media_transport`` ``auto``, ``webrtc``
-or ``websocket`` (:func:`.media_socket.media_transport`).
+for ``VideoApp.turn_urls`` that last as long as the token; the three URLs absolute, so
+a page or kernel that asked a relay (a hub user's server, see jupyter_video.hub)
+connects where the room is; ``media_transport`` ``auto``, ``webrtc`` or ``websocket``
+(see :func:`.media_socket.media_transport`).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class TokenHandler(APIHandler):
                     "room": room,
                     "ice_servers": ice_servers,
                     "ws_server": self._absolute("video/signaling", websocket=True),
+                    "media_server": self._absolute("video/media", websocket=True),
                     "rest_base": self._absolute("video/v1"),
                     "media_transport": media_transport(context.app.media_transport, os.environ),
                 }

@@ -565,13 +565,13 @@ class MediaPlane(abc.ABC):
             return result
         return RecordingSummary(**result)
 
-    async def open_media_socket(self, participant_sid: str) -> MediaSocketAddress:
-        result = await self.execute(OpenMediaSocket(participant_sid))
-        return result if isinstance(result, MediaSocketAddress) else MediaSocketAddress(**result)
-
     def worker_status(self) -> list[WorkerStatus]:
         """Each media worker's liveness, without asking it (in-process: this one)."""
         return [WorkerStatus(0, os.getpid(), True)]
+
+    async def open_media_socket(self, participant_sid: str) -> MediaSocketAddress:
+        result = await self.execute(OpenMediaSocket(participant_sid))
+        return result if isinstance(result, MediaSocketAddress) else MediaSocketAddress(**result)
 
     async def stats(self) -> list[MediaStats]:
         """One MediaStats per worker (one in-process)."""

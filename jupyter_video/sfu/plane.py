@@ -71,8 +71,8 @@ class LocalMediaPlane(MediaPlane):
         self._room_of: dict[str, Room] = {}  # participant_sid -> room
         self._speaker_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, tuple[MediaPublication, TrackRecorder]] = {}
-        self._media_sockets = MediaSocketListener()
         self._first_frame = FirstFrameHistogram()
+        self._media_sockets = MediaSocketListener()
         self._handlers: dict[type[Command], Callable[[Any], Awaitable[Any]]] = {
             AddPeer: self._add_peer,
             RemovePeer: self._remove_peer,

@@ -54,24 +54,6 @@ def is_keyframe(mime_type: str, data: bytes) -> bool:
     return True
 
 
-class FrameSink(Protocol):
-    """A media subscription as its publication sees it (over RTP or a media socket)."""
-
-    waiting_for_keyframe: bool
-
-    def push(self, frame: EncodedFrame) -> bool: ...
-
-    def end(self) -> None: ...
-
-
-class MessageSink(Protocol):
-    """A data subscription as its publication sees it."""
-
-    def send(self, message: str | bytes) -> None: ...
-
-    def end(self) -> None: ...
-
-
 SPEECH_LEVEL = 60
 """``ssrc-audio-level`` (-dBov) at or under which a packet counts as speech."""
 SILENT_LEVEL = 127
@@ -101,6 +83,24 @@ class SpeechActivity:
         score = self.loudness / self.packets if self.packets else 0.0
         self.packets = self.loudness = 0
         return score
+
+
+class FrameSink(Protocol):
+    """A media subscription as its publication sees it (over RTP or a media socket)."""
+
+    waiting_for_keyframe: bool
+
+    def push(self, frame: EncodedFrame) -> bool: ...
+
+    def end(self) -> None: ...
+
+
+class MessageSink(Protocol):
+    """A data subscription as its publication sees it."""
+
+    def send(self, message: str | bytes) -> None: ...
+
+    def end(self) -> None: ...
 
 
 class MediaPublication:
