@@ -10,14 +10,18 @@ Both participants use the same transport: ``websocket`` (the media socket) or
 ``webrtc``, measured in the same run, on each link:
 
 - ``loopback``: server and participants on 127.0.0.1;
-- ``rtt_50ms``: participants in a network namespace, 25 ms each way (tc netem);
+- ``rtt_50ms``: participants in a network namespace, 25 ms each way (tc netem;
+  where the kernel has no netem, a user-space delay line: the namespaces are
+  joined by two TUN devices instead of a veth pair and this script carries every
+  IP packet, TCP and UDP alike, from one to the other 25 ms after it left);
 - ``cap_300kbit``: the subscriber in a network namespace whose downlink (server
   to it) is capped at 300 kbit/s (tc tbf).
 
 The namespaces (two, joined by a veth pair; the server and the publisher in
 one, the server bound there, the subscriber in the other) are made and removed
 by this script (root).
-A link whose qdisc the kernel lacks is reported as ``{"skipped": why}``.
+A link whose qdisc the kernel lacks (the cap's tbf) is reported as
+``{"skipped": why}``; each link made says how in ``"emulation"``.
 
 Reported per transport and link: ``latency_ms`` p50 / p95 overall and
 ``p95_by_window`` (10 s windows), ``video_fps`` and ``audio_fps`` received (Opus
@@ -33,11 +37,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
+import heapq
 import json
 import os
+import select
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,18 +280,95 @@ def sh(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(command), capture_output=True, text=True, check=False)
 
 
+TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
+
+
+class DelayLine:
+    """Two TUN devices (``jvbs``, ``jvbc``) and threads that carry each IP packet
+    from one to the other ``delay`` seconds after it was read: netem's fixed delay
+    in user space, for TCP and UDP alike, both directions. Packets keep their order
+    (the delay is the same for all); none is dropped or reordered."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.fds: dict[str, int] = {}
+        self.stopping = False
+        for name in ("jvbs", "jvbc"):
+            fd = os.open("/dev/net/tun", os.O_RDWR)
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+            self.fds[name] = fd
+
+    def start(self) -> None:
+        for source, target in (("jvbs", "jvbc"), ("jvbc", "jvbs")):
+            queue: list[tuple[float, int, bytes]] = []
+            ready = threading.Condition()
+            threading.Thread(target=self._read, args=(self.fds[source], queue, ready),
+                             daemon=True).start()
+            threading.Thread(target=self._write, args=(self.fds[target], queue, ready),
+                             daemon=True).start()
+
+    def _read(self, fd: int, queue: list[tuple[float, int, bytes]],
+              ready: threading.Condition) -> None:
+        count = 0
+        while not self.stopping:
+            try:
+                if not select.select([fd], [], [], 0.5)[0]:
+                    continue
+                packet = os.read(fd, 65536)
+            except (OSError, ValueError):
+                return
+            count += 1
+            with ready:
+                heapq.heappush(queue, (time.monotonic() + self.delay, count, packet))
+                ready.notify()
+
+    def _write(self, fd: int, queue: list[tuple[float, int, bytes]],
+               ready: threading.Condition) -> None:
+        while not self.stopping:
+            with ready:
+                while not queue and not self.stopping:
+                    ready.wait(0.5)
+                if self.stopping:
+                    return
+                due, _, packet = queue[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    ready.wait(wait)  # woken early by a new packet: due stays first
+                    continue
+                heapq.heappop(queue)
+            with contextlib.suppress(OSError):  # the device is down, or the packet refused
+                os.write(fd, packet)
+
+    def close(self) -> None:
+        self.stopping = True
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 @contextlib.contextmanager
-def namespaces(qdisc: list[str]) -> Iterator[str | None]:
-    """The two namespaces and their veth pair, ``qdisc`` on the server side's egress;
-    yields None, or why the link cannot be made."""
+def namespaces(qdisc: list[str], delay_line: float | None = None) -> Iterator[str | None]:
+    """The two namespaces and their veth pair, ``qdisc`` on the server side's egress
+    (and the client side's for netem); or, with ``delay_line`` (seconds), joined by a
+    :class:`DelayLine` instead and no qdisc. Yields None, or why the link cannot be made."""
     cleanup()
+    line = DelayLine(delay_line) if delay_line is not None else None
+    if line is None:
+        pair = [["ip", "link", "add", "jvbs", "type", "veth", "peer", "name", "jvbc"]]
+        addresses = [
+            ["ip", "-n", NS_SERVER, "addr", "add", f"{SERVER_IP}/24", "dev", "jvbs"],
+            ["ip", "-n", NS_CLIENTS, "addr", "add", f"{CLIENT_IP}/24", "dev", "jvbc"]]
+    else:  # point to point: what enters one TUN device leaves the other
+        pair = []
+        addresses = [
+            ["ip", "-n", NS_SERVER, "addr", "add", SERVER_IP, "peer", CLIENT_IP, "dev", "jvbs"],
+            ["ip", "-n", NS_CLIENTS, "addr", "add", CLIENT_IP, "peer", SERVER_IP, "dev", "jvbc"]]
     steps = [
         ["ip", "netns", "add", NS_SERVER], ["ip", "netns", "add", NS_CLIENTS],
-        ["ip", "link", "add", "jvbs", "type", "veth", "peer", "name", "jvbc"],
+        *pair,
         ["ip", "link", "set", "jvbs", "netns", NS_SERVER],
         ["ip", "link", "set", "jvbc", "netns", NS_CLIENTS],
-        ["ip", "-n", NS_SERVER, "addr", "add", f"{SERVER_IP}/24", "dev", "jvbs"],
-        ["ip", "-n", NS_CLIENTS, "addr", "add", f"{CLIENT_IP}/24", "dev", "jvbc"],
+        *addresses,
         ["ip", "-n", NS_SERVER, "link", "set", "jvbs", "up"],
         ["ip", "-n", NS_CLIENTS, "link", "set", "jvbc", "up"],
         ["ip", "-n", NS_SERVER, "link", "set", "lo", "up"],
@@ -294,8 +380,11 @@ def namespaces(qdisc: list[str]) -> Iterator[str | None]:
             if done.returncode != 0:
                 yield f"{' '.join(step)}: {done.stderr.strip()}"
                 return
+        if line is not None:
+            line.start()
         sides = [("jvbs", NS_SERVER)] + ([("jvbc", NS_CLIENTS)] if qdisc[0] == "netem" else [])
-        for device, namespace in sides:  # a delay on both sides; a cap on the downlink
+        for device, namespace in sides if line is None else []:
+            # a delay on both sides; a cap on the downlink
             done = sh("ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", device,
                       "root", *qdisc)
             if done.returncode != 0:
@@ -303,7 +392,22 @@ def namespaces(qdisc: list[str]) -> Iterator[str | None]:
                 return
         yield None
     finally:
+        if line is not None:
+            line.close()
         cleanup()
+
+
+def netem_available() -> bool:
+    """Whether the kernel has sch_netem: a netem qdisc on a throwaway namespace's lo."""
+    probe = "jvbench-probe"
+    sh("ip", "netns", "del", probe)
+    try:
+        if sh("ip", "netns", "add", probe).returncode != 0:
+            return False
+        return sh("ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo", "root",
+                  "netem", "delay", "1ms").returncode == 0
+    finally:
+        sh("ip", "netns", "del", probe)
 
 
 def cleanup() -> None:
@@ -330,7 +434,14 @@ def run_link(link: str, seconds: float, transports: list[str]) -> dict[str, Any]
         qdisc = {"rtt_50ms": ["netem", "delay", "25ms"],
                  "cap_300kbit": ["tbf", "rate", "300kbit", "burst", "8kb", "latency", "400ms"],
                  }[link]
-        with namespaces(qdisc) as problem:
+        delay_line = None
+        emulation = f"tc {' '.join(qdisc)}" + (" (both sides)" if qdisc[0] == "netem" else
+                                                " (server side egress)")
+        if qdisc[0] == "netem" and not netem_available():
+            delay_line = 0.025
+            emulation = ("user-space delay line, 25 ms each way (no sch_netem): "
+                         "TUN devices, every IP packet, TCP and UDP")
+        with namespaces(qdisc, delay_line) as problem:
             if problem is not None:
                 return {"skipped": problem}
             serving = subprocess.Popen(
@@ -346,9 +457,12 @@ def run_link(link: str, seconds: float, transports: list[str]) -> dict[str, Any]
                 # The publisher beside the server, the subscriber behind the link.
                 near = f"http://127.0.0.1:{started['port']}/jv/"
                 far = f"http://{SERVER_IP}:{started['port']}/jv/"
-                return {t: with_cpu(started["pid"], lambda t=t: run_pair(  # type: ignore[misc]
-                    near, far, token_file, t, seconds, (NS_SERVER, SERVER_IP),
-                    (NS_CLIENTS, CLIENT_IP)), seconds) for t in transports}
+                measured: dict[str, Any] = {"emulation": emulation}
+                for t in transports:
+                    measured[t] = with_cpu(started["pid"], lambda t=t: run_pair(  # type: ignore[misc]
+                        near, far, token_file, t, seconds, (NS_SERVER, SERVER_IP),
+                        (NS_CLIENTS, CLIENT_IP)), seconds)
+                return measured
             finally:
                 if serving.stdin is not None:
                     serving.stdin.close()
