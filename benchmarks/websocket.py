@@ -457,7 +457,8 @@ def run_link(link: str, seconds: float, transports: list[str]) -> dict[str, Any]
                 # The publisher beside the server, the subscriber behind the link.
                 near = f"http://127.0.0.1:{started['port']}/jv/"
                 far = f"http://{SERVER_IP}:{started['port']}/jv/"
-                measured: dict[str, Any] = {"emulation": emulation}
+                measured: dict[str, Any] = {"emulation": emulation,
+                                            "tcp_connect_ms": connect_times(started["port"])}
                 for t in transports:
                     measured[t] = with_cpu(started["pid"], lambda t=t: run_pair(  # type: ignore[misc]
                         near, far, token_file, t, seconds, (NS_SERVER, SERVER_IP),
@@ -468,6 +469,21 @@ def run_link(link: str, seconds: float, transports: list[str]) -> dict[str, Any]
                     serving.stdin.close()
                 serving.wait(30)
 
+
+
+def connect_times(port: int) -> dict[str, float | None]:
+    """The link's round trip as the subscriber meets it: TCP connects (SYN, SYN-ACK)
+    from the clients' namespace to the server, 10 of them, p50 and max in ms."""
+    probe = ("import socket, time, json\nout = []\nfor _ in range(10):\n"
+             "    t = time.monotonic()\n"
+             f"    socket.create_connection(('{SERVER_IP}', {port}), 5).close()\n"
+             "    out.append((time.monotonic() - t) * 1000)\nprint(json.dumps(out))")
+    done = subprocess.run(["ip", "netns", "exec", NS_CLIENTS, sys.executable, "-c", probe],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        return {"p50": None, "max": None}
+    times = json.loads(done.stdout)
+    return {"p50": percentile(times, 50), "max": round(max(times), 1)}
 
 
 def with_cpu(pid: int, run: Any, seconds: float) -> dict[str, Any]:
