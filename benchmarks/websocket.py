@@ -27,9 +27,14 @@ Reported per transport and link: ``latency_ms`` p50 / p95 overall and
 ``p95_by_window`` (10 s windows), ``video_fps`` and ``audio_fps`` received (Opus
 is 50 frames/s), and ``server_cpu_percent_per_stream``: user + system CPU of the
 server and its media worker (100 = one core) over the streams it forwards (one
-video, one audio). Prints one JSON line.
+video, one audio), and ``audio_delay_above_min_ms``: each audio frame's arrival
+against its RTP timestamp, above the run's smallest (queueing behind video, not
+the absolute delay). ``--audio-socket`` adds, under the cap, the media socket
+with the audio on a second socket (a second participant of the subscriber's,
+subscribed to the audio only, the first to the video only): head-of-line, one
+socket with priorities against two. Prints one JSON line.
 
-    python benchmarks/websocket.py --seconds 60 [--links loopback,cap_300kbit]
+    python benchmarks/websocket.py --seconds 60 [--links loopback,cap_300kbit] [--audio-socket]
 """
 
 from __future__ import annotations
@@ -146,16 +151,56 @@ async def publish(url: str, token_file: str, room: str, transport: str, seconds:
 
 
 async def subscribe(url: str, token_file: str, room: str, transport: str, seconds: float,
-                    host: str) -> dict[str, Any]:
-    """The subscriber: what it sees of the publisher."""
+                    host: str, audio_socket: bool = False) -> dict[str, Any]:
+    """The subscriber: what it sees of the publisher. With ``audio_socket``, two
+    participants in this process (so behind the same link): one subscribed to the
+    video only, one to the audio only, each with its own connection (socket)."""
     from jupyter_video.client import RemoteAudioTrack, RemoteVideoTrack, connect
+    from jupyter_video.client import room as client_room
 
+    # Each audio frame's arrival against its RTP timestamp (48 kHz): the delay up to
+    # a constant (the sender's clock offset); reported above its minimum.
+    arrivals: list[tuple[float, int]] = []
+    deliver = RemoteAudioTrack._deliver
+
+    def record(track: Any, frame: Any) -> None:
+        if recording and frame.pts is not None:
+            arrivals.append((time.monotonic(), int(frame.pts)))
+        deliver(track, frame)
+
+    RemoteAudioTrack._deliver = record  # type: ignore[method-assign]
+    recording = False
     tokens = json.loads(Path(token_file).read_text())
-    subscriber = await connect(tokens["subscriber"], room, url, ice_host_addresses=[host],
-                               transport=transport)
     tracks: dict[str, Any] = {}
-    subscriber.on("track_subscribed", lambda e: tracks.__setitem__(e.track.kind, e.track)
-                  if isinstance(e.track, RemoteVideoTrack | RemoteAudioTrack) else None)
+    joined = []
+    subscribed: list[list[str]] = []  # the kinds each participant got
+    kinds: list[str | None] = ["video", "audio"] if audio_socket else [None]
+    for kind, identity in zip(kinds, ["subscriber", "subscriber-audio"], strict=False):
+        connect_message = client_room.rsp.Connect
+
+        def only(*args: Any, kind: str | None = kind, _make: Any = connect_message,
+                 **kwargs: Any) -> Any:
+            if kind is not None:  # SubscribeRules: this kind only
+                kwargs["subscribe"] = {"rules": [{"type": "include", "kind": kind}],
+                                       "revision": 1}
+            return _make(*args, **kwargs)
+
+        client_room.rsp.Connect = only  # type: ignore[misc]
+        try:
+            participant = await connect(tokens[identity], room, url,
+                                        ice_host_addresses=[host], transport=transport)
+        finally:
+            client_room.rsp.Connect = connect_message  # type: ignore[misc]
+        got: list[str] = []
+        subscribed.append(got)
+
+        def on_track(event: Any, got: list[str] = got) -> None:
+            if isinstance(event.track, RemoteVideoTrack | RemoteAudioTrack):
+                tracks[event.track.kind] = event.track
+                got.append(event.track.kind)
+
+        participant.on("track_subscribed", on_track)
+        joined.append(participant)
     deadline = time.monotonic() + 20
     while len(tracks) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -172,6 +217,7 @@ async def subscribe(url: str, token_file: str, room: str, transport: str, second
 
     await asyncio.sleep(3.0)  # warm-up: first keyframe, encoder settling
     started = time.monotonic()
+    recording = True
     assert audio is not None
     audio_before = audio.frames_received  # every frame that arrived, read or not
     tasks = [asyncio.ensure_future(watch_video())]
@@ -180,8 +226,16 @@ async def subscribe(url: str, token_file: str, room: str, transport: str, second
         task.cancel()
     elapsed = time.monotonic() - started
     audio_frames = audio.frames_received - audio_before
-    await subscriber.disconnect()
+    recording = False
+    for participant in joined:
+        await participant.disconnect()
     latencies = [d for _, d in samples]
+    audio_delays: list[float] = []
+    if arrivals:
+        first_at, first_pts = arrivals[0]
+        relative = [(at - first_at) * 1000 - ((pts - first_pts) % 2**32) / 48
+                    for at, pts in arrivals]
+        audio_delays = [d - min(relative) for d in relative]
     windows: list[float | None] = []
     for start in np.arange(started, started + elapsed - 1, WINDOW):
         chunk = [d for t, d in samples if start <= t < start + WINDOW]
@@ -191,6 +245,10 @@ async def subscribe(url: str, token_file: str, room: str, transport: str, second
         "p95_by_window": windows,
         "video_fps": round(len(samples) / elapsed, 1),
         "audio_fps": round(audio_frames / elapsed, 1),
+        "audio_delay_above_min_ms": {"p50": percentile(audio_delays, 50),
+                                     "p95": percentile(audio_delays, 95),
+                                     "max": percentile(audio_delays, 100)},
+        **({"subscribed_by_socket": subscribed} if audio_socket else {}),
     }
 
 
@@ -222,7 +280,7 @@ def write_tokens(server: ServerProcess, path: Path) -> None:
 
     creds = server.credentials()
     tokens = {}
-    for identity in ("publisher", "subscriber"):
+    for identity in ("publisher", "subscriber", "subscriber-audio"):
         access = AccessToken(creds["account_sid"], creds["api_key_sid"],
                              creds["api_key_secret"], identity=identity)
         access.add_grant(VideoGrant())
@@ -232,7 +290,8 @@ def write_tokens(server: ServerProcess, path: Path) -> None:
 
 def run_pair(publisher_url: str, subscriber_url: str, token_file: Path, transport: str,
              seconds: float, publisher_ns: tuple[str | None, str],
-             subscriber_ns: tuple[str | None, str]) -> dict[str, Any]:
+             subscriber_ns: tuple[str | None, str], audio_socket: bool = False
+             ) -> dict[str, Any]:
     """The publisher and the subscriber, each a process (in its namespace, on its host)."""
     room = f"bench-{transport}-{time.monotonic_ns()}"
 
@@ -249,7 +308,8 @@ def run_pair(publisher_url: str, subscriber_url: str, token_file: Path, transpor
         assert publisher.stdout is not None
         if publisher.stdout.readline().strip() != "published":
             return {"error": (publisher.stderr.read() if publisher.stderr else "")[-800:]}
-        output = subprocess.run(command("subscriber", subscriber_url, subscriber_ns),
+        extra = ["--audio-socket"] if audio_socket else []
+        output = subprocess.run(command("subscriber", subscriber_url, subscriber_ns) + extra,
                                 capture_output=True, text=True, check=False,
                                 timeout=seconds + 120, cwd=REPO)
     finally:
@@ -415,7 +475,8 @@ def cleanup() -> None:
         sh("ip", "netns", "del", namespace)
 
 
-def run_link(link: str, seconds: float, transports: list[str]) -> dict[str, Any]:
+def run_link(link: str, seconds: float, transports: list[str],
+             audio_socket: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jvbench-") as directory:
         root = Path(directory)
         token_file = root / "tokens.json"
@@ -463,6 +524,13 @@ def run_link(link: str, seconds: float, transports: list[str]) -> dict[str, Any]
                     measured[t] = with_cpu(started["pid"], lambda t=t: run_pair(  # type: ignore[misc]
                         near, far, token_file, t, seconds, (NS_SERVER, SERVER_IP),
                         (NS_CLIENTS, CLIENT_IP)), seconds)
+                if audio_socket and link == "cap_300kbit" and "websocket" in transports:
+                    # The same, but the audio on a second socket (its own participant)
+                    measured["websocket_audio_on_second_socket"] = with_cpu(
+                        started["pid"], lambda: run_pair(
+                            near, far, token_file, "websocket", seconds,
+                            (NS_SERVER, SERVER_IP), (NS_CLIENTS, CLIENT_IP),
+                            audio_socket=True), seconds)
                 return measured
             finally:
                 if serving.stdin is not None:
@@ -508,6 +576,8 @@ def main() -> None:
     parser.add_argument("--transport")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--serve")
+    parser.add_argument("--audio-socket", action="store_true",
+                        help="also, under the cap: the audio on a second socket")
     args = parser.parse_args()
     if args.serve:
         serve_in_namespace(args.serve)
@@ -518,11 +588,13 @@ def main() -> None:
         return
     if args.role == "subscriber":
         print(json.dumps(asyncio.run(subscribe(args.url, args.tokens, args.room,
-                                               args.transport, args.seconds, args.host))))
+                                               args.transport, args.seconds, args.host,
+                                               args.audio_socket))))
         return
     results = {"seconds": args.seconds, "frame": f"{WIDTH}x{HEIGHT}@{FPS}"}
     for link in args.links.split(","):
-        results[link] = run_link(link, args.seconds, args.transports.split(","))
+        results[link] = run_link(link, args.seconds, args.transports.split(","),
+                                 args.audio_socket)
     print(json.dumps(results))
 
 
