@@ -214,16 +214,7 @@ class Room:
         twilio-video.js does without ``iceServers``), then make the peer connection."""
         self._signaling = SignalingConnection(self._url)
         await self._signaling.open(rsp.Ice(token=self._token).to_dict())
-        try:
-            item = await asyncio.wait_for(self._signaling.inbox.get(), CONNECT_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise SignalingError(53000, "The server did not answer the ice request") from None
-        if isinstance(item, Closed):
-            raise SignalingError(53000, f"Signaling closed before iced "
-                                        f"({item.code} {item.reason})")
-        message = rsp.parse_server_message(item)
-        if isinstance(message, rsp.Error):
-            raise VideoError.from_code(message.code, message.message or None)
+        message = await self._answer("iced")
         if not isinstance(message, rsp.Iced):
             raise SignalingError(53003, f"Expected iced, got {message.TYPE}")
         self._ice_servers = message.ice_servers
@@ -252,18 +243,25 @@ class Room:
             await asyncio.sleep(0.05)
         return False
 
-    async def _await_connected(self) -> None:
+    async def _answer(self, expected: str) -> rsp.ServerMessage:
+        """The server's next message while joining (``expected`` names it in errors);
+        an RSP ``error`` is raised as its VideoError."""
         assert self._signaling is not None
         try:
             item = await asyncio.wait_for(self._signaling.inbox.get(), CONNECT_TIMEOUT)
         except asyncio.TimeoutError:
-            raise SignalingError(53000, "The server did not answer connect") from None
+            raise SignalingError(53000, f"The server did not answer (expected {expected})"
+                                 ) from None
         if isinstance(item, Closed):
-            raise SignalingError(53000, f"Signaling closed before connected "
+            raise SignalingError(53000, f"Signaling closed before {expected} "
                                         f"({item.code} {item.reason})")
         message = rsp.parse_server_message(item)
         if isinstance(message, rsp.Error):
             raise VideoError.from_code(message.code, message.message or None)
+        return message
+
+    async def _await_connected(self) -> None:
+        message = await self._answer("connected")
         if isinstance(message, rsp.Disconnected):
             raise VideoError.from_code(ROOM_COMPLETED if message.status == "completed"
                                        else 53000)
