@@ -1,7 +1,7 @@
 """The aiortc / aioice internals the SFU hooks into are where adapter.py expects them.
 
 When one of these fails after an upgrade, re-read the named aiortc module and
-fix jupyter_video/sfu/adapter.py (and its pinned versions) before anything else.
+fix jupyter_video/_aiortc.py (and its pinned versions) before anything else.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import decoder_worker
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.publication import is_keyframe
 
 

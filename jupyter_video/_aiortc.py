@@ -1,4 +1,5 @@
-"""Every private aiortc / aioice hook the media plane needs, in one place.
+"""Every private aiortc / aioice hook jupyter_video needs (the SFU and the Python
+client alike), in one place, outside both so that neither imports the other.
 
 aiortc decodes what it receives and encodes what it sends; an SFU must do
 neither. The hooks below let the SFU take complete encoded frames out of an
@@ -9,7 +10,7 @@ and choose which addresses ICE gathers on.
 
 They rely on names that are private in aiortc 1.16 / aioice 0.13 and are
 checked by ``tests/sfu/test_adapter.py``: when aiortc is upgraded, that test
-says which hook moved. Nothing else in ``jupyter_video.sfu`` touches a private
+says which hook moved. Nothing else in ``jupyter_video`` touches a private
 aiortc name.
 """
 
@@ -59,9 +60,9 @@ def check_versions() -> None:
     found = (aiortc.__version__, aioice.__version__)
     if found != (AIORTC_VERSION, AIOICE_VERSION):
         raise RuntimeError(
-            f"jupyter_video.sfu.adapter is written for aiortc {AIORTC_VERSION} and "
+            f"jupyter_video._aiortc is written for aiortc {AIORTC_VERSION} and "
             f"aioice {AIOICE_VERSION}, found aiortc {found[0]} and aioice {found[1]}: "
-            "re-check the hooks in jupyter_video/sfu/adapter.py"
+            "re-check the hooks in jupyter_video/_aiortc.py"
         )
 
 
