@@ -153,7 +153,9 @@ def test_h264_keyframes_are_told_alone_in_stap_a_and_at_the_start_of_fu_a() -> N
     sps = bytes([0x67, 0x42, 0x00, 0x1F])
     stap = bytes([24]) + len(sps).to_bytes(2, "big") + sps + len(idr).to_bytes(2, "big") + idr
     assert h264_keyframe(stap) and h264_keyframe(idr)
-    assert not h264_keyframe(bytes([24]) + len(sps).to_bytes(2, "big") + sps)
+    assert h264_keyframe(bytes([24]) + len(sps).to_bytes(2, "big") + sps)  # SPS: start here
+    pps = bytes([0x68, 0xCE])
+    assert not h264_keyframe(bytes([24]) + len(pps).to_bytes(2, "big") + pps)
     assert not h264_keyframe(bytes([0x41, 0x9A]))  # a non-IDR slice
 
 

@@ -27,7 +27,8 @@ def vp8_keyframe(payload: bytes) -> bool:
 
 
 def h264_keyframe(payload: bytes) -> bool:
-    """Whether this H.264 payload carries an IDR slice (or starts one, for FU-A)."""
+    """Whether this H.264 payload carries an IDR slice (or starts one, for FU-A) or
+    the SPS that comes before one: a decoder starts there."""
     if not payload:
         return False
     nal_type = payload[0] & 0x1F
@@ -35,13 +36,13 @@ def h264_keyframe(payload: bytes) -> bool:
         i = 1
         while i + 2 < len(payload):
             size = (payload[i] << 8) | payload[i + 1]
-            if payload[i + 2] & 0x1F == H264_IDR:
+            if payload[i + 2] & 0x1F in (H264_IDR, H264_SPS):
                 return True
             i += 2 + size
         return False
     if nal_type == H264_FU_A:
         return len(payload) > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F == H264_IDR
-    return nal_type == H264_IDR
+    return nal_type in (H264_IDR, H264_SPS)
 
 
 def keyframe_detector(mime_type: str) -> Callable[[bytes], bool] | None:
