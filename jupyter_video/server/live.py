@@ -30,7 +30,7 @@ from ..model import (
 )
 from ..model.participant import MAX_IDENTITY_LENGTH
 from ..sfu import interface as media
-from ..sfu.interface import MediaPlane
+from ..sfu.interface import QUALITY_CHANNELS, MediaPlane
 from ..signaling import rsp
 from ..tokens import TokenClaims, verify_token
 from .recordings import Recordings, Selection
@@ -354,14 +354,26 @@ class Conference:
         self, participant: LiveParticipant, message: rsp.Connect
     ) -> tuple[dict[str, str], bool]:
         """Open the media-signaling channels the client asked for that this server
-        speaks (``active_speaker``); the others are left out, which twilio-video
-        takes as "not available" (docs/signaling.md section 9)."""
+        speaks (``active_speaker`` and the quality channels of docs/quality.md); the
+        others are left out, which twilio-video takes as "not available"
+        (docs/signaling.md section 9). The client's ``bandwidth_profile`` goes to
+        the media plane with them."""
         granted: dict[str, str] = {}
         needs_offer = False
         if "active_speaker" in message.media_signaling:
             label = f"active_speaker-{uuid.uuid4().hex[:8]}"
             needs_offer = await self.media.grant_active_speaker(participant.sid, label)
             granted["active_speaker"] = label
+        quality = {
+            channel: f"{channel}-{uuid.uuid4().hex[:8]}"
+            for channel in QUALITY_CHANNELS if channel in message.media_signaling
+        }
+        if quality:
+            needs_offer = await self.media.grant_media_signaling(
+                participant.sid, quality) or needs_offer
+            granted.update(quality)
+        if message.bandwidth_profile is not None:
+            await self.media.set_bandwidth_profile(participant.sid, message.bandwidth_profile)
         return granted, needs_offer
 
     async def resume(self, connection: Connection, message: rsp.Sync) -> LiveParticipant:
@@ -410,6 +422,8 @@ class Conference:
             changed = False
             if message.participant is not None:
                 changed = await self._apply_tracks(participant, message.participant)
+            if message.bandwidth_profile is not None:
+                await self.media.set_bandwidth_profile(participant.sid, message.bandwidth_profile)
             answers = await self._apply_descriptions(participant, message.peer_connections or [])
             if answers:
                 participant.send(rsp.ServerUpdate(peer_connections=answers).to_dict())
@@ -468,6 +482,12 @@ class Conference:
                 )
                 await self.media.set_enabled(participant.sid, live_track.record.sid, track.enabled)
                 changed = True
+            if live_track is not None and live_track.priority != track.priority:
+                # LocalTrackPublication.setPriority: the layers subscribers get follow it.
+                live_track.priority = track.priority
+                await self.media.set_track_priority(
+                    participant.sid, live_track.record.sid, track.priority)
+                changed = True
         if changed or participant.failed:
             if announce:
                 participant.send(rsp.ServerUpdate(published=participant.published()).to_dict())
@@ -490,6 +510,8 @@ class Conference:
         await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
         if not track.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
+        if track.priority != "standard":
+            await self.media.set_track_priority(participant.sid, record.sid, track.priority)
         return LiveTrack(track.id, record, track.priority, ready=track.kind != "data")
 
     async def _apply_descriptions(

@@ -158,6 +158,40 @@ class GrantActiveSpeaker(Command):
     label: str
 
 
+QUALITY_CHANNELS = ("network_quality", "render_hints", "track_priority",
+                    "track_switch_off", "publisher_hints")
+"""The quality MSP channels the media plane speaks (``active_speaker`` aside)."""
+
+
+@dataclass
+class GrantMediaSignaling(Command):
+    """Open the participant's quality media-signaling channels, ``channels`` (MSP
+    name -> data channel label: network_quality, render_hints, track_priority,
+    track_switch_off, publisher_hints; docs/quality.md); the result says whether
+    the participant needs an offer."""
+
+    participant_sid: str
+    channels: dict[str, str]
+
+
+@dataclass
+class SetBandwidthProfile(Command):
+    """The participant's RSP ``bandwidth_profile`` (None: none), which decides the
+    layers and switch-off of its video subscriptions."""
+
+    participant_sid: str
+    profile: dict[str, Any] | None
+
+
+@dataclass
+class SetTrackPriority(Command):
+    """The publisher's priority of its track ``track_sid`` (low, standard, high)."""
+
+    participant_sid: str
+    track_sid: str
+    priority: str
+
+
 @dataclass
 class CloseRoom(Command):
     """Close every peer of the room."""
@@ -564,6 +598,18 @@ class MediaPlane(abc.ABC):
     async def grant_active_speaker(self, participant_sid: str, label: str) -> bool:
         needs_offer: bool = await self.execute(GrantActiveSpeaker(participant_sid, label))
         return needs_offer
+
+    async def grant_media_signaling(self, participant_sid: str, channels: dict[str, str]) -> bool:
+        needs_offer: bool = await self.execute(GrantMediaSignaling(participant_sid, channels))
+        return needs_offer
+
+    async def set_bandwidth_profile(
+        self, participant_sid: str, profile: dict[str, Any] | None
+    ) -> None:
+        await self.execute(SetBandwidthProfile(participant_sid, profile))
+
+    async def set_track_priority(self, participant_sid: str, track_sid: str, priority: str) -> None:
+        await self.execute(SetTrackPriority(participant_sid, track_sid, priority))
 
     async def close_room(self, room_sid: str) -> None:
         await self.execute(CloseRoom(room_sid))

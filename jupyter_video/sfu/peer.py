@@ -56,6 +56,7 @@ from .rtp.send_stream import MID_URI
 from .subscription import DataSubscription, MediaSubscription, SendSlot
 
 if TYPE_CHECKING:
+    from .media_signaling import MediaSignaling
     from .room import Room
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class Peer:
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
         self._sections: dict[RTCRtpTransceiver, MediaPublication] = {}  # what each carries
         self._active_speaker: RTCDataChannel | None = None
+        self.media_signaling: MediaSignaling | None = None
+        """The quality MSP channels and video allocation (sfu/media_signaling.py)."""
         self._dtls: RTCDtlsTransport | None = None
         self._by_ssrc: dict[int, MediaPublication] = {}
         """Publisher SSRCs (media and RTX) -> what they carry."""
@@ -489,6 +492,14 @@ class Peer:
         channel.on("open", lambda: self.tell_active_speaker(self.room.dominant_speaker))
         return needs_offer
 
+    def quality_signaling(self) -> MediaSignaling:
+        """The participant's quality channels and allocation, made on first use."""
+        if self.media_signaling is None:
+            from .media_signaling import MediaSignaling
+
+            self.media_signaling = MediaSignaling(self)
+        return self.media_signaling
+
     def tell_active_speaker(self, participant_sid: str | None) -> None:
         """``{"type": "active_speaker", "participant": sid}`` (dominantspeakersignaling.js)."""
         channel = self._active_speaker
@@ -585,5 +596,7 @@ class Peer:
         if self._rtcp_timer is not None:
             self._rtcp_timer.cancel()
             self._rtcp_timer = None
+        if self.media_signaling is not None:
+            self.media_signaling.close()
         await self.pc.close()
         self._move_to(PeerState.CLOSED)

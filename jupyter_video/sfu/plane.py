@@ -12,8 +12,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import _aiortc as adapter
-from ..errors import MediaError, ParticipantError, RoomError, TrackError, VideoError
+from ..errors import (
+    MediaError,
+    ParticipantError,
+    RoomError,
+    SignalingError,
+    TrackError,
+    VideoError,
+)
 from ..signaling.mediasocket import is_media_socket_sdp
+from .bandwidth import BandwidthProfile
 from .interface import (
     AddIceCandidate,
     AddPeer,
@@ -26,13 +34,16 @@ from .interface import (
     FirstFrameHistogram,
     GetStats,
     GrantActiveSpeaker,
+    GrantMediaSignaling,
     MediaPlane,
     MediaSocketAddress,
     MediaStats,
     OpenMediaSocket,
     RecordingSummary,
     RemovePeer,
+    SetBandwidthProfile,
     SetEnabled,
+    SetTrackPriority,
     StartRecording,
     StopRecording,
     Subscribe,
@@ -85,6 +96,9 @@ class LocalMediaPlane(MediaPlane):
             Unpublish: self._unpublish,
             Subscribe: self._subscribe,
             GrantActiveSpeaker: self._grant_active_speaker,
+            GrantMediaSignaling: self._grant_media_signaling,
+            SetBandwidthProfile: self._set_bandwidth_profile,
+            SetTrackPriority: self._set_track_priority,
             Unsubscribe: self._unsubscribe,
             SetEnabled: self._set_enabled,
             CloseRoom: self._close_room,
@@ -206,6 +220,31 @@ class LocalMediaPlane(MediaPlane):
         room = self._room(command.participant_sid)
         peer = room.peer(command.participant_sid)
         return peer.grant_active_speaker(command.label)
+
+    async def _grant_media_signaling(self, command: GrantMediaSignaling) -> bool:
+        peer = self._room(command.participant_sid).peer(command.participant_sid)
+        if not isinstance(peer, Peer):
+            return False  # a media socket peer: no quality channels (docs/quality.md)
+        signaling = peer.quality_signaling()
+        needs_offer = False
+        for channel, label in command.channels.items():
+            needs_offer = signaling.grant(channel, label) or needs_offer
+        return needs_offer
+
+    async def _set_bandwidth_profile(self, command: SetBandwidthProfile) -> None:
+        peer = self._room(command.participant_sid).peer(command.participant_sid)
+        if not isinstance(peer, Peer):
+            return
+        try:
+            profile = BandwidthProfile.from_rsp(command.profile)
+        except ValueError as exc:
+            raise SignalingError(53004, f"Invalid bandwidth_profile: {exc}") from exc
+        peer.quality_signaling().set_profile(profile)
+
+    async def _set_track_priority(self, command: SetTrackPriority) -> None:
+        publication = self._room(command.participant_sid).publication(command.track_sid)
+        if isinstance(publication, MediaPublication):
+            publication.priority = command.priority
 
     async def _unsubscribe(self, command: Unsubscribe) -> bool:
         return self._peer(command.subscriber_sid).unsubscribe(command.track_sid)

@@ -34,6 +34,7 @@ from .rtp.ring import PacketRing
 
 if TYPE_CHECKING:
     from .recording import TrackRecorder
+    from .rtp.layers import LayerForwarder
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,10 @@ class MediaPublication:
         self._frame_source_keyframe: Callable[[], None] | None = None
         self._packetizer: FramePacketizer | None = None
         self._sequence = random.getrandbits(15)
+        self.forwarder: LayerForwarder | None = None
+        self.priority = "standard"
+        """The publisher's priority of the track (Track Priority API)."""
+        """The subscriptions given a layer of their own (sfu/bandwidth.py), if any."""
 
     @property
     def ready(self) -> bool:
@@ -288,6 +293,8 @@ class MediaPublication:
             return
         if self._layer_of:
             stream.last_packet_ms = packet.arrival_ms
+            if self.forwarder is not None:
+                self.forwarder.forward(stream, media)
             if stream is not self.stream and not self._switch_layer(stream, media):
                 return
         if media.audio_level is not None:
@@ -462,10 +469,18 @@ class MediaPublication:
             self.keyframe_requests_sent += 1
             forwarding_counts.plis_sent += 1
 
+    def request_layer_keyframe(self, layer: ReceiveStream) -> None:
+        """A PLI for one simulcast layer (rate-limited per layer by the stream)."""
+        request = layer.keyframe_request(now_ms())
+        if request is not None and self._send_rtcp is not None and self._send_rtcp(request):
+            forwarding_counts.plis_sent += 1
+
     def close(self) -> None:
         """Stop forwarding: every subscription is released, every recording ended."""
         for subscription in list(self.subscriptions):
             subscription.end()
+        if self.forwarder is not None:
+            self.forwarder.close()
         for recorder in self.recorders:
             recorder.end()
         self.recorders.clear()

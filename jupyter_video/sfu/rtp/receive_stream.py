@@ -80,6 +80,13 @@ class ReceiveStream:
         self.last_packet_ms = 0
         """Arrival of the last media packet (kept by the publication for simulcast)."""
 
+    @property
+    def packets_expected(self) -> int:
+        """Media packets the sequence numbers say were sent (0 before any came)."""
+        if self._base_sequence is None:
+            return 0
+        return self._max_sequence - self._base_sequence + 1
+
     # ----------------------------------------------------------- per packet
 
     def receive(self, packet: Packet) -> Packet | None:
