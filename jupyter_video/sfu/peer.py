@@ -252,6 +252,7 @@ class Peer:
     def _local_sdp(self) -> str:
         description = self.pc.localDescription
         sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
+        sdp = sdp_rewrite.with_conference_flag(sdp)
         return adapter.announce_public_address(sdp, self._public_address)
 
     # ----------------------------------------------------------- publishing

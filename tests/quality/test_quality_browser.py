@@ -1,0 +1,148 @@
+"""Twilio's quality APIs with twilio-video 2.x in Chromium: a VP8 simulcast publisher,
+subscribers whose Bandwidth Profile, render dimensions, switch-off and priorities
+decide the layer each gets (decoded frame sizes in each subscriber's getStats),
+and Network Quality levels."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ..server_process import ServerProcess
+from ..widgets.browser import MEDIA_ON_LOOPBACK, REPO, requires_browser, room_name
+from ..widgets.test_twilio_compat_browser import App
+
+pytestmark = [requires_browser, pytest.mark.timeout(300)]
+
+QUALITY_APP = REPO / "tests" / "quality" / "quality_app.js"
+SIMULCAST = {"preferredVideoCodecs": "auto"}  # adaptive simulcast: twilio-video scales the layers
+MANUAL = {"bandwidthProfile": {"video": {
+    "mode": "grid", "clientTrackSwitchOffControl": "manual",
+    "contentPreferencesMode": "manual"}}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("quality-server"),
+                            video_config=MEDIA_ON_LOOPBACK).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def page(server: ServerProcess) -> Iterator[App]:
+    app = App(server)
+    app.driver.call("addScript", path=str(QUALITY_APP))
+    yield app
+    app.close()
+
+
+def until(page: App, what: str, check: Any, timeout: float = 30.0) -> Any:
+    """The first truthy ``check()`` (polled), else fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}\n{page.driver.console_tail()}")
+        time.sleep(0.25)
+
+
+def inbound(page: App, key: str) -> dict[str, Any]:
+    """The subscriber's one inbound video stream."""
+    streams = page.call("inbound", key)
+    assert len(streams) == 1, streams
+    return dict(streams[0])
+
+
+def decoding_at(page: App, key: str, width: int) -> bool:
+    """Whether ``key`` decodes frames ``width`` wide and still more of them."""
+    first = inbound(page, key)
+    if first["width"] != width:
+        return False
+    time.sleep(0.5)
+    return bool(inbound(page, key)["framesDecoded"] > first["framesDecoded"])
+
+
+async def test_render_dimensions_pick_each_subscribers_layer_and_switch_off_stops_packets(
+    page: App,
+) -> None:
+    """One simulcast publisher (640x360: Chrome sends 320x180 and 640x360), two
+    subscribers: the one rendering a small tile gets the low layer, the one rendering
+    large the top one, both decoding; a track switched off fires switchedOff, and no
+    more packets arrive; switched on it fires switchedOn and decodes again."""
+    name = room_name()
+    joined = await asyncio.to_thread(page.connect, "alice", name, options=SIMULCAST)
+    assert "sid" in joined, joined
+    await asyncio.to_thread(page.call, "publishCameraOf", "alice", 640, 360)
+    for key in ("bob", "carol"):
+        joined = await asyncio.to_thread(page.connect, key, name, options=MANUAL)
+        assert "sid" in joined, joined
+        await asyncio.to_thread(until, page, f"{key} subscribed to alice's video",
+                                lambda k=key: page.call("remoteVideo", k, "alice"))
+    await asyncio.to_thread(page.call, "setRenderDimensions", "bob", "alice", 160, 90)
+    await asyncio.to_thread(page.call, "setRenderDimensions", "carol", "alice", 1280, 720)
+    await asyncio.to_thread(until, page, "bob decodes the 320-wide layer",
+                            lambda: decoding_at(page, "bob", 320), 45)
+    await asyncio.to_thread(until, page, "carol decodes the 640-wide layer",
+                            lambda: decoding_at(page, "carol", 640), 45)
+
+    await asyncio.to_thread(page.call, "switchOff", "bob", "alice")
+    await asyncio.to_thread(until, page, "switchedOff fired for bob", lambda: any(
+        s["event"] == "switchedOff" for s in page.call("switches", "bob")))
+    assert page.call("remoteVideo", "bob", "alice")["switchedOff"] is True
+    time.sleep(1.0)  # what was in flight has arrived
+    before = inbound(page, "bob")["framesReceived"]
+    time.sleep(2.0)
+    assert inbound(page, "bob")["framesReceived"] == before  # nothing forwarded
+    assert decoding_at(page, "carol", 640)  # the other subscriber unaffected
+
+    await asyncio.to_thread(page.call, "switchOn", "bob", "alice")
+    await asyncio.to_thread(until, page, "switchedOn fired for bob", lambda: any(
+        s["event"] == "switchedOn" for s in page.call("switches", "bob")))
+    await asyncio.to_thread(until, page, "bob decodes again",
+                            lambda: inbound(page, "bob")["framesDecoded"] > before + 10)
+
+
+async def test_a_subscription_bitrate_cap_gives_the_capped_subscriber_the_low_layer(
+    page: App,
+) -> None:
+    """maxSubscriptionBitrate 250 kbit/s: that subscriber gets the 320-wide layer, an
+    uncapped one the 640-wide one; the publisher's priority decides which track
+    stays on when the cap holds only one."""
+    name = room_name()
+    await asyncio.to_thread(page.connect, "alice", name, options=SIMULCAST)
+    await asyncio.to_thread(page.call, "publishCameraOf", "alice", 640, 360)
+    capped = {"bandwidthProfile": {"video": {"mode": "grid", "maxSubscriptionBitrate": 250_000}}}
+    await asyncio.to_thread(page.connect, "bob", name, options=capped)
+    await asyncio.to_thread(page.connect, "carol", name, options={"bandwidthProfile": {
+        "video": {"mode": "grid"}}})
+    await asyncio.to_thread(until, page, "bob decodes the 320-wide layer",
+                            lambda: decoding_at(page, "bob", 320), 45)
+    await asyncio.to_thread(until, page, "carol decodes the 640-wide layer",
+                            lambda: decoding_at(page, "carol", 640), 45)
+
+
+async def test_network_quality_levels_reach_local_and_remote_participants(page: App) -> None:
+    """networkQuality {local: 3, remote: 3}: each participant gets a level 0-5 for
+    itself (with audio/video send/recv) and for the other participant."""
+    name = room_name()
+    options = {"networkQuality": {"local": 3, "remote": 3}}
+    for key in ("alice", "bob"):
+        joined = await asyncio.to_thread(page.connect, key, name, camera=True, tone=True,
+                                         options=options)
+        assert "sid" in joined, joined
+    for key, other in (("alice", "bob"), ("bob", "alice")):
+        quality = await asyncio.to_thread(until, page, f"{key}'s levels", lambda k=key, o=other: (
+            q if isinstance((q := page.call("networkQuality", k))["local"], int)
+            and any(r["identity"] == o and isinstance(r["level"], int) for r in q["remotes"])
+            else None))
+        assert 0 <= quality["local"] <= 5
+        assert quality["localLevels"]["video"]["send"] in range(6), quality
+        # A loopback link loses nothing: the levels say so.
+        assert quality["local"] >= 4, quality
