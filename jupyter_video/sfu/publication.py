@@ -275,10 +275,11 @@ class MediaPublication:
         if stream is None:
             return
         forwarding_counts.packets_received += 1
-        recovered = stream.nack.recovered
+        recovered, retransmitted = stream.nack.recovered, stream.retransmissions_received
         media = stream.receive(packet)
-        if stream.nack.recovered != recovered:
-            forwarding_counts.packets_recovered += 1
+        forwarding_counts.packets_recovered += stream.nack.recovered - recovered
+        forwarding_counts.retransmissions_received += (
+            stream.retransmissions_received - retransmitted)
         if stream.nack.missing and self._nack_timer is None:
             self._send_nacks()
         if stream.nack.keyframe_needed:
