@@ -476,6 +476,9 @@ class MediaPublication:
         self._pli_timer = self._nack_timer = None
         self._send_rtcp = None
         self._frame_source_keyframe = None
+        self.stream = None  # what still arrives for it (in flight, a reused sender) is dropped
+        self.layers = []
+        self._layer_of = {}
 
 
 class DataPublication:

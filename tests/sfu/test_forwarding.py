@@ -158,6 +158,7 @@ async def test_subscriber_joining_late_starts_on_a_keyframe(
         await receive_pattern(late_track, 10)
 
     assert late.keyframes[0] is True
+    assert vp8_keyframe(late.rtp_of("video")[0].payload)  # its very first packet
     assert not [r for r in caplog.records if "failed to decode" in r.getMessage()]
 
 
