@@ -294,7 +294,7 @@ class Peer:
             del self._by_ssrc[ssrc]  # the same sender's SSRCs now carry the new track
         self._divert()
         publication.attach(
-            list(transceiver._codecs),
+            adapter.negotiated_codecs(transceiver, rtx=True),
             {i: uri for uri, i in self._client_extmap.items()},
             self._send,
             self.rtcp_ssrc,

@@ -280,10 +280,11 @@ class MediaPublication:
         if stream is None:
             return
         forwarding_counts.packets_received += 1
-        recovered = stream.nack.recovered
+        recovered, retransmitted = stream.nack.recovered, stream.retransmissions_received
         media = stream.receive(packet)
-        if stream.nack.recovered != recovered:
-            forwarding_counts.packets_recovered += 1
+        forwarding_counts.packets_recovered += stream.nack.recovered - recovered
+        forwarding_counts.retransmissions_received += (
+            stream.retransmissions_received - retransmitted)
         if stream.nack.missing and self._nack_timer is None:
             self._send_nacks()
         if stream.nack.keyframe_needed:
@@ -490,6 +491,9 @@ class MediaPublication:
         self._pli_timer = self._nack_timer = None
         self._send_rtcp = None
         self._frame_source_keyframe = None
+        self.stream = None  # what still arrives for it (in flight, a reused sender) is dropped
+        self.layers = []
+        self._layer_of = {}
 
 
 class DataPublication:
