@@ -43,9 +43,9 @@
 
   Object.assign(window.app, {
     /** Publish a camera of width x height (VP8 simulcast when the room asked for it). */
-    async publishCameraOf(key, width, height) {
+    async publishCameraOf(key, width, height, priority) {
       const track = await Video.createLocalVideoTrack({ width, height, frameRate: 24, name: 'hd-camera' });
-      const publication = await rooms[key].localParticipant.publishTrack(track);
+      const publication = await rooms[key].localParticipant.publishTrack(track, { priority: priority || 'standard' });
       return publication.trackSid;
     },
     switches(key) { return quality[key].switches; },

@@ -69,6 +69,14 @@ def decoding_at(page: App, key: str, width: int) -> bool:
     return bool(inbound(page, key)["framesDecoded"] > first["framesDecoded"])
 
 
+def one_decoding_at(page: App, key: str, width: int) -> bool:
+    """Whether one of ``key``'s inbound videos decodes frames ``width`` wide and more."""
+    first = {s["width"]: s["framesDecoded"] for s in page.call("inbound", key)}
+    time.sleep(0.5)
+    return any(s["width"] == width and s["framesDecoded"] > first.get(width, 1 << 30)
+               for s in page.call("inbound", key))
+
+
 async def test_render_dimensions_pick_each_subscribers_layer_and_switch_off_stops_packets(
     page: App,
 ) -> None:
@@ -146,3 +154,58 @@ async def test_network_quality_levels_reach_local_and_remote_participants(page: 
         assert quality["localLevels"]["video"]["send"] in range(6), quality
         # A loopback link loses nothing: the levels say so.
         assert quality["local"] >= 4, quality
+
+
+def switched(page: App, key: str, identity: str) -> bool | None:
+    """Whether ``identity``'s video is switched off for ``key`` (None: not subscribed)."""
+    video = page.call("remoteVideo", key, identity)
+    return None if video is None else bool(video["switchedOff"])
+
+
+async def test_priorities_decide_which_track_is_switched_off_under_a_cap(page: App) -> None:
+    """A cap that carries one low layer: the track its publisher made high priority
+    stays on and the other is switched off; the subscriber raising the other's
+    priority above it (RemoteVideoTrack.setPriority) turns the choice around."""
+    name = room_name()
+    await asyncio.to_thread(page.connect, "alice", name, options=SIMULCAST)
+    await asyncio.to_thread(page.call, "publishCameraOf", "alice", 640, 360, "high")
+    await asyncio.to_thread(page.connect, "dave", name, options=SIMULCAST)
+    await asyncio.to_thread(page.call, "publishCameraOf", "dave", 640, 360, "standard")
+    capped = {"bandwidthProfile": {"video": {"mode": "collaboration",
+                                             "maxSubscriptionBitrate": 220_000}}}
+    await asyncio.to_thread(page.connect, "bob", name, options=capped)
+    await asyncio.to_thread(until, page, "dave's track off, alice's on", lambda: (
+        switched(page, "bob", "dave") is True and switched(page, "bob", "alice") is False))
+    await asyncio.to_thread(until, page, "bob decodes alice's low layer",
+                            lambda: one_decoding_at(page, "bob", 320), 45)
+    await asyncio.to_thread(page.call, "setSubscribePriority", "bob", "dave", "high")
+    await asyncio.to_thread(page.call, "setSubscribePriority", "bob", "alice", "low")
+    await asyncio.to_thread(until, page, "alice's track off, dave's on", lambda: (
+        switched(page, "bob", "alice") is True and switched(page, "bob", "dave") is False))
+
+
+async def test_publisher_hints_turn_off_a_layer_nobody_needs(page: App) -> None:
+    """Adaptive simulcast: while the only subscriber renders a small tile, the
+    publisher's 640-wide encoding goes inactive (Chrome's getStats); rendered large,
+    it is active again."""
+    name = room_name()
+    await asyncio.to_thread(page.connect, "alice", name, options=SIMULCAST)
+    await asyncio.to_thread(page.call, "publishCameraOf", "alice", 640, 360)
+    await asyncio.to_thread(page.connect, "bob", name, options=MANUAL)
+    await asyncio.to_thread(until, page, "bob subscribed",
+                            lambda: page.call("remoteVideo", "bob", "alice"))
+
+    def top_active(active: bool) -> bool:
+        top = [e for e in page.call("encodings", "alice") if e["width"] == 640]
+        return bool(top) and all(e["active"] is active for e in top)
+
+    await asyncio.to_thread(page.call, "setRenderDimensions", "bob", "alice", 160, 90)
+    await asyncio.to_thread(until, page, "the 640-wide encoding inactive",
+                            lambda: top_active(False))
+    await asyncio.to_thread(until, page, "bob decodes the 320-wide layer",
+                            lambda: decoding_at(page, "bob", 320), 45)
+    await asyncio.to_thread(page.call, "setRenderDimensions", "bob", "alice", 1280, 720)
+    await asyncio.to_thread(until, page, "the 640-wide encoding active again",
+                            lambda: top_active(True))
+    await asyncio.to_thread(until, page, "bob decodes the 640-wide layer",
+                            lambda: decoding_at(page, "bob", 640), 45)
