@@ -52,6 +52,9 @@ class RoomEvent:
     track: RemoteTrack | None = None
     message: str | bytes | None = None
     error: VideoError | None = None
+    level: int | None = None
+    """``network_quality_level_changed``: the new level, 0-5 (of ``participant``, or
+    yours when that is None)."""
 
 
 Listener = Callable[[RoomEvent], Any]

@@ -35,6 +35,8 @@ class LocalParticipant:
         self.identity: str | None = None
         self.tracks: dict[str, LocalTrackPublication] = {}
         self.revision = 1
+        self.network_quality_level: int | None = None
+        """0 (broken) to 5 (excellent), with ``connect(network_quality=True)``."""
         self._announced: dict[str, LocalTrack] = {}  # track id -> track, in the state
         self._pending: dict[str, asyncio.Future[LocalTrackPublication]] = {}
 
@@ -131,6 +133,8 @@ class RemoteParticipant:
         self.identity = identity
         self.state = ParticipantState.CONNECTED
         self.tracks: dict[str, RemoteTrackPublication] = {}
+        self.network_quality_level: int | None = None
+        """0 (broken) to 5 (excellent), when the room was joined with ``network_quality``."""
 
     def __repr__(self) -> str:
         return (f"<RemoteParticipant {self.sid} {self.identity!r} {self.state.value} "

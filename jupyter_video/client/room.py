@@ -98,6 +98,7 @@ class Room:
 
     def __init__(self, token: str, name: str | None, url: str, *,
                  dominant_speaker: bool = False, automatic_subscription: bool = True,
+                 network_quality: bool = False,
                  ice_servers: Sequence[Mapping[str, Any]] | None = None,
                  ice_transport_policy: str = "all", transport: Transport = "webrtc") -> None:
         self.sid: str | None = None
@@ -112,6 +113,8 @@ class Room:
         self._token = token
         self._url = url
         self._want_dominant_speaker = dominant_speaker
+        self._want_network_quality = network_quality
+        self._network_quality_timer: asyncio.TimerHandle | None = None
         self._automatic_subscription = automatic_subscription
         self._events = EventEmitter()
         self._session: str | None = None
@@ -181,6 +184,8 @@ class Room:
             media_signaling: dict[str, Any] = {}
             if self._want_dominant_speaker:
                 media_signaling["active_speaker"] = {"transports": [{"type": "data-channel"}]}
+            if self._want_network_quality:
+                media_signaling["network_quality"] = {"transports": [{"type": "data-channel"}]}
             connect = rsp.Connect(
                 token=self._token, name=self.name,
                 participant=self.local_participant._state(),
@@ -551,16 +556,54 @@ class Room:
         self._msp_ready.add(label)
         # data/transport.js: the first message on an MSP channel is "ready"
         ready = json.dumps({"type": "ready"})
-        if incoming.channel.readyState == "open":
+        channel = self._msp_labels[label]
+
+        def send_ready() -> None:
             incoming.channel.send(ready)
+            if channel == "network_quality":
+                self._send_network_quality_inputs(incoming.channel)
+
+        if incoming.channel.readyState == "open":
+            send_ready()
         else:
-            incoming.channel.on("open", lambda: incoming.channel.send(ready))
+            incoming.channel.on("open", send_ready)
+
+    def _send_network_quality_inputs(self, channel: RTCDataChannel) -> None:
+        """The inputs networkqualitysignaling.js sends (the server measures for itself);
+        the next go out a second after each reply, as there."""
+        self._network_quality_timer = None
+        if channel.readyState == "open" and self.state is not RoomState.DISCONNECTED:
+            channel.send(json.dumps({"type": "network_quality", "reportLevel": 1,
+                                     "remoteReportLevel": 1}))
+
+    def _on_network_quality(self, body: dict[str, Any]) -> None:
+        """Levels for you (``local``) and the others (``remotes``): set and announced."""
+        local = body.get("local")
+        level = local.get("level") if isinstance(local, dict) else local
+        if isinstance(level, int) and level != self.local_participant.network_quality_level:
+            self.local_participant.network_quality_level = level
+            self._events.emit("network_quality_level_changed", participant=None, level=level)
+        for remote in body.get("remotes") or []:
+            participant = self.participants.get(remote.get("sid") or "")
+            level = remote.get("level")
+            if participant is not None and isinstance(level, int) \
+                    and level != participant.network_quality_level:
+                participant.network_quality_level = level
+                self._events.emit("network_quality_level_changed",
+                                  participant=participant, level=level)
+        label = next((k for k, v in self._msp_labels.items() if v == "network_quality"), None)
+        incoming = self._channels.get(label or "")
+        if incoming is not None and self._network_quality_timer is None:
+            self._network_quality_timer = asyncio.get_running_loop().call_later(
+                1.0, self._send_network_quality_inputs, incoming.channel)
 
     def _on_msp_message(self, channel: str, message: str | bytes) -> None:
         try:
             body = json.loads(message)
         except ValueError:
             return
+        if channel == "network_quality" and body.get("type") == "network_quality":
+            self._on_network_quality(body)
         if channel == "active_speaker" and body.get("type") == "active_speaker":
             speaker = self.participants.get(body.get("participant") or "")
             if speaker is not self.dominant_speaker:
@@ -678,6 +721,9 @@ class Room:
 
     async def _teardown(self, error: VideoError | None, announce: bool) -> None:
         self.state = RoomState.DISCONNECTED
+        if self._network_quality_timer is not None:
+            self._network_quality_timer.cancel()
+            self._network_quality_timer = None
         self.error = error
         if self._signaling is not None:
             # twilio-video sends disconnect (session null before connected), then bye
@@ -714,6 +760,7 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
                   ice_transport_policy: str = "all",
                   dominant_speaker: bool = False,
                   automatic_subscription: bool = True,
+                  network_quality: bool = False,
                   transport: Literal["auto", "webrtc", "websocket"] = "webrtc") -> Room:
     """Join room ``name`` with an Access Token, publishing ``tracks``.
 
@@ -725,7 +772,9 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
     server hands out (its TURN servers, with credentials for this token);
     ``ice_transport_policy="relay"`` sends media only through TURN, as a browser
     does with ``iceTransportPolicy: 'relay'``. ``dominant_speaker`` asks
-    for ``dominant_speaker_changed`` events. ``automatic_subscription=False`` subscribes
+    for ``dominant_speaker_changed`` events; ``network_quality`` for each participant's
+    ``network_quality_level`` (0-5) and ``network_quality_level_changed`` events
+    (docs/quality.md). ``automatic_subscription=False`` subscribes
     to nothing until the participant's SubscribeRules are changed over REST (as
     twilio-video's ``automaticSubscription``). ``name`` may be a room's SID.
     ``transport`` is how media travels: ``"webrtc"`` (ICE), ``"websocket"`` (the
@@ -765,7 +814,8 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
     url = signaling_url(server)
     options: dict[str, Any] = dict(
         dominant_speaker=dominant_speaker, automatic_subscription=automatic_subscription,
-        ice_servers=ice_servers, ice_transport_policy=ice_transport_policy)
+        network_quality=network_quality, ice_servers=ice_servers,
+        ice_transport_policy=ice_transport_policy)
     if transport in ("auto", "webrtc"):
         room = Room(token, name, url, transport="webrtc", **options)
         await room._connect(tracks)
