@@ -46,6 +46,29 @@ export function renderRoom(model, el) {
   };
 }
 
+
+/** The layout traitlet's Bandwidth Profile mode (Twilio's names: grid, collaboration
+ *  for a speaker view, presentation). */
+const LAYOUT_MODES = { grid: 'grid', speaker: 'collaboration', presentation: 'presentation' };
+
+/** connect() options for ``layout`` over ``transport``: Twilio's recommended
+ *  group-room settings (bandwidth profile with automatic switch-off and content
+ *  preferences from the tiles' size and visibility, network quality, adaptive
+ *  VP8 simulcast). */
+export function qualityOptions(layout, transport) {
+  const mode = LAYOUT_MODES[layout] || 'grid';
+  return {
+    bandwidthProfile: { video: {
+      mode,
+      dominantSpeakerPriority: mode === 'grid' ? 'standard' : 'high',
+      clientTrackSwitchOffControl: 'auto',
+      contentPreferencesMode: 'auto',
+    } },
+    networkQuality: { local: 1, remote: 1 },
+    ...(transport === 'webrtc' ? { preferredVideoCodecs: 'auto' } : {}),
+  };
+}
+
 class RoomView {
   constructor(model, el) {
     this.model = model;
@@ -198,6 +221,9 @@ class RoomView {
         insights: false,
         dominantSpeaker: true,
         tracks: [...this.localTracks, this.dataTrack],
+        // Twilio's recommended group-room options (docs/quality.md); simulcast only
+        // where Chrome's SSRC simulcast reaches the SFU (not through the media socket).
+        ...qualityOptions(this.model.get('layout'), transport),
         // The media socket is where the room is: the hub's service when a relay answered.
         ...(transport === 'websocket' ? { RTCPeerConnection: grant.media_server
           ? WebSocketPeerConnection.forMediaUrl(grant.media_server)
@@ -288,6 +314,12 @@ class RoomView {
     on('trackSubscriptionFailed', (error, _, participant) => { this.showError(error); this.renderTracks(participant); });
     on('trackMessage', (data, track, participant) => this.received(data, participant));
     on('dominantSpeakerChanged', (participant) => this.dominant(participant));
+    on('trackSwitchedOff', (track, publication, participant) => this.switched(track, participant, true));
+    on('trackSwitchedOn', (track, publication, participant) => this.switched(track, participant, false));
+    const level = (participant) => this.level(participant);
+    on('participantConnected', (participant) => participant.on('networkQualityLevelChanged', () => level(participant)));
+    room.participants.forEach((participant) => participant.on('networkQualityLevelChanged', () => level(participant)));
+    room.localParticipant.on('networkQualityLevelChanged', () => level(room.localParticipant));
     on('reconnecting', (error) => { this.setState('reconnecting'); if (error) { this.showError(error); } });
     on('reconnected', () => { this.errorBox.setAttribute('hidden', ''); this.save({ error: null }); this.setState('connected'); });
     on('disconnected', (_, error) => this.disconnected(error));
@@ -385,6 +417,20 @@ class RoomView {
     this.save({ dominant_speaker: participant ? participant.identity : null });
   }
 
+  /** A switched-off video (the SFU sends none: hidden, or bandwidth) is marked so. */
+  switched(track, participant, off) {
+    const tile = this.tiles.get(participant.sid);
+    if (tile && track.kind === 'video') { tile.node.classList.toggle('jv-switched-off', off); }
+    this.sync();
+  }
+
+  /** A participant's Network Quality level (0-5) on its tile. */
+  level(participant) {
+    const tile = participant === this.room.localParticipant ? this.localTile : this.tiles.get(participant.sid);
+    if (tile) { tile.node.setAttribute('data-network-quality', String(participant.networkQualityLevel)); }
+    this.sync();
+  }
+
   /** ``participants`` for Python: every remote participant and their tracks. */
   sync() {
     if (!this.room) { return; }
@@ -398,7 +444,9 @@ class RoomView {
         name: publication.trackName,
         enabled: publication.isTrackEnabled,
         subscribed: publication.isSubscribed,
+        switched_off: publication.track && 'isSwitchedOff' in publication.track ? publication.track.isSwitchedOff : null,
       })),
+      network_quality_level: participant.networkQualityLevel,
     }));
     this.save({ participants });
   }

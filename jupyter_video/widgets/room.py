@@ -47,6 +47,12 @@ class RoomWidget(anywidget.AnyWidget):
         "URL, where UDP does not reach), 'auto' (WebRTC, then WebSocket if ICE does not "
         "connect); '' takes the server's VideoApp.media_transport.",
     ).tag(sync=True)
+    layout = t.Enum(
+        ["grid", "speaker", "presentation"], "grid",
+        help="How the room is laid out, which sets the Bandwidth Profile mode the widget "
+        "connects with: 'grid' (every tile alike), 'speaker' (collaboration: the dominant "
+        "speaker high priority), 'presentation' (only high-priority tracks get high layers).",
+    ).tag(sync=True)
     transport = t.Unicode(
         "", help="The transport in use once connected: 'webrtc' or 'websocket'."
     ).tag(sync=True)
@@ -55,8 +61,8 @@ class RoomWidget(anywidget.AnyWidget):
     participant_sid = t.Unicode("", help="PA... of this widget's participant.").tag(sync=True)
     participants = t.List(
         t.Dict(),
-        help="Remote participants: sid, identity, state, tracks (sid, kind, name, enabled, "
-        "subscribed).",
+        help="Remote participants: sid, identity, state, network_quality_level (0-5 or None), "
+        "tracks (sid, kind, name, enabled, subscribed, switched_off).",
     ).tag(sync=True)
     messages = t.List(
         t.Dict(), help="Chat messages in order: sid (sender), identity, text, time (ISO 8601)."

@@ -419,6 +419,10 @@ async def test_room_widget_and_a_second_browser_page_see_each_other(server: Serv
         second = await page.sample("second-page")
         assert second["mean"] > 10 and second["frames"] > first["frames"]
         assert first["hash"] != second["hash"]
+        # The widget connects with networkQuality: its own tile shows a level, 4 or 5 on
+        # loopback (the second page did not ask for network quality, so it has none).
+        await page.call("wait", selector='.jv-local[data-network-quality="5"], '
+                        '.jv-local[data-network-quality="4"]', timeout=30000, wait=40)
         seen = await asyncio.to_thread(other.wait_for, SAMPLE_PAGE, "lab-user", 30)
         await asyncio.sleep(1.0)
         later = await asyncio.to_thread(other.wait_for, SAMPLE_PAGE, "lab-user", 30)
