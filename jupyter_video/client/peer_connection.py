@@ -42,8 +42,8 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from .. import _aiortc as adapter
 from ..errors import MediaError
-from ..sfu import adapter
 from ..signaling import rsp
 from .track import LocalDataTrack, LocalMediaTrack
 from .websocket_peer_connection import WebSocketPeerConnection

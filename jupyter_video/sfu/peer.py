@@ -26,8 +26,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from .. import _aiortc as adapter
 from ..errors import MediaError
-from . import adapter
 from . import sdp as sdp_rewrite
 from .interface import (
     ConnectionStateChanged,

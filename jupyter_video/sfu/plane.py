@@ -11,9 +11,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .. import _aiortc as adapter
 from ..errors import MediaError, ParticipantError, RoomError, TrackError, VideoError
 from ..signaling.mediasocket import is_media_socket_sdp
-from . import adapter
 from .interface import (
     AddIceCandidate,
     AddPeer,

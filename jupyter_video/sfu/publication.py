@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from aiortc import RTCDataChannel, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from . import adapter
+from .. import _aiortc as adapter
 
 if TYPE_CHECKING:
     from .recording import TrackRecorder

@@ -181,7 +181,7 @@ def frame_size(codec: str, data: bytes) -> tuple[int, int]:
         height = int.from_bytes(data[8:10], "little") & 0x3FFF
         return width, height
     if codec == "h264":
-        from . import adapter
+        from .. import _aiortc as adapter
 
         for nal in adapter.split_annexb(data):
             if nal[0] & 0x1F == 7:

@@ -21,7 +21,7 @@ import av
 from aiortc import RTCDataChannel, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from . import adapter
+from .. import _aiortc as adapter
 from .publication import DataPublication, EncodedFrame, MediaPublication
 
 if TYPE_CHECKING:

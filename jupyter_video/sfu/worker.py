@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.dup2(2, 1)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    from . import adapter
+    from .. import _aiortc as adapter
     from .plane import LocalMediaPlane
 
     adapter.count_codecs()

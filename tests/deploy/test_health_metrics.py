@@ -17,8 +17,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
 from prometheus_client.parser import text_string_to_metric_families
 
+from jupyter_video import _aiortc as adapter
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, connect
-from jupyter_video.sfu import adapter
 
 from ..widgets.browser import first_track, moving_frames, room_name, take_frames, token
 from .standalone import StandaloneProcess

@@ -25,7 +25,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.interface import Event, MediaPlane
 from jupyter_video.sfu.publication import is_keyframe
 

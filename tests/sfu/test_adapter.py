@@ -1,7 +1,7 @@
 """The aiortc / aioice internals the SFU hooks into are where adapter.py expects them.
 
 When one of these fails after an upgrade, re-read the named aiortc module and
-fix jupyter_video/sfu/adapter.py (and its pinned versions) before anything else.
+fix jupyter_video/_aiortc.py (and its pinned versions) before anything else.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import decoder_worker
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.publication import is_keyframe
 
 
@@ -231,3 +231,95 @@ async def test_unnegotiated_transceivers_stay_out_of_a_remote_offer() -> None:
     finally:
         await ours.close()
         await theirs.close()
+
+
+def test_dtls_transport_unprotects_srtp_then_hands_it_to_handle_rtp_and_rtcp_data() -> None:
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    recv_next = source(RTCDtlsTransport._recv_next)
+    for step in (
+        "data = self._rx_srtp.unprotect_rtcp(data)",
+        "await self._handle_rtcp_data(data)",
+        "data = self._rx_srtp.unprotect(data)",
+        "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)",
+    ):
+        assert step in recv_next, step
+    assert parameters(RTCDtlsTransport._handle_rtp_data) == ["self", "data", "arrival_time_ms"]
+    assert parameters(RTCDtlsTransport._handle_rtcp_data) == ["self", "data"]
+    send_rtp = source(RTCDtlsTransport._send_rtp)
+    for step in (
+        "data = self._tx_srtp.protect_rtcp(data)",
+        "data = self._tx_srtp.protect(data)",
+        "await self.transport._send(data)",
+    ):
+        assert step in send_rtp, step
+    assert "self._send = self._connection.send" in source(RTCIceTransport.__init__)
+    sendto = source(aioice.ice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in source(aioice.ice.StunProtocol.send_data)
+
+
+async def test_diverted_srtp_reaches_the_handlers_unprotected_and_not_aiortc() -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import VideoStreamTrack
+    from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
+
+    adapter.use_host_addresses(["127.0.0.1"])
+    sender_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    rtp: list[RtpPacket] = []
+    rtcp: list[int] = []
+    keyframe_requests: list[int] = []
+    try:
+        sending = sender_pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        adapter.on_keyframe_request(sending.sender, lambda: keyframe_requests.append(1))
+        diverted = asyncio.Event()
+
+        def on_track(track: object) -> None:
+            [transceiver] = receiver_pc.getTransceivers()
+            dtls = transceiver.receiver.transport
+
+            def on_rtp(data: bytes, arrival_ms: int) -> bool:
+                rtp.append(RtpPacket.parse(data))
+                return True
+
+            def on_rtcp(data: bytes) -> bool:
+                rtcp.extend(data[1] for _ in RtcpPacket.parse(data))  # parses: unprotected
+                return True
+
+            adapter.divert_srtp(dtls, on_rtp, on_rtcp)
+            assert adapter.srtp_diverted(dtls)
+            diverted.set()
+
+        receiver_pc.on("track", on_track)
+        await sender_pc.setLocalDescription(await sender_pc.createOffer())
+        await receiver_pc.setRemoteDescription(
+            RTCSessionDescription(sender_pc.localDescription.sdp, "offer"))
+        await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+        await sender_pc.setRemoteDescription(
+            RTCSessionDescription(receiver_pc.localDescription.sdp, "answer"))
+        await asyncio.wait_for(diverted.wait(), 10)
+        for _ in range(200):
+            if len(rtp) >= 20 and rtcp:
+                break
+            await asyncio.sleep(0.05)
+        media_ssrc = sending.sender._ssrc
+        assert len(rtp) >= 20 and {p.ssrc for p in rtp} == {media_ssrc}
+        assert {p.payload_type for p in rtp} == {sending._codecs[0].payloadType}
+        assert 200 in rtcp  # the sender's Sender Report, unprotected
+        [receiving] = receiver_pc.getTransceivers()
+        assert adapter.media_ssrcs(receiving.receiver) == []  # aiortc saw none of it
+
+        # And back: a PLI protected and sent synchronously reaches aiortc's sender.
+        pli = RtcpPsfbPacket(fmt=1, ssrc=0x1234, media_ssrc=media_ssrc)
+        assert adapter.send_srtp(receiving.receiver.transport, bytes(pli))
+        for _ in range(100):
+            if keyframe_requests:
+                break
+            await asyncio.sleep(0.02)
+        assert keyframe_requests
+    finally:
+        await sender_pc.close()
+        await receiver_pc.close()
+    assert not adapter.send_srtp(receiving.receiver.transport, bytes(pli))  # closed: nothing sent

@@ -1,4 +1,5 @@
-"""Every private aiortc / aioice hook the media plane needs, in one place.
+"""Every private aiortc / aioice hook jupyter_video needs (the SFU and the Python
+client alike), in one place, outside both so that neither imports the other.
 
 aiortc decodes what it receives and encodes what it sends; an SFU must do
 neither. The hooks below let the SFU take complete encoded frames out of an
@@ -9,7 +10,7 @@ and choose which addresses ICE gathers on.
 
 They rely on names that are private in aiortc 1.16 / aioice 0.13 and are
 checked by ``tests/sfu/test_adapter.py``: when aiortc is upgraded, that test
-says which hook moved. Nothing else in ``jupyter_video.sfu`` touches a private
+says which hook moved. Nothing else in ``jupyter_video`` touches a private
 aiortc name.
 """
 
@@ -38,11 +39,12 @@ import av
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpReceiveParameters,
 )
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, is_rtcp
 from aiortc.sdp import SessionDescription
 
 logger = logging.getLogger(__name__)
@@ -59,9 +61,9 @@ def check_versions() -> None:
     found = (aiortc.__version__, aioice.__version__)
     if found != (AIORTC_VERSION, AIOICE_VERSION):
         raise RuntimeError(
-            f"jupyter_video.sfu.adapter is written for aiortc {AIORTC_VERSION} and "
+            f"jupyter_video._aiortc is written for aiortc {AIORTC_VERSION} and "
             f"aioice {AIOICE_VERSION}, found aiortc {found[0]} and aioice {found[1]}: "
-            "re-check the hooks in jupyter_video/sfu/adapter.py"
+            "re-check the hooks in jupyter_video/_aiortc.py"
         )
 
 
@@ -103,6 +105,95 @@ def announce_public_address(sdp: str, public_address: str | None) -> str:
     if not public_address:
         return sdp
     return _CANDIDATE.sub(lambda m: m.group(1) + public_address + m.group(3), sdp)
+
+
+# ------------------------------------------------------------------ SRTP packets
+
+RtpDivert = Callable[[bytes, int], bool]
+"""Called with (an unprotected RTP packet, its arrival in ms); True: taken, aiortc
+never sees it."""
+RtcpDivert = Callable[[bytes], bool]
+"""Called with an unprotected (compound) RTCP packet; True: taken."""
+
+_DIVERTED = "_jupyter_video_diverted"
+
+
+def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) -> None:
+    """Hand every SRTP packet ``dtls`` receives, once unprotected, to ``on_rtp`` /
+    ``on_rtcp`` before aiortc parses and routes it to its receivers and senders.
+
+    ``RTCDtlsTransport._recv_next`` unprotects with the transport's SRTP session and
+    awaits ``self._handle_rtp_data(data, arrival_time_ms=...)`` or
+    ``self._handle_rtcp_data(data)`` (rtcdtlstransport.py); both are replaced on
+    this instance, so a packet the handlers take costs no ``RtpPacket.parse``, no
+    router and no coroutine of aiortc's. Packets they decline go on to aiortc as
+    before. Calling it again for the same transport replaces the handlers.
+    """
+    already = hasattr(dtls, _DIVERTED)
+    setattr(dtls, _DIVERTED, (on_rtp, on_rtcp))
+    if already:
+        return
+    handle_rtp = dtls._handle_rtp_data
+    handle_rtcp = dtls._handle_rtcp_data
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        # Runs inside aiortc's receive loop: an exception would end the transport.
+        try:
+            taken = getattr(dtls, _DIVERTED)[0](data, arrival_time_ms)
+        except Exception:
+            logger.exception("diverted RTP handler failed")
+            return
+        if not taken:
+            await handle_rtp(data, arrival_time_ms)
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        try:
+            taken = getattr(dtls, _DIVERTED)[1](data)
+        except Exception:
+            logger.exception("diverted RTCP handler failed")
+            return
+        if not taken:
+            await handle_rtcp(data)
+
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+
+
+def srtp_diverted(dtls: RTCDtlsTransport) -> bool:
+    """Whether :func:`divert_srtp` hooked ``dtls``."""
+    return hasattr(dtls, _DIVERTED)
+
+
+def send_srtp(dtls: RTCDtlsTransport, packet: bytes) -> bool:
+    """Protect an RTP or RTCP ``packet`` with ``dtls``'s SRTP session and send it now.
+
+    The same steps as ``RTCDtlsTransport._send_rtp`` without its three awaits: on a
+    host or server-reflexive pair aioice's ``send_data`` is one
+    ``transport.sendto`` (ice.py ``StunProtocol.send_data``), called directly; a
+    TURN pair's may wait for a channel binding, so it gets a task. Returns False
+    when the transport is not (or no longer) connected: nothing was sent.
+    """
+    if dtls.state != "connected":
+        return False
+    tx: Any = dtls._tx_srtp
+    protected = tx.protect_rtcp(packet) if is_rtcp(packet) else tx.protect(packet)
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        return False
+    protocol = pair.protocol
+    if type(protocol) is aioice.ice.StunProtocol:
+        transport = protocol.transport
+        if transport is None:
+            return False
+        transport.sendto(protected, pair.remote_addr)
+    else:
+        task = asyncio.ensure_future(protocol.send_data(protected, pair.remote_addr))
+        _sending.add(task)
+        task.add_done_callback(_sending.discard)
+    return True
+
+
+_sending: set[asyncio.Future[None]] = set()
 
 
 # ------------------------------------------------------------ encoded frames in
@@ -503,6 +594,7 @@ __all__ = [
     "check_versions",
     "count_codecs",
     "count_nacks",
+    "divert_srtp",
     "encoded_packet",
     "forwarding_counts",
     "install_packetizer",
@@ -512,8 +604,10 @@ __all__ = [
     "on_keyframe_request",
     "receiver_decodes",
     "send_pli",
+    "send_srtp",
     "sender_encoder",
     "split_annexb",
+    "srtp_diverted",
     "tap_encoded_frames",
     "use_fast_sender_clock",
     "use_host_addresses",
