@@ -1,0 +1,111 @@
+"""The processes of a benchmark: clients in children of its own, and the media
+worker from this checkout or another (the frame path on ``main`` against the
+packet path, in the same run on the same machine)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+try:
+    from jupyter_video._aiortc import use_host_addresses
+except ImportError:  # a checkout from before the adapter left sfu/
+    from jupyter_video.sfu.adapter import use_host_addresses
+from jupyter_video.sfu.worker import WorkerMediaPlane
+
+LOOPBACK = ["127.0.0.1"]
+
+
+class Child:
+    """A benchmark script in a child process (``script --serve-<role>``): one JSON
+    request per line on its stdin, one JSON reply per line on its stdout."""
+
+    def __init__(self, script: str, role: str, *arguments: str) -> None:
+        self.command = [sys.executable, script, f"--serve-{role}", *arguments]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def call(self, **request: Any) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdin and self.process.stdout
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        await self.process.stdin.drain()
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{' '.join(self.command)} exited")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def close(self) -> None:
+        """Close its stdin (it closes its peers and exits); kill it if it hangs."""
+        assert self.process is not None and self.process.stdin
+        self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+async def serve(handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+    """A child's loop: answer each request line with ``handle``, until stdin closes."""
+    use_host_addresses(LOOPBACK)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        sys.stdout.write(json.dumps(await handle(json.loads(line))) + "\n")
+        sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _imports_from(tree: str | None) -> Iterator[None]:
+    """While starting a process, make ``python -m jupyter_video...`` import ``tree``'s
+    package (``-m`` puts the working directory first on ``sys.path``)."""
+    if tree is None:
+        yield
+        return
+    cwd, pythonpath = os.getcwd(), os.environ.get("PYTHONPATH")
+    os.chdir(tree)
+    os.environ["PYTHONPATH"] = str(Path(tree).resolve())
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        if pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = pythonpath
+
+
+async def start_media_plane(tree: str | None = None) -> WorkerMediaPlane:
+    """One media worker process, running ``tree``'s ``jupyter_video`` (a checkout of
+    another branch: ``git archive main | tar -x -C DIR``) or this one's. The
+    control side here speaks the interface's JSON lines to either."""
+    plane = WorkerMediaPlane(1, host_addresses=LOOPBACK)
+    with _imports_from(tree):
+        await plane.start()
+    return plane
+
+
+def media_worker_pid(plane: WorkerMediaPlane) -> int:
+    return plane.worker_pids[0]
