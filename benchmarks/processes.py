@@ -109,3 +109,46 @@ async def start_media_plane(tree: str | None = None) -> WorkerMediaPlane:
 
 def media_worker_pid(plane: WorkerMediaPlane) -> int:
     return plane.worker_pids[0]
+
+
+# ------------------------------------------------------------------ profiling
+
+
+async def profile(pid: int, seconds: float, path: str) -> asyncio.subprocess.Process:
+    """Start sampling process ``pid`` with py-spy (the test extra) for ``seconds``,
+    into ``path`` as collapsed stacks; await the returned process's ``wait()``.
+    Idle samples are left out, so the counts are CPU time."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return await asyncio.create_subprocess_exec(
+        str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+        "--rate", "250", "--format", "raw", "--output", path, "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def profile_summary(path: str, top: int = 15) -> dict[str, Any]:
+    """Where the sampled time went: each function's share of the samples with it on
+    top (self) and anywhere on the stack (total), the ``top`` largest by self."""
+    own: dict[str, int] = {}
+    anywhere: dict[str, int] = {}
+    samples = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        samples += count
+        # "name (file.py:line)" -> "name (file.py)": a function, not one of its lines.
+        frames = [frame.rsplit(":", 1)[0] + ")" for frame in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            anywhere[frame] = anywhere.get(frame, 0) + count
+    share = {name: round(100 * n / max(samples, 1), 1) for name, n in own.items()}
+    return {
+        "samples": samples,
+        "self_percent": dict(sorted(share.items(), key=lambda kv: -kv[1])[:top]),
+        "total_percent": {
+            name: round(100 * n / max(samples, 1), 1)
+            for name, n in sorted(anywhere.items(), key=lambda kv: -kv[1])[: 3 * top]
+        },
+    }

@@ -47,7 +47,7 @@ from preencoded import (
     payload_kinds,
     video_track,
 )
-from processes import Child, media_worker_pid, serve, start_media_plane
+from processes import Child, media_worker_pid, profile, profile_summary, serve, start_media_plane
 
 from jupyter_video import _aiortc
 from jupyter_video.sfu.interface import RenegotiationNeeded
@@ -125,7 +125,12 @@ async def serve_clients() -> None:
 
 
 async def run(
-    participants: int, seconds: float, warmup: float, processes: int, tree: str | None
+    participants: int,
+    seconds: float,
+    warmup: float,
+    processes: int,
+    tree: str | None,
+    profile_path: str | None = None,
 ) -> dict[str, Any]:
     encoded_media()  # once, before the children load it
     plane = await start_media_plane(tree)
@@ -187,8 +192,11 @@ async def run(
             }
 
         start = await sample()
+        spy = await profile(worker, seconds, profile_path) if profile_path else None
         await asyncio.sleep(seconds)
         end = await sample()
+        if spy is not None:
+            await spy.wait()
     finally:
         if renegotiating is not None:
             renegotiating.cancel()
@@ -197,7 +205,10 @@ async def run(
                 await child.call(op="close")
             await child.close()
         await plane.close()
-    return summarize(start, end, participants, seconds, tree)
+    result = summarize(start, end, participants, seconds, tree)
+    if profile_path:
+        result["worker_profile"] = profile_summary(profile_path)
+    return result
 
 
 def summarize(
@@ -257,6 +268,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=6.0, help="seconds before measuring")
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--media-worker-tree", help="run the media worker from this checkout")
+    parser.add_argument(
+        "--profile", metavar="PATH", help="sample the worker with py-spy into PATH (raw stacks)"
+    )
     parser.add_argument("--serve-clients", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_clients:
@@ -269,6 +283,7 @@ def main() -> None:
             args.warmup,
             args.client_processes,
             args.media_worker_tree,
+            args.profile,
         )
     )
     print(json.dumps(result), flush=True)
