@@ -43,6 +43,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
 )
 from aiortc.rtp import RtpPacket, is_rtcp
 from aiortc.sdp import SessionDescription
@@ -194,6 +195,43 @@ def send_srtp(dtls: RTCDtlsTransport, packet: bytes) -> bool:
 
 
 _sending: set[asyncio.Future[None]] = set()
+
+
+ReceiveHandler = Callable[[RTCRtpReceiveParameters], None]
+SendHandler = Callable[[RTCRtpSendParameters, int, int], None]
+"""Called with (the negotiated parameters, the SSRC and the RTX SSRC announced in SDP)."""
+
+
+def take_receiver(receiver: RTCRtpReceiver, on_receive: ReceiveHandler) -> None:
+    """Keep aiortc's ``receiver`` from ever starting: no decoder thread, no RTCP
+    task, no registration on the transport's router. Each time aiortc would start
+    it (``RTCPeerConnection.__connect`` awaits ``receiver.receive(parameters)``
+    after every negotiation), ``on_receive`` gets the negotiated parameters
+    instead. Its packets reach the SFU through :func:`divert_srtp`.
+    """
+    if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
+        raise RuntimeError("take_receiver() must run before the receiver starts")
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        on_receive(parameters)
+
+    receiver.receive = receive  # type: ignore[method-assign]
+
+
+def take_sender(sender: RTCRtpSender, on_send: SendHandler) -> None:
+    """Keep aiortc's ``sender`` from ever starting (no RTP or RTCP task of its
+    own): ``on_send`` gets its negotiated parameters and the two SSRCs aiortc
+    announced for it in SDP (``sender._ssrc``, ``sender._rtx_ssrc``), which the
+    SFU's own send stream then uses. ``stop()`` does nothing for a sender that
+    never started.
+    """
+    if sender._RTCRtpSender__started:  # type: ignore[attr-defined]
+        raise RuntimeError("take_sender() must run before the sender starts")
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        on_send(parameters, sender._ssrc, sender._rtx_ssrc)
+
+    sender.send = send  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------ encoded frames in
@@ -608,6 +646,8 @@ __all__ = [
     "sender_encoder",
     "split_annexb",
     "srtp_diverted",
+    "take_receiver",
+    "take_sender",
     "tap_encoded_frames",
     "use_fast_sender_clock",
     "use_host_addresses",
