@@ -11,8 +11,9 @@ receive it through
 
 What is measured, over ``--seconds`` after 3 s of warm-up:
 
-- ``sfu_cpu_percent``: user + system CPU of the SFU process alone, read from
-  its ``/proc/<pid>/stat`` (100 = one core); ``_per_stream`` divides it by N.
+- ``sfu_cpu_percent``: CPU of the SFU process alone, read from its threads'
+  ``/proc/<pid>/task/*/schedstat`` (100 = one core); ``_per_stream`` divides
+  it by N.
 - ``publisher_fps``: frames the publisher's track produced. The publisher runs
   in a process of its own (encoding VP8 takes a good part of a core; sharing a
   process with N subscribers it fell behind at 32, and every subscriber got

@@ -13,6 +13,7 @@ buffer, no depacketizer, no decoder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import os
 import pickle
@@ -34,10 +35,14 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU time of process ``pid``'s live threads, in nanoseconds' precision from
+    ``/proc/<pid>/task/*/schedstat`` (``/proc/<pid>/stat`` counts 10 ms ticks: a 3 %
+    process over 10 s would be read to +-30 %)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def machine_busy_seconds() -> tuple[float, float]:

@@ -10,8 +10,8 @@ never jitter-buffered or decoded. They run in ``--client-processes`` children.
 
 What is measured, over ``--seconds`` after ``--warmup``:
 
-- ``worker_cpu_percent``: user + system CPU of the media worker process, from
-  its ``/proc/<pid>/stat`` (100 = one core);
+- ``worker_cpu_percent``: CPU of the media worker process, from its threads'
+  ``/proc/<pid>/task/*/schedstat`` (100 = one core);
 - ``us_per_forwarded_packet``: that CPU over the RTP packets the worker sent
   to subscribers in the same time (its ``packets_forwarded``);
 - per subscriber: ``video_fps`` min and mean over the 9 video streams it gets,
