@@ -4,7 +4,8 @@
 // 1280x720 30 fps fake camera, with or without VP8 simulcast, the other
 // subscribes. Every --interval ms each page's own getStats() is sampled and
 // printed as one JSON line: {"t": seconds since the publisher connected,
-// "out": [per outbound layer: rid, width, height, fps, kbps, limitation],
+// "out": [per outbound layer: rid, width, height, fps, kbps (retransmissions
+// included), resentKbps, limitation],
 // "in": [per inbound video: width, height, fps, kbps, framesDecoded]}.
 // benchmarks/ramp_up.py reads them.
 //
@@ -78,12 +79,17 @@ window.ramp = {
       (await pc.getStats()).forEach((s) => {
         if (s.kind !== 'video' || (s.type !== 'outbound-rtp' && s.type !== 'inbound-rtp')) { return; }
         const bytes = s.type === 'outbound-rtp' ? s.bytesSent : s.bytesReceived;
+        const resent = s.retransmittedBytesSent || 0;
         const before = last.get(s.id);
-        last.set(s.id, { bytes, now });
-        const kbps = before ? Math.round(8 * (bytes - before.bytes) / (now - before.now)) : 0;
+        last.set(s.id, { bytes, resent, now });
+        const rate = (now2, then) => Math.round(8 * (now2 - then) / (now - before.now));
+        const kbps = before ? rate(bytes, before.bytes) : 0;
         const common = { width: s.frameWidth || 0, height: s.frameHeight || 0, fps: s.framesPerSecond || 0, kbps };
         if (s.type === 'outbound-rtp') {
-          out.push({ rid: s.rid || null, active: s.active, limitation: s.qualityLimitationReason || null, ...common });
+          out.push({
+            rid: s.rid || null, active: s.active, limitation: s.qualityLimitationReason || null,
+            resentKbps: before ? rate(resent, before.resent) : 0, ...common,
+          });
         } else {
           inbound.push({ framesDecoded: s.framesDecoded || 0, ...common });
         }

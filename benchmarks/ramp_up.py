@@ -18,7 +18,7 @@ Per run (``simulcast`` false, then true), from the publisher's connect:
   publisher's layers (rid, size, fps, kbit/s, ``qualityLimitationReason``:
   ``bandwidth`` is the estimate, ``cpu`` this machine's cores);
 - ``timeline``: (t, width, fps, kbit/s) at the subscriber each second, and
-  each publisher layer as ``width@fps:kbit/s``.
+  each publisher layer as ``width@fps:kbit/s(rtx kbit/s resent)``.
 
 ``--media-worker-tree DIR`` runs the server from another checkout (the frame
 path: ``git archive main | tar -x -C DIR``), its media plane in-process.
@@ -95,7 +95,10 @@ def summarize(samples: list[dict[str, Any]], simulcast: bool) -> dict[str, Any]:
     for sample in samples:
         if sample["t"] >= second:
             stream = received(sample)
-            layers = [f"{o['width']}@{o['fps']}:{o['kbps']}" for o in sample["out"]]
+            layers = [
+                f"{o['width']}@{o['fps']}:{o['kbps']}(rtx {o.get('resentKbps', 0)})"
+                for o in sample["out"]
+            ]
             timeline.append(
                 [round(sample["t"], 1), stream["width"], stream["fps"], stream["kbps"], layers]
             )
