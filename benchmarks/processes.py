@@ -127,10 +127,11 @@ async def profile(pid: int, seconds: float, path: str) -> asyncio.subprocess.Pro
 
 
 def profile_summary(path: str, top: int = 15) -> dict[str, Any]:
-    """Where the sampled time went: each function's share of the samples with it on
-    top (self) and anywhere on the stack (total), the ``top`` largest by self."""
+    """Where the sampled time went: the share of the samples each function is on top
+    of (self; also summed per file) and anywhere on the stack (total)."""
     own: dict[str, int] = {}
     anywhere: dict[str, int] = {}
+    files: dict[str, int] = {}
     samples = 0
     for line in Path(path).read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -141,14 +142,18 @@ def profile_summary(path: str, top: int = 15) -> dict[str, Any]:
         # "name (file.py:line)" -> "name (file.py)": a function, not one of its lines.
         frames = [frame.rsplit(":", 1)[0] + ")" for frame in stack.split(";")]
         own[frames[-1]] = own.get(frames[-1], 0) + count
+        where = frames[-1].rpartition("(")[2].rstrip(")")
+        files[where] = files.get(where, 0) + count
         for frame in set(frames):
             anywhere[frame] = anywhere.get(frame, 0) + count
-    share = {name: round(100 * n / max(samples, 1), 1) for name, n in own.items()}
+
+    def percent(counts: dict[str, int], limit: int) -> dict[str, float]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+        return {name: round(100 * n / max(samples, 1), 1) for name, n in ranked}
+
     return {
         "samples": samples,
-        "self_percent": dict(sorted(share.items(), key=lambda kv: -kv[1])[:top]),
-        "total_percent": {
-            name: round(100 * n / max(samples, 1), 1)
-            for name, n in sorted(anywhere.items(), key=lambda kv: -kv[1])[: 3 * top]
-        },
+        "self_percent": percent(own, top),
+        "self_percent_by_file": percent(files, top),
+        "total_percent": percent(anywhere, 3 * top),
     }
