@@ -1,12 +1,15 @@
 """Every private aiortc / aioice hook jupyter_video needs (the SFU and the Python
 client alike), in one place, outside both so that neither imports the other.
 
-aiortc decodes what it receives and encodes what it sends; an SFU must do
-neither. The hooks below let the SFU take complete encoded frames out of an
-``RTCRtpReceiver`` before its decoder, hand encoded packets to an
-``RTCRtpSender`` so that it only packetizes them, relay keyframe requests
-(PLI/FIR) in both directions, read the ``ssrc-audio-level`` header extension,
-and choose which addresses ICE gathers on.
+aiortc is kept for what it does well: ICE (aioice), DTLS, SRTP keying, SCTP
+data channels, SDP and transceivers. The SFU forwards RTP itself
+(``jupyter_video.sfu.rtp``): the hooks below take every SRTP packet from the
+DTLS transport once unprotected (:func:`divert_srtp`) and send ours
+(:func:`send_srtp`), keep aiortc's receivers and senders from ever starting
+(:func:`take_receiver`, :func:`take_sender`), fix what aiortc negotiates, and
+choose which addresses ICE gathers on. Clients (and the tests' clients) use
+aiortc's own receivers and senders: taps on the encoded frames they assemble,
+keyframe requests, whole-frame encoders for the media socket.
 
 They rely on names that are private in aiortc 1.16 / aioice 0.13 and are
 checked by ``tests/sfu/test_adapter.py``: when aiortc is upgraded, that test
@@ -18,13 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import queue
 import re
-import threading
-import time
-import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,6 @@ import aiortc
 import aiortc.clock
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
-import av
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -45,7 +43,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import RtpPacket, is_rtcp
+from aiortc.rtp import is_rtcp
 from aiortc.sdp import SessionDescription
 
 logger = logging.getLogger(__name__)
@@ -234,7 +232,16 @@ def take_sender(sender: RTCRtpSender, on_send: SendHandler) -> None:
     sender.send = send  # type: ignore[method-assign]
 
 
-# ------------------------------------------------------------ encoded frames in
+# ------------------------------------------- aiortc's own receivers and senders
+# (clients and the tests' clients; the SFU never starts them)
+
+
+def started(endpoint: RTCRtpReceiver | RTCRtpSender) -> bool:
+    """Whether aiortc started ``endpoint`` (its RTP/RTCP tasks, a decoder thread)."""
+    if isinstance(endpoint, RTCRtpReceiver):
+        return bool(endpoint._RTCRtpReceiver__started)  # type: ignore[attr-defined]
+    return bool(endpoint._RTCRtpSender__started)  # type: ignore[attr-defined]
+
 
 FrameHandler = Callable[[RTCRtpCodecParameters, bytes, int], None]
 """Called with (codec, encoded frame, RTP timestamp mapped to start at 0)."""
@@ -282,10 +289,11 @@ def tap_encoded_frames(
 ) -> None:
     """Deliver each complete encoded frame ``receiver`` assembles to ``on_frame``.
 
-    With ``decode=False`` (the SFU) no decoder thread is started and no decoder
-    is created: aiortc's ``receive()`` is replaced by the same steps minus the
-    thread (rtcrtpreceiver.py, ``RTCRtpReceiver.receive``). With ``decode=True``
-    (test clients observing what they decode) frames also go on to the decoder.
+    With ``decode=False`` (a client that only counts what arrives) no decoder
+    thread is started and no decoder is created: aiortc's ``receive()`` is
+    replaced by the same steps minus the thread (rtcrtpreceiver.py,
+    ``RTCRtpReceiver.receive``). With ``decode=True`` (test clients observing
+    what they decode) frames also go on to the decoder.
     Must be called before the receiver starts, e.g. from the ``track`` event.
     """
     if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
@@ -313,24 +321,6 @@ def tap_encoded_frames(
     receiver.receive = receive  # type: ignore[method-assign]
 
 
-def retarget_encoded_frames(receiver: RTCRtpReceiver, on_frame: FrameHandler) -> None:
-    """Send the frames of an already tapped (and started) receiver to ``on_frame``.
-
-    twilio-video puts a newly published track on an m-section that an
-    unpublished one used; aiortc keeps the receiver and fires no ``track`` event.
-    """
-    tap = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
-    if not isinstance(tap, _FrameTapQueue):
-        raise RuntimeError("retarget_encoded_frames() needs a receiver tapped before")
-    tap._on_frame = on_frame
-
-
-def receiver_decodes(receiver: RTCRtpReceiver) -> bool:
-    """Whether ``receiver`` runs aiortc's decoder thread."""
-    thread = receiver._RTCRtpReceiver__decoder_thread  # type: ignore[attr-defined]
-    return isinstance(thread, threading.Thread)
-
-
 def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
     """The SSRCs of media (not retransmission) streams ``receiver`` has seen."""
     rtx = set(receiver._RTCRtpReceiver__rtx_ssrc)  # type: ignore[attr-defined]
@@ -349,32 +339,7 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
         return False
     for ssrc in ssrcs:
         await receiver._send_rtcp_pli(ssrc)
-        forwarding_counts.plis_sent += 1
     return True
-
-
-_AUDIO_LEVEL_CALLBACK = "_jupyter_video_audio_level"
-
-
-def on_audio_level(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
-    """Call ``callback(level)`` with each packet's ``ssrc-audio-level`` (0 loud .. 127
-    silent, -dBov), read from the already parsed RTP header: no decoding.
-
-    Calling it again for the same receiver replaces the callback.
-    """
-    already_wrapped = hasattr(receiver, _AUDIO_LEVEL_CALLBACK)
-    setattr(receiver, _AUDIO_LEVEL_CALLBACK, callback)
-    if already_wrapped:
-        return
-    handle = receiver._handle_rtp_packet
-
-    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-        level = packet.extensions.audio_level
-        if level is not None:
-            getattr(receiver, _AUDIO_LEVEL_CALLBACK)(level[1])
-        await handle(packet, arrival_time_ms)
-
-    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
 
 
 def use_offered_parameters(pc: Any, sdp: str) -> None:
@@ -429,94 +394,6 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParamet
     return [c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx"]
 
 
-# ----------------------------------------------------------- encoded frames out
-
-
-class Packetizer:
-    """Stands where aiortc keeps a sender's encoder and only packetizes.
-
-    ``RTCRtpSender._next_encoded_frame`` calls ``encoder.pack(packet)`` for an
-    ``av.Packet`` and creates an encoder only while ``__encoder`` is None, so a
-    sender given a Packetizer never encodes and never builds an encoder.
-    """
-
-    def __init__(self, mime_type: str) -> None:
-        self.mime_type = mime_type.lower()
-        self._picture_id = 0
-
-    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
-        """RTP payloads and timestamp for one encoded frame."""
-        data = bytes(packet)
-        timestamp = int(packet.pts or 0)
-        if self.mime_type == "video/vp8":
-            payloads = Vp8Encoder._packetize(data, self._picture_id)
-            self._picture_id = (self._picture_id + 1) % (1 << 15)
-        elif self.mime_type == "video/h264":
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
-        else:
-            payloads = [data]
-        forwarding_counts.packets_sent += len(payloads)
-        forwarding_counts.bytes_sent += len(data)
-        return payloads, timestamp
-
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        raise RuntimeError("the SFU never encodes: send av.Packet, not frames")
-
-
-_TIME_BASES = {rate: fractions.Fraction(1, rate) for rate in (VIDEO_CLOCK_RATE, AUDIO_CLOCK_RATE)}
-
-
-def encoded_packet(data: bytes, timestamp: int, clock_rate: int) -> av.Packet:
-    """An ``av.Packet`` holding one encoded frame at RTP ``timestamp``."""
-    packet = av.Packet(data)
-    packet.pts = timestamp
-    time_base = _TIME_BASES.get(clock_rate)
-    packet.time_base = time_base if time_base is not None else fractions.Fraction(1, clock_rate)
-    return packet
-
-
-def install_packetizer(sender: RTCRtpSender, mime_type: str) -> Packetizer:
-    """Make ``sender`` packetize encoded frames of ``mime_type`` instead of encoding."""
-    packetizer = Packetizer(mime_type)
-    sender._RTCRtpSender__encoder = packetizer  # type: ignore[attr-defined]
-    return packetizer
-
-
-_NTP_UNIX_EPOCH_NS = 2_208_988_800 * 1_000_000_000
-"""1970-01-01 on the NTP timescale (from 1900-01-01), in nanoseconds."""
-
-
-def _current_ntp_time() -> int:
-    # aiortc.clock.current_ntp_time to the same microsecond, without datetime objects.
-    seconds, nanoseconds = divmod(time.time_ns() + _NTP_UNIX_EPOCH_NS, 1_000_000_000)
-    return (seconds << 32) | ((nanoseconds // 1000) << 32) // 1_000_000
-
-
-def use_fast_sender_clock() -> None:
-    """Make aiortc's senders read the NTP time without building datetimes (process-wide).
-
-    ``RTCRtpSender._run_rtp`` calls ``clock.current_ntp_time()`` twice per RTP
-    packet (abs-send-time, sender report), through ``datetime.now()`` and a
-    ``timedelta``: about 5% of an SFU's CPU at 32 subscribers. The sender module
-    gets a copy of ``aiortc.clock`` whose ``current_ntp_time`` is integer
-    arithmetic on ``time.time_ns()``, the same value.
-    """
-    if getattr(aiortc.rtcrtpsender.clock, "current_ntp_time", None) is _current_ntp_time:
-        return
-    clock = types.ModuleType("aiortc.clock", "aiortc.clock, current_ntp_time without datetime")
-    clock.__dict__.update(
-        (name, value) for name, value in vars(aiortc.clock).items() if not name.startswith("__")
-    )
-    clock.current_ntp_time = _current_ntp_time  # type: ignore[attr-defined]
-    aiortc.rtcrtpsender.clock = clock
-
-
-def sender_encoder(sender: RTCRtpSender) -> object | None:
-    """What ``sender`` holds as its encoder (a Packetizer for SFU senders)."""
-    encoder: object | None = sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
-    return encoder
-
-
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` when the remote end sends a PLI or FIR for ``sender``.
 
@@ -526,60 +403,10 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     original = sender._send_keyframe
 
     def send_keyframe() -> None:
-        forwarding_counts.keyframe_requests_received += 1
         original()
         callback()
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-
-
-@dataclass
-class ForwardingCounts:
-    """RTP this process's SFU senders and receivers handled: totals since it started
-    (they outlive each sender, so that a scrape's counters never go down)."""
-
-    packets_sent: int = 0
-    """RTP packets packetized for subscribers (each sent once; retransmissions apart)."""
-    bytes_sent: int = 0
-    """Encoded media bytes in them (payloads, without RTP headers)."""
-    nacks_received: int = 0
-    """Packets subscribers asked to be sent again (RTCP NACK, RFC 4585 6.2.1)."""
-    nacks_sent: int = 0
-    """Packets asked again of publishers (aiortc's NACK generator)."""
-    keyframe_requests_received: int = 0
-    """PLI and FIR from subscribers (``on_keyframe_request`` senders)."""
-    plis_sent: int = 0
-    """PLIs sent to publishers (``send_pli``)."""
-
-
-forwarding_counts = ForwardingCounts()
-
-
-def count_nacks(sender: RTCRtpSender | None = None, receiver: RTCRtpReceiver | None = None) -> None:
-    """Count the NACKed packets ``sender`` is asked to resend and ``receiver`` asks for,
-    in :data:`forwarding_counts` (once per object however often it is called).
-
-    aiortc answers each NACKed sequence number with ``RTCRtpSender._retransmit`` and
-    sends its own NACKs with ``RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost)``.
-    """
-    if sender is not None and not getattr(sender._retransmit, "_counted", False):
-        retransmit = sender._retransmit
-
-        async def counted_retransmit(sequence_number: int) -> None:
-            forwarding_counts.nacks_received += 1
-            await retransmit(sequence_number)
-
-        counted_retransmit._counted = True  # type: ignore[attr-defined]
-        sender._retransmit = counted_retransmit  # type: ignore[method-assign]
-    if receiver is not None and not getattr(receiver._send_rtcp_nack, "_counted", False):
-        send_nack = receiver._send_rtcp_nack
-
-        async def counted_send_nack(media_ssrc: int, lost: list[int]) -> None:
-            forwarding_counts.nacks_sent += len(lost)
-            await send_nack(media_ssrc, lost)
-
-        counted_send_nack._counted = True  # type: ignore[attr-defined]
-        receiver._send_rtcp_nack = counted_send_nack  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------- codec bookkeeping
@@ -627,29 +454,22 @@ __all__ = [
     "AUDIO_CLOCK_RATE",
     "VIDEO_CLOCK_RATE",
     "CodecCounts",
-    "Packetizer",
     "announce_public_address",
     "check_versions",
     "count_codecs",
-    "count_nacks",
     "divert_srtp",
-    "encoded_packet",
-    "forwarding_counts",
-    "install_packetizer",
+    "frame_encoder",
     "media_ssrcs",
     "negotiated_codecs",
-    "on_audio_level",
     "on_keyframe_request",
-    "receiver_decodes",
     "send_pli",
     "send_srtp",
-    "sender_encoder",
     "split_annexb",
     "srtp_diverted",
+    "started",
     "take_receiver",
     "take_sender",
     "tap_encoded_frames",
-    "use_fast_sender_clock",
     "use_host_addresses",
 ]
 

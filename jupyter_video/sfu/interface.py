@@ -251,6 +251,8 @@ class MediaStats:
     """Frames assembled from packets for recorders and WebSocket subscribers."""
     packets_packetized: int = 0
     """RTP packets made from WebSocket publishers' frames."""
+    event_loop: str = ""
+    """The module of the plane's event loop class: uvloop in workers, asyncio in-process."""
     first_frame_buckets: list[int] = field(default_factory=list)
     """Participants whose first video frame came within each FIRST_FRAME_BUCKETS bound
     (cumulative, as Prometheus buckets) of their joining, or of the first video

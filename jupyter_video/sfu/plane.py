@@ -97,7 +97,6 @@ class LocalMediaPlane(MediaPlane):
     async def start(self) -> None:
         if self.host_addresses is not None:
             adapter.use_host_addresses(self.host_addresses)
-        adapter.use_fast_sender_clock()
         if self._speaker_task is None:
             self._speaker_task = asyncio.ensure_future(self._track_dominant_speakers())
 
@@ -248,7 +247,7 @@ class LocalMediaPlane(MediaPlane):
         self._recorders[command.recording_sid] = (publication, recorder)
         # From the ring's last keyframe: the recording has what was published since,
         # instead of losing the wait for the keyframe a PLI brings.
-        held = publication.frames_from_keyframe() if publication.enabled else []
+        held = publication.frames_from_keyframe(recent=False) if publication.enabled else []
         for frame in held:
             assert publication.codec is not None
             recorder.push(publication.codec, frame)
@@ -299,6 +298,7 @@ class LocalMediaPlane(MediaPlane):
             packets_recovered=forwarded.packets_recovered,
             frames_depacketized=forwarded.frames_depacketized,
             packets_packetized=forwarded.packets_packetized,
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             first_frame_buckets=list(self._first_frame.buckets),
             first_frame_sum=self._first_frame.total,
             first_frame_count=self._first_frame.count,

@@ -291,10 +291,11 @@ class MediaPublication:
             if subscription.wants_frames and subscription.push(frame):
                 self.frames_forwarded += 1
 
-    def frames_from_keyframe(self) -> list[EncodedFrame]:
-        """The frames of the ring from its last keyframe on (what a new frame-based
-        subscriber or recorder starts with, instead of waiting for a keyframe)."""
-        packets = self.ring.from_keyframe() if self.kind == "video" else None
+    def frames_from_keyframe(self, recent: bool = True) -> list[EncodedFrame]:
+        """The frames of the ring from its last keyframe on: what a new frame-based
+        subscriber (``recent``: only a keyframe of the last second) or a recorder
+        (however old the keyframe the ring holds) starts with."""
+        packets = self.ring.from_keyframe(recent) if self.kind == "video" else None
         if not packets or self.codec is None:
             return []
         assembler = FrameAssembler(self.codec.mimeType)

@@ -166,6 +166,27 @@ async def test_a_recording_ends_with_its_publication(
     assert decoded_video(path)[1]
 
 
+async def test_a_recording_starts_with_the_frames_published_when_it_was_started(
+    plane: MediaPlane, clients, tmp_path: Path
+) -> None:
+    # Not the frames after a keyframe a PLI brings: those came ~1.2 s late with
+    # aiortc's receivers, and the start of what was said was not in the file.
+    publisher = clients(1)
+    await publisher.join()
+    source = PatternTrack()
+    [track_sid] = await publisher.publish(source)
+    while source.index < 20:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # well past the keyframe the SFU started with
+    published_at_start = source.index
+    path = tmp_path / "from_the_start.mkv"
+    await record(plane, publisher.sid, track_sid, path, 1.0)
+    _, frames, _ = decoded_video(path)
+    indices = [read_index(frame) for frame in frames]
+    assert indices[0] <= published_at_start - 5
+    assert indices == list(range(indices[0], indices[0] + len(indices)))
+
+
 def test_h264_frame_size_is_read_from_the_sequence_parameter_set() -> None:
     # An SPS of libx264 for 320x176 (cropped from 11 x 12 macroblocks, 4:2:0, High).
     encoder = av.CodecContext.create("libx264", "w")

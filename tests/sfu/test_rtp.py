@@ -387,3 +387,20 @@ def test_receiver_feedback_reports_loss_and_remb_and_keyframe_requests_are_rate_
     assert fir is not None
     [(_, fmt, start, end)] = rtcp.packets(fir)
     assert fmt == rtcp.FIR_FMT and rtcp.fir_ssrcs(fir, start, end) == [1]
+
+
+def test_extensions_go_in_the_two_byte_form_when_the_subscriber_numbers_them_past_14() -> None:
+    mapping = extensions_map({AUDIO_LEVEL: 1, MID: 2})
+    packet = RtpPacket(payload_type=111, sequence_number=1, timestamp=960, ssrc=7,
+                       payload=b"opus")
+    packet.extensions.mid = "0"
+    packet.extensions.audio_level = (False, 33)
+    received = Packet(packet.serialize(mapping))
+    for ids in ({AUDIO_LEVEL: 5, MID: 6}, {AUDIO_LEVEL: 20, MID: 21}):
+        sending = SendStream(SendParameters(kind="audio", mime_type="audio/opus",
+                                            clock_rate=48000, payload_type=109, ssrc=0xA,
+                                            mid="a7", extensions=ids))
+        sending.switch_source({1: AUDIO_LEVEL, 2: MID})
+        out = RtpPacket.parse(sending.forward(received, 0), extensions_map(ids))
+        assert (out.extensions.mid, out.extensions.audio_level) == ("a7", (False, 33))
+        assert out.payload == b"opus" and out.payload_type == 109

@@ -73,13 +73,13 @@ class PacketRing:
     def __contains__(self, sequence: int) -> bool:
         return self.get(sequence) is not None
 
-    def from_keyframe(self) -> list[Packet] | None:
+    def from_keyframe(self, recent: bool = True) -> list[Packet] | None:
         """The packets from the last keyframe on, in order (None: no keyframe held,
-        or one too many frames ago)."""
+        or, when ``recent``, one more than ``max_frames`` ago)."""
         start = self.keyframe_start
         if start is None or self.highest - start > self._mask:
             return None
-        if self._frames_since_keyframe >= self._max_frames:
+        if recent and self._frames_since_keyframe >= self._max_frames:
             return None
         held = (self.get(s) for s in range(start, self.highest + 1))
         return [p for p in held if p is not None]

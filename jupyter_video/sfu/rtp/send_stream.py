@@ -68,6 +68,20 @@ class SendStream:
             else None
         )
         self._abs_send_time_id = parameters.extensions.get(ABS_SEND_TIME_URI)
+        # The per-packet extension block in the one-byte form when the ids allow it
+        # (RFC 8285 4.2, what browsers negotiate): built from bytes made once.
+        one_byte = all(0 < i < 15 for i in parameters.extensions.values()) and (
+            self._mid_element is None or 0 < len(self._mid_element[1]) <= 16
+        )
+        self._one_byte = one_byte
+        self._mid_bytes = b""
+        if one_byte and self._mid_element is not None:
+            ident, value = self._mid_element
+            self._mid_bytes = bytes(((ident << 4) | (len(value) - 1),)) + value
+        self._abs_send_time_header = (
+            bytes(((self._abs_send_time_id << 4) | 2,))
+            if one_byte and self._abs_send_time_id is not None else b""
+        )
         self._translate: dict[int, int] = {}
         self._sequence_offset = 0
         self._timestamp_offset = 0
@@ -162,6 +176,29 @@ class SendStream:
         return out
 
     def _extensions(self, packet: Packet, ntp_time: int) -> bytes:
+        if not self._one_byte:
+            return self._extension_block(packet, ntp_time)
+        body = self._mid_bytes
+        if self._abs_send_time_header and ntp_time:
+            # 6.18 fixed point seconds, the low 24 bits (abs-send-time's definition)
+            body += self._abs_send_time_header + ((ntp_time >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        if self._translate and packet.extension_profile:
+            translate = self._translate
+            for ident, value in parse_extensions(
+                packet.data, packet.extension_profile, packet.extension_start, packet.extension_end
+            ):
+                ours = translate.get(ident)
+                if ours is not None and 0 < len(value) <= 16:
+                    body += bytes(((ours << 4) | (len(value) - 1),)) + value
+        if not body:
+            return b""
+        padding = -len(body) % 4
+        return (
+            b"\xbe\xde" + ((len(body) + padding) // 4).to_bytes(2, "big") + body
+            + b"\x00" * padding
+        )
+
+    def _extension_block(self, packet: Packet, ntp_time: int) -> bytes:
         elements: list[tuple[int, bytes]] = []
         if self._mid_element is not None:
             elements.append(self._mid_element)
@@ -180,6 +217,15 @@ class SendStream:
         return extension_block(elements)
 
     def _rewrite_vp8(self, payload: bytes) -> bytes:
+        if (
+            not self._picture_id_offset and not self._tl0_offset and len(payload) > 4
+            and payload[0] & 0x80 and payload[1] & 0x80 and payload[2] & 0x80
+        ):
+            # Nothing to rewrite (X, I and a 15-bit picture id): only note where it is.
+            self._last_picture_id = ((payload[2] & 0x7F) << 8) | payload[3]
+            if payload[1] & 0x40:
+                self._last_tl0 = payload[4]
+            return payload
         descriptor = Vp8Descriptor.parse(payload)
         if descriptor is None:
             return payload
