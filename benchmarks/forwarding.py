@@ -373,6 +373,7 @@ async def run(
             ratios[str(n)] = round(ratio, 1)
     return {
         "benchmark": "forwarding",
+        "media_worker": tree or "this checkout",
         "video": f"{WIDTH}x{HEIGHT} {FPS} fps VP8 ~{BITRATE // 1000} kbit/s",
         "seconds": seconds,
         "cpus": os.cpu_count(),

@@ -6,7 +6,8 @@ The clients cost little CPU, so that the machine's cores go to the SFU: their
 media is encoded once (``benchmarks/preencoded.py``: 4 s of VP8 and Opus, PyAV)
 and replayed as encoded packets that aiortc only packetizes, and what they
 receive is counted per SSRC as it leaves SRTP (sequence gaps and timestamps),
-never jitter-buffered or decoded. They run in ``--client-processes`` children.
+never jitter-buffered or decoded. They run in ``--client-processes`` children,
+on uvloop as the worker does.
 
 What is measured, over ``--seconds`` after ``--warmup``:
 
@@ -17,6 +18,10 @@ What is measured, over ``--seconds`` after ``--warmup``:
 - per subscriber: ``video_fps`` min and mean over the 9 video streams it gets,
   and ``loss_percent``: packets missing from the sequence numbers it received
   (all 18 streams; nothing is NACKed, so this is the raw loss);
+- ``clients_socket_drops_percent``: the share of those packets the kernel
+  dropped at the clients' own sockets (their receive buffers overflowed: the
+  client processes did not keep up, which a busy machine causes), and
+  ``worker_socket_drops``: the same at the worker's sockets (packets in);
 - ``clients_cpu_percent`` and ``machine_busy_percent`` (all cores, 100 = all
   busy), to read the rest with.
 
@@ -47,7 +52,16 @@ from preencoded import (
     payload_kinds,
     video_track,
 )
-from processes import Child, media_worker_pid, profile, profile_summary, serve, start_media_plane
+from processes import (
+    Child,
+    media_worker_pid,
+    profile,
+    profile_summary,
+    run_loop,
+    serve,
+    start_media_plane,
+    udp_drops,
+)
 
 from jupyter_video import _aiortc
 from jupyter_video.sfu.interface import RenegotiationNeeded
@@ -112,6 +126,7 @@ async def serve_clients() -> None:
         elif op == "counts":
             return {
                 "cpu": time.process_time(),
+                "drops": udp_drops(os.getpid()),
                 "counts": {s: p.counts() for s, p in participants.items()},
             }
         elif op == "close":
@@ -186,6 +201,8 @@ async def run(
                 "time": time.monotonic(),
                 "worker_cpu": cpu_seconds(worker),
                 "clients_cpu": sum(r["cpu"] for r in replies),
+                "clients_drops": sum(r["drops"] for r in replies),
+                "worker_drops": udp_drops(worker),
                 "machine": machine_busy_seconds(),
                 "forwarded": stats.packets_forwarded,
                 "counts": counts,
@@ -241,6 +258,10 @@ def summarize(
         )
     busy = end["machine"][0] - start["machine"][0]
     total = end["machine"][1] - start["machine"][1]
+    expected = sum(wanted for counts in end["counts"].values() for *_, wanted in counts) - sum(
+        wanted for counts in start["counts"].values() for *_, wanted in counts
+    )
+    dropped_by_clients = end["clients_drops"] - start["clients_drops"]
     return {
         "benchmark": "rooms",
         "media_worker": tree or "this checkout",
@@ -254,6 +275,9 @@ def summarize(
         "video_fps_min": min(s["video_fps_min"] for s in subscribers),
         "loss_percent_max": max(float(s["loss_percent"] or 0.0) for s in subscribers),
         "subscribers": subscribers,
+        # Losses that are the clients' own: their sockets' receive buffers overflowed.
+        "clients_socket_drops_percent": round(100 * dropped_by_clients / max(expected, 1), 2),
+        "worker_socket_drops": end["worker_drops"] - start["worker_drops"],
         "clients_cpu_percent": round(
             100 * (end["clients_cpu"] - start["clients_cpu"]) / elapsed, 1
         ),
@@ -274,9 +298,9 @@ def main() -> None:
     parser.add_argument("--serve-clients", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_clients:
-        asyncio.run(serve_clients())
+        run_loop(serve_clients())
         return
-    result = asyncio.run(
+    result = run_loop(
         run(
             args.participants,
             args.seconds,
