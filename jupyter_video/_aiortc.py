@@ -388,10 +388,12 @@ def unassociated_transceivers_hidden(pc: Any) -> Iterator[None]:
         transceivers.extend(hidden)
 
 
-def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
-    """The codecs negotiated on ``transceiver``, preferred first (RTX excluded)."""
+def negotiated_codecs(
+    transceiver: RTCRtpTransceiver, rtx: bool = False
+) -> list[RTCRtpCodecParameters]:
+    """The codecs negotiated on ``transceiver``, preferred first (RTX only if ``rtx``)."""
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
-    return [c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx"]
+    return [c for c in codecs if rtx or c.mimeType.lower() != f"{transceiver.kind}/rtx"]
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:

@@ -290,7 +290,7 @@ class Peer:
             del self._by_ssrc[ssrc]  # the same sender's SSRCs now carry the new track
         self._divert()
         publication.attach(
-            list(transceiver._codecs),
+            adapter.negotiated_codecs(transceiver, rtx=True),
             {i: uri for uri, i in self._client_extmap.items()},
             self._send,
             self.rtcp_ssrc,
@@ -324,13 +324,35 @@ class Peer:
             return
         if parameters.muxId:
             self._by_mid[parameters.muxId] = publication
-        for encoding in parameters.encodings:
-            self._by_ssrc[encoding.ssrc] = publication
-            if encoding.rtx is not None:
-                self._by_ssrc[encoding.rtx.ssrc] = publication
-                if publication.stream is not None:
-                    publication.stream.parameters.rtx_ssrc = encoding.rtx.ssrc
+        layers = self._announced_layers(transceiver)
+        for media, rtx in layers:
+            self._by_ssrc[media] = publication
+            if rtx is not None:
+                self._by_ssrc[rtx] = publication
+        publication.set_layers(layers)
         self._start_rtcp()
+
+    def _announced_layers(self, transceiver: RTCRtpTransceiver) -> list[tuple[int, int | None]]:
+        """(media SSRC, RTX SSRC) of each stream the remote SDP announces for
+        ``transceiver``'s m-section: simulcast layers lowest first (``a=ssrc-group:SIM``),
+        each with its ``FID`` partner."""
+        if self._remote_sdp is None:
+            return []
+        for media in SessionDescription.parse(self._remote_sdp).media:
+            if media.rtp.muxId != transceiver.mid:
+                continue
+            rtx_of = {
+                int(g.items[0]): int(g.items[1])
+                for g in media.ssrc_group if g.semantic == "FID" and len(g.items) == 2
+            }
+            simulcast = next((g for g in media.ssrc_group if g.semantic == "SIM"), None)
+            if simulcast is not None:
+                primaries = [int(i) for i in simulcast.items]
+            else:
+                rtx = set(rtx_of.values())
+                primaries = [s.ssrc for s in media.ssrc if s.ssrc not in rtx][:1]
+            return [(ssrc, rtx_of.get(ssrc)) for ssrc in primaries]
+        return []
 
     # ----------------------------------------------------------- the packet path
 

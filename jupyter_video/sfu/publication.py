@@ -15,6 +15,7 @@ publication relays the messages of the publisher's data channel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -42,6 +43,9 @@ PLI_INTERVAL = 1.0
 """Seconds between two keyframe requests sent to one publisher for one publication."""
 NACK_INTERVAL = 0.02
 """Seconds between two looks at what is still missing, while something is."""
+LAYER_TIMEOUT_MS = 1000
+"""A simulcast layer that sent nothing for this long is off (the publisher's
+bandwidth estimate dropped it): forwarding moves to the best layer still sending."""
 
 
 class EncodedFrame(NamedTuple):
@@ -140,6 +144,10 @@ class MediaPublication:
         self.speech = SpeechActivity()
         """How loud the publisher spoke since the room last looked (audio only)."""
         self.stream: ReceiveStream | None = None
+        """The stream forwarded (of a simulcast publication: the layer chosen)."""
+        self.layers: list[ReceiveStream] = []
+        """Every stream received: simulcast layers, lowest first (one without)."""
+        self._layer_of: dict[int, ReceiveStream] = {}
         self.ring = PacketRing()
         self.extensions: dict[int, str] = {}
         """The publisher's header extension ids -> URIs."""
@@ -212,8 +220,36 @@ class MediaPublication:
             ),
             local_ssrc,
         )
+        self.layers = [self.stream]
+        self._layer_of = {}
         self.ring = self.stream.ring
         self._became_ready()
+
+    def set_layers(self, layers: list[tuple[int, int | None]]) -> None:
+        """The SSRCs the publisher's SDP announced: (media, RTX) per simulcast layer,
+        lowest first (``a=ssrc-group:SIM``), or one pair without simulcast."""
+        stream = self.stream
+        if stream is None or not layers:
+            return
+        if len(layers) == 1:
+            media, rtx = layers[0]
+            stream.parameters.ssrc = stream.parameters.ssrc or media
+            stream.parameters.rtx_ssrc = stream.parameters.rtx_ssrc or rtx
+            return
+        if [layer.parameters.ssrc for layer in self.layers] == [m for m, _ in layers]:
+            return  # the same layers again (a renegotiation)
+        self.layers = [
+            ReceiveStream(dataclasses.replace(stream.parameters, ssrc=media, rtx_ssrc=rtx),
+                          stream.local_ssrc)
+            for media, rtx in layers
+        ]
+        self._layer_of = {}
+        for layer, (media, rtx) in zip(self.layers, layers, strict=True):
+            self._layer_of[media] = layer
+            if rtx is not None:
+                self._layer_of[rtx] = layer
+        self.stream = self.layers[0]  # until a better layer's keyframe comes
+        self.ring = self.stream.ring
 
     def attach_frame_source(
         self, codec: RTCRtpCodecParameters, request_keyframe: Callable[[], None]
@@ -235,23 +271,53 @@ class MediaPublication:
 
     def receive_packet(self, packet: Packet) -> None:
         """One RTP packet from the publisher (primary or RTX), already parsed."""
-        stream = self.stream
+        stream = self._layer_of.get(packet.ssrc, self.stream) if self._layer_of else self.stream
         if stream is None:
             return
         forwarding_counts.packets_received += 1
-        recovered = stream.nack.recovered
+        recovered, retransmitted = stream.nack.recovered, stream.retransmissions_received
         media = stream.receive(packet)
-        if stream.nack.recovered != recovered:
-            forwarding_counts.packets_recovered += 1
+        forwarding_counts.packets_recovered += stream.nack.recovered - recovered
+        forwarding_counts.retransmissions_received += (
+            stream.retransmissions_received - retransmitted)
         if stream.nack.missing and self._nack_timer is None:
             self._send_nacks()
         if stream.nack.keyframe_needed:
             stream.nack.keyframe_needed = False
             self.request_keyframe()
-        if media is not None:
-            if media.audio_level is not None:
-                self.speech.add(media.audio_level)
-            self._forward(media)
+        if media is None:
+            return
+        if self._layer_of:
+            stream.last_packet_ms = packet.arrival_ms
+            if stream is not self.stream and not self._switch_layer(stream, media):
+                return
+        if media.audio_level is not None:
+            self.speech.add(media.audio_level)
+        self._forward(media)
+
+    def _switch_layer(self, layer: ReceiveStream, packet: Packet) -> bool:
+        """Whether to forward from ``layer`` from ``packet`` on instead of the layer
+        forwarded so far: a higher one, or any while the current one is off; at a
+        keyframe of it (one is asked for until it comes)."""
+        current = self.stream
+        assert current is not None
+        better = (
+            self.layers.index(layer) > self.layers.index(current)
+            or packet.arrival_ms - current.last_packet_ms > LAYER_TIMEOUT_MS
+        )
+        if not better:
+            return False
+        if not packet.keyframe:
+            request = layer.keyframe_request(now_ms())
+            if request is not None and self._send_rtcp is not None:
+                self._send_rtcp(request)
+            return False
+        self.stream = layer
+        self.ring = layer.ring
+        self._assembler = None  # another sequence space
+        for subscription in self.subscriptions:
+            subscription.resync()
+        return True
 
     def _forward(self, packet: Packet) -> None:
         """The fan-out: every packet subscriber, then (only if something needs them)
@@ -348,20 +414,25 @@ class MediaPublication:
 
     def _send_nacks(self) -> None:
         self._nack_timer = None
-        stream, send = self.stream, self._send_rtcp
-        if stream is None or send is None:
+        send = self._send_rtcp
+        if send is None:
             return
-        before = stream.nack.asked
-        nack = stream.nack_feedback(now_ms())
-        if nack and send(nack):
-            forwarding_counts.nacks_sent += stream.nack.asked - before
-        if stream.nack.missing:
+        now = now_ms()
+        missing = False
+        for stream in self.layers:
+            before = stream.nack.asked
+            nack = stream.nack_feedback(now)
+            if nack and send(nack):
+                forwarding_counts.nacks_sent += stream.nack.asked - before
+            missing = missing or bool(stream.nack.missing)
+        if missing:
             self._nack_timer = asyncio.get_running_loop().call_later(
                 NACK_INTERVAL, self._send_nacks)
 
     def receiver_feedback(self) -> bytes:
-        """The periodic RTCP for the publisher (Receiver Report, REMB)."""
-        return b"" if self.stream is None else self.stream.receiver_feedback(now_ms())
+        """The periodic RTCP for the publisher (Receiver Reports, REMB)."""
+        now = now_ms()
+        return b"".join(stream.receiver_feedback(now) for stream in self.layers)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per PLI_INTERVAL."""
@@ -405,6 +476,9 @@ class MediaPublication:
         self._pli_timer = self._nack_timer = None
         self._send_rtcp = None
         self._frame_source_keyframe = None
+        self.stream = None  # what still arrives for it (in flight, a reused sender) is dropped
+        self.layers = []
+        self._layer_of = {}
 
 
 class DataPublication:

@@ -404,3 +404,61 @@ def test_extensions_go_in_the_two_byte_form_when_the_subscriber_numbers_them_pas
         out = RtpPacket.parse(sending.forward(received, 0), extensions_map(ids))
         assert (out.extensions.mid, out.extensions.audio_level) == ("a7", (False, 33))
         assert out.payload == b"opus" and out.payload_type == 109
+
+
+async def test_a_simulcast_publication_forwards_the_best_layer_sending_switching_at_keyframes(
+) -> None:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from jupyter_video.sfu.publication import MediaPublication
+
+    class Sink:  # the subscriber side, as the publication sees it
+        wants_frames = False
+        waiting_for_keyframe = True
+
+        def __init__(self) -> None:
+            self.ssrcs: list[int] = []
+
+        def send_packet(self, packet: Packet, now: int, ntp: int) -> bool:
+            if self.waiting_for_keyframe and not packet.keyframe:
+                return False
+            self.waiting_for_keyframe = False
+            self.ssrcs.append(packet.ssrc)
+            return True
+
+        def resync(self) -> None:
+            self.waiting_for_keyframe = True
+
+    rtcp_sent: list[bytes] = []
+    publication = MediaPublication("PA" + "1" * 32, "camera", "video")
+    publication.attach([RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000,
+                                              payloadType=96)], {}, rtcp_sent.append, 9)
+    publication.set_layers([(11, None), (22, None), (33, None)])
+    sink = Sink()
+    publication.subscriptions.append(sink)  # type: ignore[arg-type]
+    layers = {ssrc: encoded_stream(Vp8Encoder(), 4, ssrc=ssrc, payload_type=96,
+                                   first_sequence=100 * ssrc, first_timestamp=0, seed=ssrc)
+              for ssrc in (11, 33)}
+    low, high = layers[11], layers[33]
+
+    def feed(data: bytes, at_ms: int) -> None:
+        publication.receive_packet(Packet(data, arrival_ms=at_ms))
+
+    for data in low[:3]:
+        feed(data, 0)
+    assert sink.ssrcs == [11] * 3
+    feed(high[1], 10)  # the high layer starts, but not on a keyframe: ask it for one
+    assert sink.ssrcs == [11] * 3 and rtcp_sent[-1] == rtcp.pli(9, 33)
+    feed(high[0], 20)  # its keyframe: forwarding moves up
+    feed(low[3], 30)
+    for data in high[2:]:
+        feed(data, 40)
+    assert sink.ssrcs == [11] * 3 + [33] * (len(high) - 1)
+    assert publication.ring is publication.layers[2].ring
+    # The high layer stops (the publisher's estimate dropped it): down to the low one.
+    later = encoded_stream(Vp8Encoder(), 2, ssrc=11, payload_type=96, first_sequence=2000,
+                           first_timestamp=0, seed=5)
+    feed(later[-1], 3000)
+    assert rtcp_sent[-1] == rtcp.pli(9, 11)
+    feed(later[0], 3010)
+    assert sink.ssrcs[-1] == 11

@@ -77,6 +77,8 @@ class ReceiveStream:
         self.keyframes_received = 0
         self.keyframe_requests_sent = 0
         self.rtt_ms = 100
+        self.last_packet_ms = 0
+        """Arrival of the last media packet (kept by the publication for simulcast)."""
 
     # ----------------------------------------------------------- per packet
 

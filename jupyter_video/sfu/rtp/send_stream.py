@@ -33,6 +33,10 @@ COPIED_EXTENSIONS = frozenset(
 """Extensions that describe the media and go on to subscribers as they came.
 Transport-wide ones (transport-cc, abs-send-time) describe the publisher's hop
 and are not forwarded; abs-send-time is written anew for the subscriber's."""
+MAX_TIMESTAMP_JUMP_S = 5
+"""A source's timestamp moving on by more than this between two packets (or back)
+means a new source under the same SSRC (a track republished on the same sender):
+the subscriber's timestamps are re-anchored, as at a change of source."""
 HISTORY_PACKETS = 512
 """Packets kept per subscriber for its NACKs (~1.5 s of 1 Mbit/s video)."""
 
@@ -68,6 +72,7 @@ class SendStream:
             else None
         )
         self._abs_send_time_id = parameters.extensions.get(ABS_SEND_TIME_URI)
+        self._max_step = MAX_TIMESTAMP_JUMP_S * parameters.clock_rate
         # The per-packet extension block in the one-byte form when the ids allow it
         # (RFC 8285 4.2, what browsers negotiate): built from bytes made once.
         one_byte = all(0 < i < 15 for i in parameters.extensions.values()) and (
@@ -152,6 +157,13 @@ class SendStream:
         params = self.parameters
         sequence = (packet.forward_sequence + self._sequence_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._timestamp_offset) & 0xFFFFFFFF
+        last = self.last_timestamp
+        if last is not None and packet.forward_sequence > self._last_forward_sequence:
+            step = (timestamp - last) & 0xFFFFFFFF
+            if step > self._max_step:  # backwards (step >= 2**31) or too far ahead
+                elapsed = max(1, (now_ms - self._last_sent_ms) * params.clock_rate // 1000)
+                self._timestamp_offset = (last + elapsed - packet.timestamp) & 0xFFFFFFFF
+                timestamp = (packet.timestamp + self._timestamp_offset) & 0xFFFFFFFF
         data = packet.data
         payload = data[packet.payload_start : packet.payload_end]
         if self._vp8:
