@@ -24,6 +24,7 @@ import contextlib
 import logging
 import queue
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,9 @@ from typing import Any
 import aioice
 import aioice.ice
 import aiortc
-import aiortc.clock
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -117,26 +118,44 @@ RtcpDivert = Callable[[bytes], bool]
 _DIVERTED = "_jupyter_video_diverted"
 
 
-def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) -> None:
-    """Hand every SRTP packet ``dtls`` receives, once unprotected, to ``on_rtp`` /
-    ``on_rtcp`` before aiortc parses and routes it to its receivers and senders.
+_NTP_UNIX_EPOCH_MS = 2_208_988_800_000
+"""1970-01-01 on the NTP timescale, in ms: aiortc's ``clock.current_ms()`` counts from 1900."""
 
-    ``RTCDtlsTransport._recv_next`` unprotects with the transport's SRTP session and
-    awaits ``self._handle_rtp_data(data, arrival_time_ms=...)`` or
-    ``self._handle_rtcp_data(data)`` (rtcdtlstransport.py); both are replaced on
-    this instance, so a packet the handlers take costs no ``RtpPacket.parse``, no
-    router and no coroutine of aiortc's. Packets they decline go on to aiortc as
-    before. Calling it again for the same transport replaces the handlers.
+
+def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) -> None:
+    """Hand every SRTP packet ``dtls`` receives, unprotected, to ``on_rtp`` /
+    ``on_rtcp`` in the datagram callback itself, before aiortc's receivers.
+
+    aioice puts each datagram on a queue (ice.py ``Connection.data_received``)
+    that the DTLS transport's task reads, unprotects with its SRTP session and
+    parses (rtcdtlstransport.py ``_recv_next``): a loop wake-up, a task step and
+    three awaits per packet. Here ``data_received`` of the transport's ICE
+    connection is replaced on that instance: once DTLS has given the SRTP keys,
+    SRTP and SRTCP are unprotected with the transport's session (``_rx_srtp``) and
+    handed over at once; DTLS (and SRTP before the keys) goes on to the queue as
+    before. Packets that took the queue (they came while DTLS was finishing) reach
+    the handlers too: ``_handle_rtp_data(data, arrival_time_ms=...)`` and
+    ``_handle_rtcp_data(data)``, which ``_recv_next`` awaits once it unprotected
+    them, are replaced on the transport. A packet a handler declines (returns
+    False) goes on to aiortc's own as it would have. Calling it again for the same
+    transport replaces the handlers.
     """
     already = hasattr(dtls, _DIVERTED)
     setattr(dtls, _DIVERTED, (on_rtp, on_rtcp))
     if already:
         return
+    connection = dtls.transport._connection
+    queue_datagram = connection.data_received
     handle_rtp = dtls._handle_rtp_data
     handle_rtcp = dtls._handle_rtcp_data
+    pending: set[asyncio.Future[None]] = set()
 
-    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
-        # Runs inside aiortc's receive loop: an exception would end the transport.
+    def pass_on(coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    async def handle_queued_rtp(data: bytes, arrival_time_ms: int) -> None:
         try:
             taken = getattr(dtls, _DIVERTED)[0](data, arrival_time_ms)
         except Exception:
@@ -145,7 +164,7 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) 
         if not taken:
             await handle_rtp(data, arrival_time_ms)
 
-    async def handle_rtcp_data(data: bytes) -> None:
+    async def handle_queued_rtcp(data: bytes) -> None:
         try:
             taken = getattr(dtls, _DIVERTED)[1](data)
         except Exception:
@@ -154,8 +173,35 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) 
         if not taken:
             await handle_rtcp(data)
 
-    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
-    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+    waiting: asyncio.Queue[Any] = connection._queue
+
+    def data_received(data: bytes, component: int) -> None:
+        session: Any = dtls._rx_srtp
+        if session is None or not 127 < data[0] < 192 or waiting.qsize():
+            # DTLS, SRTP before the keys, or behind datagrams still queued (in order)
+            queue_datagram(data, component)
+            return
+        handlers = getattr(dtls, _DIVERTED)
+        # This runs inside aioice's datagram callback: an exception here would end
+        # the transport, so a handler's is logged instead.
+        try:
+            if is_rtcp(data):
+                plain = session.unprotect_rtcp(data)
+                if not handlers[1](plain):
+                    pass_on(handle_rtcp(plain))
+            else:
+                plain = session.unprotect(data)
+                arrival_ms = time.time_ns() // 1_000_000 + _NTP_UNIX_EPOCH_MS
+                if not handlers[0](plain, arrival_ms):
+                    pass_on(handle_rtp(plain, arrival_ms))
+        except pylibsrtp.Error:
+            return  # a replay, or not ours: aiortc drops these too
+        except Exception:
+            logger.exception("diverted SRTP handler failed")
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    dtls._handle_rtp_data = handle_queued_rtp  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_queued_rtcp  # type: ignore[method-assign]
 
 
 def srtp_diverted(dtls: RTCDtlsTransport) -> bool:

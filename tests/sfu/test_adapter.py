@@ -229,7 +229,20 @@ async def test_unnegotiated_transceivers_stay_out_of_a_remote_offer() -> None:
 def test_dtls_transport_unprotects_srtp_then_hands_it_to_handle_rtp_and_rtcp_data() -> None:
     from aiortc.rtcicetransport import RTCIceTransport
 
+    # Datagrams reach the ICE connection's queue through data_received, which the
+    # SFU replaces on the instance to take SRTP at once.
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in source(
+        aioice.ice.StunProtocol.datagram_received)
+    assert "self._queue.put_nowait((data, component))" in source(
+        aioice.ice.Connection.data_received)
+    assert "self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()" in source(
+        aioice.ice.Connection.__init__)
+    assert parameters(aioice.ice.Connection.data_received) == ["self", "data", "component"]
+    assert "self._connection = " in source(RTCIceTransport.__init__)
+    assert "self._rx_srtp = Session(rx_policy)" in source(RTCDtlsTransport._setup_srtp)
+    assert "self._rx_srtp: Session = None" in source(RTCDtlsTransport.__init__)
     recv_next = source(RTCDtlsTransport._recv_next)
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
     for step in (
         "data = self._rx_srtp.unprotect_rtcp(data)",
         "await self._handle_rtcp_data(data)",
