@@ -87,11 +87,12 @@ window.ramp = {
         const common = { width: s.frameWidth || 0, height: s.frameHeight || 0, fps: s.framesPerSecond || 0, kbps };
         if (s.type === 'outbound-rtp') {
           out.push({
-            rid: s.rid || null, active: s.active, limitation: s.qualityLimitationReason || null,
+            ssrc: s.ssrc, rid: s.rid || null, active: s.active,
+            limitation: s.qualityLimitationReason || null, encoder: s.encoderImplementation || null,
             resentKbps: before ? rate(resent, before.resent) : 0, ...common,
           });
         } else {
-          inbound.push({ framesDecoded: s.framesDecoded || 0, ...common });
+          inbound.push({ ssrc: s.ssrc, framesDecoded: s.framesDecoded || 0, ...common });
         }
       });
     }
