@@ -1,4 +1,4 @@
-"""Per-track recording: the encoded frames a publication forwards, muxed into Matroska.
+"""Per-track recording: the encoded frames of a publication, muxed into Matroska.
 
 A :class:`TrackRecorder` takes the complete encoded frames its publication
 assembles from the packets it forwards (only while something needs frames,
