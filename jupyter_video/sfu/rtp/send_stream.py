@@ -127,6 +127,11 @@ class SendStream:
 
     def _start_source(self, packet: Packet, now_ms: int) -> None:
         self._switching = False
+        # The new source's numbers are its own: one below its first packet, so that
+        # last_sequence follows it even when they are lower than the last source's (a
+        # simulcast layer's random start); else the next switch reused sent numbers
+        # and the subscriber's SRTP dropped them as replays.
+        self._last_forward_sequence = packet.forward_sequence - 1
         self._sequence_offset = (self.last_sequence + 1 - packet.forward_sequence) & 0xFFFF
         if self.last_timestamp is None:
             self._timestamp_offset = 0
