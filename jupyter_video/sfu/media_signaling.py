@@ -190,6 +190,7 @@ class MediaSignaling:
 
     def set_profile(self, profile: BandwidthProfile | None) -> None:
         self.profile = profile
+        self._start()  # the profile alone (no channels) still needs the measurements
         self.allocate()
 
     def _delta(
