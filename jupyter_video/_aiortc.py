@@ -39,6 +39,7 @@ from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpReceiveParameters,
@@ -216,17 +217,19 @@ def send_srtp(dtls: RTCDtlsTransport, packet: bytes) -> bool:
     host or server-reflexive pair aioice's ``send_data`` is one
     ``transport.sendto`` (ice.py ``StunProtocol.send_data``), called directly; a
     TURN pair's may wait for a channel binding, so it gets a task. Returns False
-    when the transport is not (or no longer) connected: nothing was sent.
+    when the transport is not (or no longer) connected: nothing was sent. Once
+    per packet and subscriber: private attributes read directly (``state`` builds
+    a string from the enum each time).
     """
-    if dtls.state != "connected":
+    if dtls._state is not _DTLS_CONNECTED:
         return False
     tx: Any = dtls._tx_srtp
-    protected = tx.protect_rtcp(packet) if is_rtcp(packet) else tx.protect(packet)
-    pair = dtls.transport._connection._nominated.get(1)
+    protected = tx.protect_rtcp(packet) if 191 < packet[1] < 209 else tx.protect(packet)
+    pair = dtls._transport._connection._nominated.get(1)
     if pair is None:
         return False
     protocol = pair.protocol
-    if type(protocol) is aioice.ice.StunProtocol:
+    if type(protocol) is _StunProtocol:
         transport = protocol.transport
         if transport is None:
             return False
@@ -238,6 +241,8 @@ def send_srtp(dtls: RTCDtlsTransport, packet: bytes) -> bool:
     return True
 
 
+_DTLS_CONNECTED = DtlsState.CONNECTED
+_StunProtocol = aioice.ice.StunProtocol
 _sending: set[asyncio.Future[None]] = set()
 
 

@@ -253,6 +253,7 @@ class Peer:
         description = self.pc.localDescription
         sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
         sdp = sdp_rewrite.with_conference_flag(sdp)
+        sdp = sdp_rewrite.with_video_start_bitrate(sdp)
         return adapter.announce_public_address(sdp, self._public_address)
 
     # ----------------------------------------------------------- publishing
@@ -421,6 +422,7 @@ class Peer:
                     slot = self._slot_by_ssrc.get(block.ssrc)
                     if slot is not None and slot.stream is not None:
                         slot.stream.on_receiver_report(block, ntp)
+                        self._note_rtt(slot.stream.rtt_ms)
             elif packet_type == rtcp.RTPFB and count == rtcp.NACK_FMT and end - start >= 12:
                 slot = self._slot_by_ssrc.get(rtcp.media_ssrc(data, start))
                 if slot is not None:
@@ -436,6 +438,15 @@ class Peer:
                         if slot is not None:
                             slot.keyframe_requested()
         return True
+
+    def _note_rtt(self, rtt_ms: float | None) -> None:
+        """The round trip a Receiver Report measured is the transport's: the NACKs
+        toward this peer's publications are repeated after it."""
+        if rtt_ms is None:
+            return
+        for publication in set(self._sections.values()):
+            for stream in publication.layers:
+                stream.reported_rtt_ms = rtt_ms
 
     def _slot_ready(self, slot: SendSlot) -> None:
         assert slot.stream is not None

@@ -239,6 +239,9 @@ def test_dtls_transport_unprotects_srtp_then_hands_it_to_handle_rtp_and_rtcp_dat
         aioice.ice.Connection.__init__)
     assert parameters(aioice.ice.Connection.data_received) == ["self", "data", "component"]
     assert "self._connection = " in source(RTCIceTransport.__init__)
+    dtls_init = source(RTCDtlsTransport.__init__)
+    assert "self._state = State.NEW" in dtls_init and "self._transport = transport" in dtls_init
+    assert "return str(self._state)[6:].lower()" in source(RTCDtlsTransport.state.fget)
     assert "self._rx_srtp = Session(rx_policy)" in source(RTCDtlsTransport._setup_srtp)
     assert "self._rx_srtp: Session = None" in source(RTCDtlsTransport.__init__)
     recv_next = source(RTCDtlsTransport._recv_next)

@@ -188,8 +188,9 @@ def test_nack_generator_asks_for_gaps_each_round_trip_then_gives_up() -> None:
     assert nack.due(now_ms=0, rtt_ms=50) == [12, 13]
     assert nack.due(now_ms=30, rtt_ms=50) == []  # not again within a round trip
     assert nack.due(now_ms=50, rtt_ms=50) == [12, 13]
-    assert nack.on_packet(12)  # the retransmission fills the gap
-    assert not nack.on_packet(12)
+    assert nack.on_packet(12, now_ms=60)  # the retransmission fills the gap
+    assert not nack.on_packet(12, now_ms=60)
+    assert nack.rtt_ms is None  # asked twice: which NACK it answers is unknown
     assert nack.recovered == 1
     for k in range(2, MAX_RETRIES):  # asked twice already: MAX_RETRIES in all
         assert nack.due(now_ms=50 * k, rtt_ms=50) == [13]
@@ -197,6 +198,47 @@ def test_nack_generator_asks_for_gaps_each_round_trip_then_gives_up() -> None:
     assert nack.missing == {} and nack.asked == 2 + MAX_RETRIES
     nack.on_packet(5000)  # a gap no retransmission can repair
     assert nack.keyframe_needed and nack.missing == {}
+
+
+def test_nack_round_trip_is_measured_from_packets_asked_for_once() -> None:
+    nack = NackGenerator()
+    for sequence in (1, 3, 5):
+        nack.on_packet(sequence)
+    assert nack.due(now_ms=1000, rtt_ms=100) == [2, 4]
+    assert nack.on_packet(2, now_ms=1040)
+    assert nack.rtt_ms == 40
+    assert nack.on_packet(4, now_ms=1120)
+    assert nack.rtt_ms == pytest.approx(40 + (120 - 40) / 8)
+
+
+def test_nacks_toward_a_publisher_are_repeated_after_the_measured_round_trip() -> None:
+    packets = encoded_stream(Vp8Encoder(), 3, ssrc=0x1111, payload_type=96, first_sequence=100,
+                             first_timestamp=0)
+    stream = ReceiveStream(vp8_params(ssrc=0x1111), local_ssrc=9)
+    for i, data in enumerate(packets):
+        if i not in (1, 3):
+            stream.receive(Packet(data))
+    assert stream.rtt_ms == 100  # nothing measured yet
+
+    def asked(now: int) -> list[int]:
+        feedback = stream.nack_feedback(now_ms=now)
+        if not feedback:
+            return []
+        [(_, _, start, end)] = rtcp.packets(feedback)
+        return rtcp.nacked(feedback, start, end)
+
+    assert asked(0) == [101, 103]
+    assert asked(99) == [] and asked(100) == [101, 103]  # the default 100 ms
+    # One answered after one NACK (the other was asked twice): 30 ms, from now on.
+    stream.nack.missing[101] = [1, 100]
+    assert stream.nack.on_packet(101, now_ms=130)
+    assert stream.rtt_ms == 30
+    assert asked(129) == [] and asked(130) == [103]
+    # A Receiver Report's round trip (the peer's, same transport) is preferred.
+    stream.reported_rtt_ms = 60
+    assert asked(189) == [] and asked(190) == [103]
+    stream.reported_rtt_ms = 5  # loopback: no faster than MIN_INTERVAL_MS
+    assert asked(200) == [] and asked(210) == [103]
 
 
 def test_rtx_is_unwrapped_into_the_packet_it_repairs() -> None:
