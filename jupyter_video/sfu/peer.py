@@ -252,7 +252,6 @@ class Peer:
     def _local_sdp(self) -> str:
         description = self.pc.localDescription
         sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
-        sdp = sdp_rewrite.with_conference_flag(sdp)
         sdp = sdp_rewrite.with_video_start_bitrate(sdp)
         return adapter.announce_public_address(sdp, self._public_address)
 

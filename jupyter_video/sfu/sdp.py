@@ -263,28 +263,6 @@ def _opus_fmtp(section: list[str], dtx: bool) -> list[str]:
     return lines
 
 
-CONFERENCE_FLAG = "a=x-google-flag:conference"
-
-
-def with_conference_flag(sdp: str) -> str:
-    """``sdp`` (the SFU's) with ``a=x-google-flag:conference`` in each video section.
-
-    Chrome encodes the simulcast layers of an ``a=ssrc-group:SIM`` (the SSRC
-    simulcast twilio-video.js writes, lib/util/sdp/simulcast.js) only in
-    conference mode, which that flag in the remote description turns on
-    (libwebrtc ``WebRtcVideoSendChannel``: without it only the first SSRC sends,
-    at full size); SFUs that take SDP simulcast from Chrome (Twilio's, Janus)
-    answer with it.
-    """
-    out = []
-    for section in _sections(sdp):
-        if section and section[0].startswith("m=video") and CONFERENCE_FLAG not in section:
-            at = len(section) - 1 if section[-1] == "" else len(section)
-            section = [*section[:at], CONFERENCE_FLAG, *section[at:]]
-        out.extend(section)
-    return "\r\n".join(out)
-
-
 VIDEO_START_BITRATE_KBPS = 1500
 """Where Chrome's send-side bandwidth estimate starts for the video it sends the
 SFU (``x-google-start-bitrate``, read from the remote description's fmtp). Its
