@@ -427,7 +427,9 @@ class Peer:
                 if slot is not None:
                     slot.retransmit(rtcp.nacked(data, start, end))
             elif packet_type == rtcp.PSFB and end - start >= 8:
-                if count == rtcp.PLI_FMT:
+                if count == rtcp.REMB_FMT:
+                    self._on_remb(data, start, end)
+                elif count == rtcp.PLI_FMT:
                     slot = self._slot_by_ssrc.get(rtcp.media_ssrc(data, start))
                     if slot is not None:
                         slot.keyframe_requested()
@@ -437,6 +439,18 @@ class Peer:
                         if slot is not None:
                             slot.keyframe_requested()
         return True
+
+    def _on_remb(self, data: bytes, start: int, end: int) -> None:
+        """A subscriber's REMB: what its downlink takes, for its publishers' REMB."""
+        remb = rtcp.remb_bitrate(data, start, end)
+        if remb is None:
+            return
+        bitrate, ssrcs = remb
+        now = now_ms()
+        for ssrc in ssrcs:
+            slot = self._slot_by_ssrc.get(ssrc)
+            if slot is not None and slot.stream is not None:
+                slot.stream.bandwidth.on_remb(bitrate, now)
 
     def _note_rtt(self, rtt_ms: float | None) -> None:
         """The round trip a Receiver Report measured is the transport's: the NACKs

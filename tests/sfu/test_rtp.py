@@ -17,6 +17,13 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
 
 from jupyter_video.sfu.rtp import rtcp
+from jupyter_video.sfu.rtp.bandwidth import (
+    MAX_BITRATE,
+    MIN_BITRATE,
+    REMB_FRESH_MS,
+    SubscriberBandwidth,
+    publisher_bitrate,
+)
 from jupyter_video.sfu.rtp.codecs import Vp8Descriptor, h264_keyframe, vp8_keyframe
 from jupyter_video.sfu.rtp.nack import MAX_RETRIES, NackGenerator
 from jupyter_video.sfu.rtp.packet import Packet
@@ -504,3 +511,44 @@ async def test_a_simulcast_publication_forwards_the_best_layer_sending_switching
     assert rtcp_sent[-1] == rtcp.pli(9, 11)
     feed(later[0], 3010)
     assert sink.ssrcs[-1] == 11
+
+
+# ------------------------------------------------------------------ bandwidth
+
+
+def test_publishers_are_told_what_the_best_subscriber_takes_never_the_worst() -> None:
+    clean, lossy = SubscriberBandwidth(), SubscriberBandwidth()
+    for sub in (clean, lossy):
+        sub.on_remb(400_000, now_ms=0)  # a receiver's REMB follows what it gets
+    clean.on_receiver_report(fraction_lost=3, octets_sent=0, now_ms=0)
+    clean.on_receiver_report(fraction_lost=3, octets_sent=125_000, now_ms=1000)
+    lossy.on_receiver_report(fraction_lost=64, octets_sent=0, now_ms=0)
+    lossy.on_receiver_report(fraction_lost=64, octets_sent=125_000, now_ms=1000)  # 25 % lost
+    assert clean.wanted(1000) is None  # takes all it gets: REMB does not hold it
+    assert lossy.received_bps == 750_000
+    assert lossy.wanted(1000) == 400_000  # its REMB, below 750k less half the loss
+    assert publisher_bitrate([]) == MAX_BITRATE
+    assert publisher_bitrate([clean.wanted(1000), lossy.wanted(1000)]) == MAX_BITRATE
+    assert publisher_bitrate([lossy.wanted(1000)]) == 400_000
+    # Its REMB gone stale, what it received less half its loss (GCC's rule).
+    assert lossy.wanted(1000 + REMB_FRESH_MS + 1) == 750_000 * (512 - 64) // 512
+    other = SubscriberBandwidth()
+    other.on_remb(1_200_000, now_ms=1000)
+    other.on_receiver_report(fraction_lost=40, octets_sent=0, now_ms=1000)
+    assert publisher_bitrate([lossy.wanted(1000), other.wanted(1000)]) == 1_200_000
+    starving = SubscriberBandwidth()
+    starving.on_remb(20_000, now_ms=0)
+    starving.on_receiver_report(fraction_lost=200, octets_sent=0, now_ms=0)
+    assert publisher_bitrate([starving.wanted(0)]) == MIN_BITRATE
+
+
+def test_receiver_feedback_carries_the_remb_it_is_given() -> None:
+    stream = ReceiveStream(vp8_params(ssrc=0x1111), local_ssrc=9)
+    for data in encoded_stream(Vp8Encoder(), 1, ssrc=0x1111, payload_type=96,
+                               first_sequence=1, first_timestamp=0):
+        stream.receive(Packet(data))
+    feedback = stream.receiver_feedback(0, 400_000)
+    rembs = [rtcp.remb_bitrate(feedback, start, end)
+             for kind, fmt, start, end in rtcp.packets(feedback)
+             if kind == rtcp.PSFB and fmt == rtcp.REMB_FMT]
+    assert rembs == [(400_000, [0x1111])]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import rtcp
+from .bandwidth import MAX_BITRATE
 from .codecs import keyframe_detector
 from .nack import NackGenerator
 from .packet import FIXED_HEADER, Packet
@@ -24,8 +25,6 @@ KEYFRAME_REQUEST_INTERVAL_MS = 1000
 """At most one PLI/FIR per second toward a publisher, as mediasoup relays them."""
 DEFAULT_RTT_MS = 100
 """The round trip assumed toward a publisher before one is measured."""
-REMB_BITRATE = 3_000_000
-"""What REMB tells publishers they may send: a 720p30 camera's VP8 at full quality."""
 
 
 @dataclass
@@ -226,15 +225,16 @@ class ReceiveStream:
             delay_since_last_sr=delay,
         )
 
-    def receiver_feedback(self, now_ms: int) -> bytes:
-        """The periodic RTCP for the publisher: a Receiver Report, and REMB for video."""
+    def receiver_feedback(self, now_ms: int, bitrate: int = MAX_BITRATE) -> bytes:
+        """The periodic RTCP for the publisher: a Receiver Report, and for video a
+        REMB of ``bitrate`` (what its subscribers take: bandwidth.py)."""
         block = self.report_block(now_ms)
         if block is None:
             return b""
         data = rtcp.receiver_report(self.local_ssrc, [block])
         if self.parameters.kind == "video":
             ssrcs = [self.parameters.ssrc] if self.parameters.ssrc is not None else []
-            data += rtcp.remb(self.local_ssrc, REMB_BITRATE, ssrcs)
+            data += rtcp.remb(self.local_ssrc, bitrate, ssrcs)
         return data
 
     def nack_feedback(self, now_ms: int) -> bytes:
