@@ -119,7 +119,12 @@ class MediaSignaling:
             self._on_render_hints(body)
         elif kind == "track_priority":
             self._on_track_priority(body)
-        # "ready" (data/transport.js), publisher_hints answers, client_reset: nothing to do.
+        elif kind == "client_reset":
+            # The publisher replaced the track's source (publisherhintsignaling.js
+            # sendTrackReplaced): its encodings are back to their defaults, so the
+            # track's hints go out again at the next tick.
+            self.publisher_hints.pop(str(body.get("track")), None)
+        # "ready" (data/transport.js) and publisher_hints answers: nothing to do.
 
     def _on_network_quality(self, body: dict[str, Any]) -> None:
         """Answer the client's inputs with the levels it asked for."""
