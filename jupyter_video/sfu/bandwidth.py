@@ -8,7 +8,7 @@ its render hints and subscribe priorities (MSP ``render_hints`` and
 sends (size and measured bitrate) and the subscriber's estimated downlink. The
 rules are Twilio's documented ones (Bandwidth Profile API, "Track Priority and
 Track Switch-Off"): a track the client says it does not render is off; the
-render size picks the smallest layer that covers it; under a bitrate cap lower
+render size picks the smallest layer with as many pixels; under a bitrate cap lower
 priorities get lower layers first and are switched off first; ``presentation``
 keeps non-high tracks at their lowest layer; ``track_switch_off: disabled``
 never switches a track off for bandwidth.
@@ -94,7 +94,7 @@ class VideoDemand:
 
 
 def _wanted_layer(demand: VideoDemand, profile: BandwidthProfile | None) -> int:
-    """The lowest layer whose frames cover the size the track is rendered at."""
+    """The lowest layer with as many pixels as the track is rendered at."""
     top = len(demand.layer_sizes) - 1
     size = demand.render_size
     if size is None and profile is not None:
@@ -107,8 +107,10 @@ def _wanted_layer(demand: VideoDemand, profile: BandwidthProfile | None) -> int:
         # simulcast_encoder_adapter, scaleResolutionDownBy 4, 2, 1).
         width, height = sizes[top]  # type: ignore[misc]
         sizes = [(width >> (top - i), height >> (top - i)) for i in range(top + 1)]
+    # By pixel count, not width and height each: a tile of another aspect ratio
+    # (object-fit: cover crops) is as sharp from a layer with as many pixels.
     for index, layer in enumerate(sizes):
-        if layer is not None and layer[0] >= size[0] and layer[1] >= size[1]:
+        if layer is not None and layer[0] * layer[1] >= size[0] * size[1]:
             return index
     if all(s is None for s in sizes):
         # Sizes not seen yet: a quarter of 1280x720 or less is layer 0, half layer 1.

@@ -17,7 +17,7 @@ def demand(sid: str, **kwargs: object) -> VideoDemand:
     return VideoDemand(track_sid=sid, layer_sizes=SIZES, layer_bitrates=RATES, **kwargs)  # type: ignore[arg-type]
 
 
-def test_the_render_size_picks_the_smallest_layer_that_covers_it() -> None:
+def test_the_render_size_picks_the_smallest_layer_with_as_many_pixels() -> None:
     profile = BandwidthProfile()
     got = allocate([demand("a", render_size=(160, 90)), demand("b", render_size=(600, 340)),
                     demand("c", render_size=(1920, 1080)), demand("d")], profile, None)
