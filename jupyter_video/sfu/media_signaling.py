@@ -135,6 +135,10 @@ class MediaSignaling:
             self.client_rtt_ms = float(ice["rtt"]) * 1000
         if self.report_level <= 0:
             return
+        if not self.levels.measured:
+            # twilio-video keeps a participant's stats until its level changes
+            # (participant.js setNetworkQualityLevel): the first answer has them too.
+            self.measure()
         remotes = []
         if self.remote_report_level > 0:
             for sid, other in self.peer.room.peers.items():
@@ -245,8 +249,12 @@ class MediaSignaling:
                 rtt = max(rtt, sent.rtt_ms)
         for direction in (*send.values(), *recv.values()):
             direction.rtt_ms = rtt
+        for direction in (*send.values(), *recv.values()):
+            direction.bitrate = int(direction.bitrate / TICK_S)
         self.levels = Levels(audio_send=send["audio"].level(), audio_recv=recv["audio"].level(),
-                             video_send=send["video"].level(), video_recv=recv["video"].level())
+                             video_send=send["video"].level(), video_recv=recv["video"].level(),
+                             measured={f"{kind}_send": send[kind] for kind in send}
+                             | {f"{kind}_recv": recv[kind] for kind in recv})
         self.downlink_bps = self.downlink.update(recv["video"].loss, sent_bps / TICK_S)
         self.layer_bitrates = {
             id(stream): bits for stream, bits in self._layer_bits(peer)}

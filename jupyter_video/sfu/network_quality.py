@@ -11,7 +11,7 @@ media, coarsely).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LOSS_STEPS = (0.01, 0.03, 0.06, 0.10, 0.20)
 """Loss fraction under each step: 5, 4, 3, 2, 1 (above the last: 0)."""
@@ -45,6 +45,20 @@ class Direction:
     def level(self) -> int:
         return level(self.loss, self.rtt_ms, self.jitter_ms) if self.measured else 5
 
+    def stats(self) -> dict[str, object]:
+        """``sendStats``/``recvStats`` as twilio-video reads them
+        (lib/stats/networkqualitysendorrecvstats.js): bandwidth, fraction lost and
+        latency, each with its level. No bandwidth estimate is made per direction:
+        ``available`` and its level are left null."""
+        return {
+            "bandwidth": {"actual": self.bitrate, "available": None, "level": None},
+            "fractionLost": {"fractionLost": round(self.loss, 4),
+                             "level": _level(self.loss, LOSS_STEPS)},
+            "latency": {"jitter": round(self.jitter_ms, 1), "rtt": round(self.rtt_ms, 1),
+                        "level": min(_level(self.rtt_ms, RTT_STEPS_MS),
+                                     _level(self.jitter_ms, JITTER_STEPS_MS))},
+        }
+
 
 @dataclass
 class Levels:
@@ -54,6 +68,8 @@ class Levels:
     audio_recv: int = 5
     video_send: int = 5
     video_recv: int = 5
+    measured: dict[str, Direction] = field(default_factory=dict)
+    """What the levels came from: "audio_send", "video_recv", ... (verbosity 3)."""
 
     @property
     def level(self) -> int:
@@ -61,13 +77,20 @@ class Levels:
 
     def to_msp(self, verbosity: int, sid: str | None = None) -> int | dict[str, object]:
         """The level as networkqualitysignaling.js reads it: the number at verbosity 1,
-        the decomposed levels from 2 on (``remotes`` entries carry the sid)."""
+        the decomposed levels from 2 on, their stats at 3 (``remotes`` entries carry
+        the sid)."""
         if verbosity <= 1 and sid is None:
             return self.level
         body: dict[str, object] = {"level": self.level}
         if sid is not None:
             body["sid"] = sid
         if verbosity >= 2:
-            body["audio"] = {"send": self.audio_send, "recv": self.audio_recv}
-            body["video"] = {"send": self.video_send, "recv": self.video_recv}
+            for kind in ("audio", "video"):
+                media: dict[str, object] = {"send": getattr(self, f"{kind}_send"),
+                                            "recv": getattr(self, f"{kind}_recv")}
+                if verbosity >= 3:
+                    for side in ("send", "recv"):
+                        direction = self.measured.get(f"{kind}_{side}")
+                        media[f"{side}Stats"] = direction.stats() if direction else None
+                body[kind] = media
         return body

@@ -149,9 +149,17 @@ async def test_network_quality_levels_reach_local_and_remote_participants(page: 
         quality = await asyncio.to_thread(until, page, f"{key}'s levels", lambda k=key, o=other: (
             q if isinstance((q := page.call("networkQuality", k))["local"], int)
             and any(r["identity"] == o and isinstance(r["level"], int) for r in q["remotes"])
+            and q["localLevels"]["video"]["sendStats"] is not None  # measured once at least
             else None))
         assert 0 <= quality["local"] <= 5
-        assert quality["localLevels"]["video"]["send"] in range(6), quality
+        video = quality["localLevels"]["video"]
+        assert video["send"] in range(6), quality
+        # Verbosity 3: the stats behind the levels, as twilio-video parses them (it
+        # keeps the first ones while the level stays the same: participant.js).
+        assert video["sendStats"]["fractionLost"]["fractionLost"] < 0.05, video
+        assert video["sendStats"]["fractionLost"]["level"] in range(6), video
+        assert video["recvStats"]["latency"]["rtt"] >= 0, video
+        assert "actual" in video["sendStats"]["bandwidth"], video
         # A loopback link loses nothing: the levels say so.
         assert quality["local"] >= 4, quality
 
