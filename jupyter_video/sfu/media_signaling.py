@@ -85,7 +85,8 @@ class MediaSignaling:
         self.publisher_hints: dict[str, list[bool]] = {}  # track_sid -> layers enabled
         self._hint_id = 0
         self.layer_bitrates: dict[int, int] = {}  # id(layer stream) -> bits per second
-        self._counters: dict[int, _Counters] = {}
+        self._counters: dict[tuple[str, int], _Counters] = {}  # (what, id(object))
+        self._touched: set[tuple[str, int]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
     # ----------------------------------------------------------- channels
@@ -203,9 +204,10 @@ class MediaSignaling:
         self.allocate()
 
     def _delta(
-        self, key: object, expected: int, received: int, octets: int
+        self, key: tuple[str, int], expected: int, received: int, octets: int
     ) -> tuple[int, int, int]:
-        counters = self._counters.setdefault(id(key), _Counters())
+        counters = self._counters.setdefault(key, _Counters())
+        self._touched.add(key)
         delta = (expected - counters.expected, received - counters.received,
                  octets - counters.octets)
         counters.expected, counters.received, counters.octets = expected, received, octets
@@ -223,7 +225,7 @@ class MediaSignaling:
             direction = send[publication.kind]
             for stream in publication.layers:
                 expected, received, octets = self._delta(
-                    stream, stream.packets_expected,
+                    ("received", id(stream)), stream.packets_expected,
                     stream.packets_received - stream.retransmissions_received,
                     stream.bytes_received)
                 if expected <= 0:
@@ -239,7 +241,7 @@ class MediaSignaling:
             sent = slot.stream
             if sent is None or slot.subscription is None:
                 continue
-            _, _, octets = self._delta(slot, 0, 0, sent.octets_sent)
+            _, _, octets = self._delta(("sent", id(sent)), 0, 0, sent.octets_sent)
             direction = recv[slot.kind]
             direction.measured = direction.measured or sent.packets_sent > 0
             direction.loss = max(direction.loss, sent.fraction_lost / 256)
@@ -258,6 +260,9 @@ class MediaSignaling:
         self.downlink_bps = self.downlink.update(recv["video"].loss, sent_bps / TICK_S)
         self.layer_bitrates = {
             id(stream): bits for stream, bits in self._layer_bits(peer)}
+        # Counters of streams gone (unpublished, unsubscribed) are dropped.
+        self._counters = {k: v for k, v in self._counters.items() if k in self._touched}
+        self._touched = set()
 
     def _layer_bits(self, peer: Peer) -> list[tuple[object, int]]:
         """Each layer's bitrate of the publications this participant subscribes to."""
