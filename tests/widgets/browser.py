@@ -110,7 +110,11 @@ def write_notebook(path: Path, *sources: str) -> None:
 # the pixels, drawn small on a canvas; null while nothing has been decoded.
 SAMPLE_VIDEO = """(identity) => {
   const video = document.querySelector(`.jv-tile[data-identity="${identity}"] video`);
+  // In view, as a user looking at it: the widget's twilio-video switches off the
+  // video of a tile out of view (clientTrackSwitchOffControl 'auto', docs/quality.md).
+  if (video) { video.scrollIntoView({ block: 'nearest' }); }
   if (!video || video.readyState < 2 || !video.videoWidth) { return null; }
+  if (video.closest('.jv-switched-off')) { return null; }  // until it is switched on
   const canvas = document.createElement('canvas');
   canvas.width = 64; canvas.height = 48;
   const context = canvas.getContext('2d');
