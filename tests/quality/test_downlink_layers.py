@@ -33,6 +33,7 @@ from jupyter_video.sfu.rtp.layers import vp8_keyframe_size
 from jupyter_video.sfu.rtp.packet import Packet
 
 from ..sfu.peers import ROOM, Client, next_frame, sid
+from .peers import LossyClient
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -167,7 +168,7 @@ async def test_the_subscriber_with_a_lossy_downlink_gets_the_lower_layer(
     plane: MediaPlane,
 ) -> None:
     publisher = SimulcastPublisher(plane, sid("PA", 1))
-    lossy, clean = Client(plane, sid("PA", 2)), Client(plane, sid("PA", 3))
+    lossy, clean = LossyClient(plane, sid("PA", 2)), Client(plane, sid("PA", 3))
     try:
         track_sid = await publisher.publish()
         tracks = {}

@@ -17,6 +17,7 @@ from jupyter_video.sfu import create_media_plane
 from jupyter_video.sfu.interface import MediaPlane
 
 from ..sfu.peers import Client, PatternTrack, sid
+from .peers import LossyClient
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -72,7 +73,7 @@ async def level_until(channel: QualityChannel, check: Any, timeout: float = 20) 
 async def test_a_subscribers_level_drops_with_downlink_loss_and_recovers(
     plane: MediaPlane,
 ) -> None:
-    publisher, subscriber = Client(plane, sid("PA", 1)), Client(plane, sid("PA", 2))
+    publisher, subscriber = Client(plane, sid("PA", 1)), LossyClient(plane, sid("PA", 2))
     try:
         await publisher.join()
         [track_sid] = await publisher.publish(PatternTrack())
