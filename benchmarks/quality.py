@@ -265,7 +265,7 @@ async def run(participants: int, seconds: float, warmup: float, processes: int,
         for sid in host:
             channels = {"render_hints": f"render_hints-{sid[-8:]}",
                         "track_switch_off": f"track_switch_off-{sid[-8:]}"}
-            if await plane.grant_media_signaling(sid, channels):
+            if (await plane.grant_media_signaling(sid, channels)).needs_offer:
                 await negotiate(sid)
             await plane.set_bandwidth_profile(sid, {"video": {"mode": "grid"}})
         await asyncio.sleep(2.0)  # the channels open

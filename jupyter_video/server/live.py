@@ -369,9 +369,9 @@ class Conference:
             for channel in QUALITY_CHANNELS if channel in message.media_signaling
         }
         if quality:
-            needs_offer = await self.media.grant_media_signaling(
-                participant.sid, quality) or needs_offer
-            granted.update(quality)
+            grant = await self.media.grant_media_signaling(participant.sid, quality)
+            needs_offer = grant.needs_offer or needs_offer
+            granted.update({name: quality[name] for name in grant.opened})
         if message.bandwidth_profile is not None:
             await self.media.set_bandwidth_profile(participant.sid, message.bandwidth_profile)
         return granted, needs_offer

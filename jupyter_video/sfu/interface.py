@@ -167,11 +167,20 @@ QUALITY_CHANNELS = ("network_quality", "render_hints", "track_priority",
 class GrantMediaSignaling(Command):
     """Open the participant's quality media-signaling channels, ``channels`` (MSP
     name -> data channel label: network_quality, render_hints, track_priority,
-    track_switch_off, publisher_hints; docs/quality.md); the result says whether
-    the participant needs an offer."""
+    track_switch_off, publisher_hints; docs/quality.md); the result is a
+    :class:`MediaSignalingGrant`."""
 
     participant_sid: str
     channels: dict[str, str]
+
+
+@dataclass
+class MediaSignalingGrant:
+    """The channels a :class:`GrantMediaSignaling` opened (none for a media socket
+    peer) and whether the participant needs an offer for them."""
+
+    opened: list[str]
+    needs_offer: bool
 
 
 @dataclass
@@ -599,9 +608,11 @@ class MediaPlane(abc.ABC):
         needs_offer: bool = await self.execute(GrantActiveSpeaker(participant_sid, label))
         return needs_offer
 
-    async def grant_media_signaling(self, participant_sid: str, channels: dict[str, str]) -> bool:
-        needs_offer: bool = await self.execute(GrantMediaSignaling(participant_sid, channels))
-        return needs_offer
+    async def grant_media_signaling(
+        self, participant_sid: str, channels: dict[str, str]
+    ) -> MediaSignalingGrant:
+        result = await self.execute(GrantMediaSignaling(participant_sid, channels))
+        return result if isinstance(result, MediaSignalingGrant) else MediaSignalingGrant(**result)
 
     async def set_bandwidth_profile(
         self, participant_sid: str, profile: dict[str, Any] | None

@@ -36,6 +36,7 @@ from .interface import (
     GrantActiveSpeaker,
     GrantMediaSignaling,
     MediaPlane,
+    MediaSignalingGrant,
     MediaSocketAddress,
     MediaStats,
     OpenMediaSocket,
@@ -221,15 +222,16 @@ class LocalMediaPlane(MediaPlane):
         peer = room.peer(command.participant_sid)
         return peer.grant_active_speaker(command.label)
 
-    async def _grant_media_signaling(self, command: GrantMediaSignaling) -> bool:
+    async def _grant_media_signaling(self, command: GrantMediaSignaling) -> MediaSignalingGrant:
         peer = self._room(command.participant_sid).peer(command.participant_sid)
         if not isinstance(peer, Peer):
-            return False  # a media socket peer: no quality channels (docs/quality.md)
+            # A media socket peer: no quality channels yet (docs/quality.md).
+            return MediaSignalingGrant(opened=[], needs_offer=False)
         signaling = peer.quality_signaling()
         needs_offer = False
         for channel, label in command.channels.items():
             needs_offer = signaling.grant(channel, label) or needs_offer
-        return needs_offer
+        return MediaSignalingGrant(opened=list(command.channels), needs_offer=needs_offer)
 
     async def _set_bandwidth_profile(self, command: SetBandwidthProfile) -> None:
         peer = self._room(command.participant_sid).peer(command.participant_sid)

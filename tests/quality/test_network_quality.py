@@ -46,7 +46,9 @@ class QualityChannel:
 
 
 async def granted(plane: MediaPlane, client: Client) -> QualityChannel:
-    if await plane.grant_media_signaling(client.sid, {"network_quality": "network_quality-1"}):
+    grant = await plane.grant_media_signaling(client.sid, {"network_quality": "network_quality-1"})
+    assert grant.opened == ["network_quality"]
+    if grant.needs_offer:
         await client.answer()
     channel = await asyncio.wait_for(client.channels.get(), 10)
     assert channel.label == "network_quality-1"
