@@ -93,7 +93,9 @@ class VideoApp(ExtensionApp):
     default_room_type = Unicode(
         "group",
         config=True,
-        help="Type of rooms created without a Type: 'group' or 'group-small'.",
+        help="Type of rooms created without a Type (over REST, or ad hoc on connect): "
+        "'group' or 'group-small' (media through the SFU), 'peer-to-peer' or 'go' "
+        "(media straight between participants).",
     )
     max_participants = Int(
         50,
