@@ -33,6 +33,7 @@ from ..sfu import interface as media
 from ..sfu.interface import MediaPlane
 from ..signaling import rsp
 from ..tokens import TokenClaims, verify_token
+from .peer_to_peer import GroupMediaPlane, Mesh
 from .recordings import Recordings, Selection
 from .registry import RoomEvent, RoomRegistry
 
@@ -181,6 +182,8 @@ class LiveRoom:
         self.participants: dict[str, LiveParticipant] = {}
         self.is_recording = False
         self.recording_revision = rsp.Revision(1)  # twilio-video's recording.js starts at 1
+        # Go and Peer-to-Peer rooms: negotiation relayed between participants (peer_to_peer.py)
+        self.mesh = Mesh() if record.type.is_peer_to_peer else None
 
     def recording(self) -> rsp.Recording:
         """Whether any track is being recorded, as twilio-video's ``room.isRecording``."""
@@ -209,7 +212,7 @@ class Conference:
         settings: LiveSettings | None = None,
     ) -> None:
         self.registry = registry
-        self.media = media_plane
+        self.media: MediaPlane = GroupMediaPlane(media_plane, self._is_peer_to_peer_room)
         self.account_sid = account_sid
         self.api_keys = api_keys
         self.settings = settings or LiveSettings()
@@ -220,6 +223,11 @@ class Conference:
         self.recordings: Recordings | None = None
         """Set by the server app: where RecordingRules are applied."""
         registry.listeners.append(self._on_room_event)
+
+    def _is_peer_to_peer_room(self, room_sid: str) -> bool:
+        room = self.rooms.get(room_sid)
+        record = room.record if room is not None else self.registry.store.get(Room, room_sid)
+        return record is not None and record.type.is_peer_to_peer
 
     # -- background work -----------------------------------------------------
 
@@ -337,6 +345,8 @@ class Conference:
                         media_signaling=granted or None,
                     ).to_dict()
                 )
+                if room.mesh is not None:
+                    room.mesh.join(participant, message.peer_connections)
         except BaseException:
             await self.leave(participant)
             raise
@@ -358,6 +368,8 @@ class Conference:
         takes as "not available" (docs/signaling.md section 9)."""
         granted: dict[str, str] = {}
         needs_offer = False
+        if participant.room.mesh is not None:
+            return granted, needs_offer  # they all need the SFU's data channel
         if "active_speaker" in message.media_signaling:
             label = f"active_speaker-{uuid.uuid4().hex[:8]}"
             needs_offer = await self.media.grant_active_speaker(participant.sid, label)
@@ -387,6 +399,8 @@ class Conference:
                 if participant.pc_id and participant.local_description
                 else []
             )
+            if participant.room.mesh is not None:
+                current = participant.room.mesh.states_for(participant.sid)
             participant.send(
                 rsp.Synced(
                     participant=rsp.ParticipantRef(participant.sid, participant.identity),
@@ -490,12 +504,19 @@ class Conference:
         await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
         if not track.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
-        return LiveTrack(track.id, record, track.priority, ready=track.kind != "data")
+        # In a mesh the data channel goes to each subscriber directly: nothing to wait for.
+        ready = track.kind != "data" or participant.room.mesh is not None
+        return LiveTrack(track.id, record, track.priority, ready=ready)
 
     async def _apply_descriptions(
         self, participant: LiveParticipant, states: list[rsp.PeerConnectionState]
     ) -> list[rsp.PeerConnectionState]:
         """Answer offers, apply answers, add ICE candidates; the answers to send."""
+        mesh = participant.room.mesh
+        if mesh is not None:  # the other end of each pair answers
+            for state in states:
+                mesh.relay(participant, state)
+            return []
         answers = []
         for state in states:
             if participant.pc_id is None:
@@ -674,6 +695,8 @@ class Conference:
             self.registry.disconnect_participant(record)
         with contextlib.suppress(VideoError):
             await self.media.remove_peer(participant.sid)
+        if room.mesh is not None:
+            room.mesh.leave(participant.sid)
         participant.state_revision.next()
         self._announce(participant, "disconnected")
         for other in room.others(participant):
