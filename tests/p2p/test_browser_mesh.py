@@ -4,13 +4,33 @@ straight between the pages, and the SFU forwards nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
+from jupyter_video.client import (
+    LocalDataTrack,
+    LocalVideoTrack,
+    RemoteAudioTrack,
+    RemoteDataTrack,
+    RemoteVideoTrack,
+    connect,
+)
+
+from ..client.participants import Recorder, subscribed_to
 from ..conftest import make_twilio_client
 from ..server_process import ServerProcess
-from ..widgets.browser import MEDIA_ON_LOOPBACK, requires_browser, room_name
+from ..widgets.browser import (
+    LOOPBACK,
+    MEDIA_ON_LOOPBACK,
+    moving_frames,
+    requires_browser,
+    room_name,
+    take_frames,
+    token,
+)
 from .mesh import MeshPage, media_plane_counters
 
 pytestmark = [requires_browser, pytest.mark.timeout(240)]
@@ -125,3 +145,57 @@ def test_a_go_room_takes_two_participants_and_refuses_a_third_with_53105(
     third = first.connect("three", room.unique_name)
     assert third["error"]["code"] == 53105, third
     assert first.call("state", "one")["participants"] == ["two"]
+
+
+async def test_a_python_participant_and_a_browser_share_a_go_room(
+    server: ServerProcess, pages: list[MeshPage]
+) -> None:
+    room = make_twilio_client(server).video.v1.rooms.create(unique_name=room_name(), type="go")
+    [page] = open_pages(server, pages, 1)
+    before = forwarded(server)
+    chat = LocalDataTrack(name="notes")
+    kernel = await connect(token(server, "kernel"), room.unique_name, server.url,
+                           ice_host_addresses=LOOPBACK,
+                           tracks=[LocalVideoTrack.from_frames(moving_frames()), chat])
+    events = Recorder(kernel)
+    try:
+        joined = await asyncio.to_thread(page.connect, "browser", room.unique_name,
+                                         camera=True, tone=True, data=True)
+        assert joined.get("error") is None, joined
+        await asyncio.to_thread(page.call, "loud", "browser", True)
+
+        # the browser's camera, decoded in Python at the size it was captured
+        video = (await events.wait("track_subscribed", subscribed_to("video"))).track
+        assert isinstance(video, RemoteVideoTrack)
+        frames = await asyncio.wait_for(take_frames(video, 10), 30)
+        assert frames[-1].shape == (240, 320, 3) and frames[-1].mean() > 20
+        # the browser's tone, heard in Python
+        sound = (await events.wait("track_subscribed", subscribed_to("audio"))).track
+        assert isinstance(sound, RemoteAudioTrack)
+
+        async def loudest(samples: int) -> float:
+            peak, heard = 0.0, 0
+            async for chunk in sound.frames():
+                peak, heard = max(peak, float(np.abs(chunk).max())), heard + len(chunk)
+                if peak > 3000 or heard >= samples:
+                    break
+            return peak
+
+        assert await asyncio.wait_for(loudest(48000 * 5), 20) > 3000  # the tone, not silence
+        # the kernel's frames, shown in the page
+        frame = await asyncio.to_thread(page.poll, "sample",
+                                        {"key": "browser", "identity": "kernel"})
+        assert frame["mean"] > 60 and (frame["width"], frame["height"]) == (320, 240)
+
+        # data both ways
+        notes = (await events.wait("track_subscribed", subscribed_to("data"))).track
+        assert isinstance(notes, RemoteDataTrack)
+        await asyncio.to_thread(page.call, "whenPublishedSend", "browser", ["from the page"])
+        await events.wait("track_message", lambda e: e.message == "from the page")
+        chat.send("from the kernel")
+        await asyncio.to_thread(page.wait, "browser", lambda s: {
+            "identity": "kernel", "data": "from the kernel"} in s["messages"])
+
+        assert forwarded(server) == before
+    finally:
+        await kernel.disconnect()
