@@ -165,6 +165,7 @@ class RoomView {
     try {
       const query = new URLSearchParams({ room: this.model.get('room') });
       if (this.model.get('identity')) { query.set('identity', this.model.get('identity')); }
+      if (this.model.get('type')) { query.set('type', this.model.get('type')); }
       grant = await request(this.base, `video/token?${query}`);
     } catch (error) {
       this.showError(error);

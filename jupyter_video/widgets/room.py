@@ -36,6 +36,13 @@ class RoomWidget(anywidget.AnyWidget):
         allow_none=True,
         help="Display identity asked for (made unique in the room); once joined, the one used.",
     ).tag(sync=True)
+    type = t.Enum(
+        ["", "group", "group-small", "peer-to-peer", "go"], "",
+        help="Type of the room if this widget creates it: 'group' or 'group-small' (media "
+        "through the server's SFU), 'peer-to-peer' or 'go' (media straight between the "
+        "participants); '' takes the server's VideoApp.default_room_type. A room already "
+        "in progress keeps the type it was created with.",
+    ).tag(sync=True)
     audio = t.Bool(True, help="Publish the microphone.").tag(sync=True)
     video = t.Bool(True, help="Publish the camera.").tag(sync=True)
     audio_device = t.Unicode(None, allow_none=True, help="Microphone deviceId.").tag(sync=True)
@@ -86,7 +93,9 @@ class RoomWidget(anywidget.AnyWidget):
         self.observe(self._on_participants, names="participants")
 
     def __repr__(self) -> str:
-        return f"RoomWidget(room={self.room!r}, state={self.state!r}, identity={self.identity!r})"
+        kind = f", type={self.type!r}" if self.type else ""
+        return (f"RoomWidget(room={self.room!r}{kind}, state={self.state!r}, "
+                f"identity={self.identity!r})")
 
     # -- commands to the browser -------------------------------------------------
 
