@@ -309,9 +309,9 @@ class Conference:
         for other in list(existing.participants.values()) if existing else []:
             if other.identity == identity:
                 await self.kick(other, ParticipantError(53205))
-        record = self.registry.connect_participant(
-            record_room, identity, _subscribe_rules(message.subscribe)
-        )
+        # In a mesh every peer connection carries every track: nothing to leave out.
+        rules = None if record_room.type.is_peer_to_peer else _subscribe_rules(message.subscribe)
+        record = self.registry.connect_participant(record_room, identity, rules)
         room = self.rooms.setdefault(record_room.sid, LiveRoom(record_room))
         participant = LiveParticipant(room, record, connection)
         room.participants[record.sid] = participant

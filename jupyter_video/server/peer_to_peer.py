@@ -78,13 +78,16 @@ class Pair:
         change of either end is lost and both ends agree on who offered.
         """
         if description.type == "offer":
+            if description.revision <= self.revision:
+                return False  # relayed before (a ``sync`` repeats the last description)
             if self.state is PairState.OFFERED and self.offerer != sender:
                 log.debug("glare on %s: %s's offer dropped, %s's stands",
                           self.id, sender, self.offerer)
                 return False
             self.state, self.offerer = PairState.OFFERED, sender
         elif description.type in ("answer", "pranswer"):
-            if self.state is not PairState.OFFERED or self.offerer == sender:
+            if (self.state is not PairState.OFFERED or self.offerer == sender
+                    or description.revision != self.revision):
                 return False  # an answer to an offer that was dropped or rolled back
             if description.type == "answer":
                 self.state, self.offerer = PairState.STABLE, None

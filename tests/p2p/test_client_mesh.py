@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from twilio.base.exceptions import TwilioRestException
 
 from jupyter_video.client import (
     LocalAudioTrack,
@@ -214,3 +215,52 @@ async def test_an_ad_hoc_room_takes_the_default_type(go_by_default: ServerProces
         await second.disconnect()
     finally:
         await first.disconnect()
+
+
+async def test_a_lost_signaling_connection_resumes_every_pair_with_sync(
+    join: Callable[..., Any], video_server: ServerProcess
+) -> None:
+    name = peer_to_peer_room(video_server)
+    chat = LocalDataTrack(name="chat")
+    alice, alice_events = await join("alice", name, tracks=[chat])
+    _, bob_events = await join("bob", name)
+    data = (await bob_events.wait("track_subscribed", subscribed_to("data"))).track
+    assert isinstance(data, RemoteDataTrack)
+
+    assert alice._signaling is not None and alice._signaling._ws is not None
+    alice._signaling._ws.transport.abort()  # the network drops the WebSocket
+    await alice_events.wait("reconnecting")
+    await alice_events.wait("reconnected")
+    assert open_peer_connections(alice) == 1  # synced listed the pair: still up
+
+    chat.send("still here")
+    messages = data.messages()
+    assert await asyncio.wait_for(anext(messages), WAIT) == "still here"
+    await messages.aclose()
+    # and the pair negotiates as before: a track published after the reconnect arrives
+    await alice.local_participant.publish_track(
+        LocalVideoTrack.from_frames(pattern_frames((120, 160)), fps=15))
+    video = (await bob_events.wait("track_subscribed", subscribed_to("video"))).track
+    assert isinstance(video, RemoteVideoTrack)
+    assert len(await collect_frames(video, 5)) == 5
+
+
+async def test_every_track_is_subscribed_even_without_automatic_subscription(
+    join: Callable[..., Any], video_server: ServerProcess
+) -> None:
+    """Each peer connection carries all of its sender's tracks: there are no subscribe
+    rules to apply in a peer-to-peer room (53117 over REST)."""
+    name = peer_to_peer_room(video_server)
+    await join("alice", name, tracks=[LocalVideoTrack.from_frames(pattern_frames(), fps=15)])
+    _, bob_events = await join("bob", name, automatic_subscription=False)
+    video = (await bob_events.wait("track_subscribed", subscribed_to("video"))).track
+    assert isinstance(video, RemoteVideoTrack)
+    assert len(await collect_frames(video, 5)) == 5
+
+    participant = make_twilio_client(video_server).video.v1.rooms(name).participants("bob")
+    with pytest.raises(TwilioRestException) as refused:
+        await asyncio.to_thread(participant.subscribe_rules.update,
+                                rules=[{"type": "exclude", "all": True}])
+    assert refused.value.code == 53117 and "peer-to-peer" in refused.value.msg
+    subscribed = await asyncio.to_thread(participant.subscribed_tracks.list)
+    assert [track.kind for track in subscribed] == ["video"]

@@ -105,6 +105,21 @@ def test_an_answer_nobody_waits_for_goes_nowhere() -> None:
     assert ben.take() == [("pair", "answer", 1)]
 
 
+def test_descriptions_repeated_by_a_reconnecting_client_are_not_relayed_again() -> None:
+    mesh, ann, ben = Mesh(), Peer("PA-ann"), Peer("PA-ben")
+    mesh.join(ann, [offer("x", 1)])
+    mesh.join(ben, [offer("pair", 1)])
+    mesh.relay(ann, answer("pair", 1))
+    ann.take(), ben.take()
+    mesh.relay(ben, offer("pair", 1))  # ben's sync repeats its answered offer
+    mesh.relay(ann, answer("pair", 1))  # and ann's its answer
+    assert ann.take() == [] and ben.take() == []
+    mesh.relay(ann, offer("pair", 2))  # the pair goes on as before
+    assert ben.take() == [("pair", "offer", 2)]
+    assert [s.description for s in mesh.states_for("PA-ben")] == [
+        rsp.Description("offer", 2, "sdp 2")]
+
+
 def test_ice_candidates_go_to_the_other_end_under_the_pair_id() -> None:
     mesh, ann, ben = Mesh(), Peer("PA-ann"), Peer("PA-ben")
     mesh.join(ann, [offer("x", 1)])
