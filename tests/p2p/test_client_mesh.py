@@ -23,8 +23,8 @@ from jupyter_video.client import (
     connect,
 )
 from jupyter_video.errors import RoomError
-from jupyter_video.sfu.adapter import use_host_addresses
 
+from ..client.conftest import loopback_only  # noqa: F401 - ICE on 127.0.0.1, as there
 from ..client.participants import LOOPBACK, WAIT, Recorder, room_name, subscribed_to, token
 from ..client.test_client_e2e import (
     collect_frames,
@@ -38,13 +38,6 @@ from ..server_process import ServerProcess
 from .mesh import media_plane_counters
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> Iterator[None]:
-    use_host_addresses(LOOPBACK)
-    yield
-    use_host_addresses(None)
 
 
 @pytest.fixture(scope="module")
