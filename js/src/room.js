@@ -180,7 +180,10 @@ class RoomView {
     if (this.left) { this.stopLocalTracks(); return; }
     this.dataTrack = new Video.LocalDataTrack({ name: 'chat' });
     this.grant = grant;
-    const requested = this.model.get('media_transport') || grant.media_transport || 'auto';
+    // The media socket is the SFU's: in a Go or Peer-to-Peer room media goes between the
+    // participants' own peer connections, and a lone participant has none to watch.
+    const mesh = ['go', 'peer-to-peer'].includes(grant.room_type);
+    const requested = mesh ? 'webrtc' : this.model.get('media_transport') || grant.media_transport || 'auto';
     const transport = requested === 'websocket' && webSocketMediaSupported() ? 'websocket' : 'webrtc';
     await this.connect(transport, requested === 'auto');
   }

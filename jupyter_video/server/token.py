@@ -6,7 +6,7 @@ kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 Jupyter user's name is used) and ``type`` (a room type: the room is created with it
 when no room of that name is in progress; one in progress keeps its own). Reply:
 ``{"token", "identity", "room", "ice_servers", "ws_server", "media_server",
-"rest_base", "media_transport"}``: ``ice_servers`` being ``VideoApp.ice_servers``
+"rest_base", "media_transport", "room_type"}``: ``ice_servers`` being ``VideoApp.ice_servers``
 and, with ``VideoApp.turn_secret``, TURN REST API credentials for
 ``VideoApp.turn_urls`` that last as long as the token; the three URLs absolute, so
 a page or kernel that asked a relay (a hub user's server, see jupyter_video.hub)
@@ -54,7 +54,7 @@ class TokenHandler(APIHandler):
         identity = self._unique_identity(room, requested or self._user_name())
         context = self.settings["jupyter_video"]
         try:
-            self._create_room_of_type(room, self.get_query_argument("type", ""))
+            room_type = self._room_type(room, self.get_query_argument("type", ""))
         except VideoError as error:
             self.set_status(error.status)
             self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -82,23 +82,33 @@ class TokenHandler(APIHandler):
                     "media_server": self._absolute("video/media", websocket=True),
                     "rest_base": self._absolute("video/v1"),
                     "media_transport": media_transport(context.app.media_transport, os.environ),
+                    "room_type": room_type,
                 }
             )
         )
 
-    def _create_room_of_type(self, room: str, room_type: str) -> None:
-        """``RoomWidget(type=...)``: the room it joins, created with that type unless one
-        is in progress (whoever created it decided its type)."""
-        if not room_type:
-            return
+    def _room_type(self, room: str, room_type: str) -> str:
+        """The type of the room the token joins. ``RoomWidget(type=...)``: the room is
+        created with that type unless one is in progress (whoever created it decided);
+        without a type, a room not in progress will be created on connect with the
+        server's default type."""
         registry = self.settings["jupyter_video"].registry
-        wanted = check_room_type(room_type)
-        if registry.find_joinable(room) is None:
+        wanted = check_room_type(room_type) if room_type else None
+        try:
+            in_progress = registry.find_joinable(room)
+        except VideoError:  # a SID of no room in progress: connecting will say so
+            if wanted is not None:
+                raise
+            return str(registry.defaults.room_type.value)
+        if in_progress is None and wanted is not None:
             try:
-                registry.create_room(unique_name=room, room_type=wanted)
+                in_progress = registry.create_room(unique_name=room, room_type=wanted)
             except VideoError as error:
                 if error.code != 53113:  # created meanwhile: join it
                     raise
+                in_progress = registry.find_joinable(room)
+        record = in_progress.type if in_progress is not None else registry.defaults.room_type
+        return str(record.value)
 
     def granted_room(self, room: str) -> str:
         """What the token's VideoGrant names: the room asked for (a name or a SID)."""

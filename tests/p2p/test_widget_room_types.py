@@ -59,15 +59,19 @@ def test_the_widget_says_which_type_of_room_it_creates() -> None:
 def test_a_token_for_a_typed_room_creates_it_with_that_type(server: ServerProcess) -> None:
     client = make_twilio_client(server)
     name = room_name()
-    assert get_token(server, room=name, type="go").status_code == 200
+    reply = get_token(server, room=name, type="go")
+    assert reply.status_code == 200 and reply.json()["room_type"] == "go"
     room = client.video.v1.rooms(name).fetch()
     assert (room.type, room.max_participants) == ("go", 2)
     # in progress, it keeps its type: whoever created it decided
-    assert get_token(server, room=name, type="group").status_code == 200
+    reply = get_token(server, room=name, type="group")
+    assert reply.status_code == 200 and reply.json()["room_type"] == "go"
     assert client.video.v1.rooms(name).fetch().type == "go"
+    assert get_token(server, room=name).json()["room_type"] == "go"
     # without a type nothing is created before connecting (ad hoc, the default type)
     untyped = room_name()
-    assert get_token(server, room=untyped).status_code == 200
+    reply = get_token(server, room=untyped)
+    assert reply.status_code == 200 and reply.json()["room_type"] == "group"
     assert client.video.v1.rooms.list(unique_name=untyped) == []
 
 
@@ -92,6 +96,9 @@ def save(change=None):
 w.observe(save, names=["state", "room_sid", "participants", "error"])
 w
 """
+
+
+TRANSPORT_BADGE = "() => document.querySelector('.jv-transport').textContent"
 
 
 async def wait_until(predicate: Any, timeout: float = 60.0, what: str = "") -> Any:
@@ -124,6 +131,12 @@ async def test_a_go_room_widget_in_jupyterlab_with_a_python_participant(
                                  what="the widget connected")
         fetched = make_twilio_client(server).video.v1.rooms(state["room_sid"]).fetch()
         assert (fetched.type, fetched.unique_name) == ("go", room)
+        # Alone, the widget has no peer connection: longer than the 'auto' transport
+        # waits for ICE (5 s) before it turns to the media socket, which is the SFU's.
+        await asyncio.sleep(6)
+        assert kernel_state(server, "go_state.json")["state"] == "connected"
+        badge = await asyncio.to_thread(driver.eval, TRANSPORT_BADGE)
+        assert badge == "WebRTC"
 
         python = await connect(token(server, "python-bot"), room, server.url,
                                tracks=[LocalVideoTrack.from_frames(moving_frames())],
