@@ -245,7 +245,12 @@ class Room:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            if self._pc.pc.connectionState == "connected":
+            if self._pc.id not in self._peer_connections:
+                # The server closed it: a Go or Peer-to-Peer room, alone in it so far;
+                # its media never goes to the server, over ICE or the media socket.
+                return True
+            if any(pc.pc.connectionState == "connected"
+                   for pc in self._peer_connections.values()):
                 return True
             if self._pc.pc.connectionState == "failed" or self.state is RoomState.DISCONNECTED:
                 return False

@@ -257,3 +257,16 @@ async def test_every_track_is_subscribed_even_without_automatic_subscription(
     assert refused.value.code == 53117 and "peer-to-peer" in refused.value.msg
     subscribed = await asyncio.to_thread(participant.subscribed_tracks.list)
     assert [track.kind for track in subscribed] == ["video"]
+
+
+async def test_the_auto_transport_stays_on_webrtc_alone_in_a_peer_to_peer_room(
+    video_server: ServerProcess,
+) -> None:
+    name = peer_to_peer_room(video_server)
+    room = await connect(token(video_server, "alone"), name, video_server.url,
+                         ice_host_addresses=LOOPBACK, transport="auto")
+    try:
+        assert room.transport == "webrtc" and room.state.value == "connected"
+        assert room._peer_connections == {}  # its first peer connection had no other end
+    finally:
+        await room.disconnect()
