@@ -35,6 +35,7 @@ from ..client.test_client_e2e import (
 )
 from ..conftest import make_twilio_client
 from ..server_process import ServerProcess
+from ..test_status_callbacks import Receiver, assert_signed_by
 from .mesh import media_plane_counters
 
 pytestmark = pytest.mark.timeout(120)
@@ -270,3 +271,32 @@ async def test_the_auto_transport_stays_on_webrtc_alone_in_a_peer_to_peer_room(
         assert room._peer_connections == {}  # its first peer connection had no other end
     finally:
         await room.disconnect()
+
+
+async def test_status_callbacks_report_a_peer_to_peer_room_as_a_group_room_is_reported(
+    join: Callable[..., Any], video_server: ServerProcess
+) -> None:
+    receiver = Receiver()
+    try:
+        url = receiver.url("ok")
+        client = make_twilio_client(video_server)
+        room = await asyncio.to_thread(client.video.v1.rooms.create, unique_name=room_name(),
+                                       type="peer-to-peer", status_callback=url)
+        alice, _ = await join("alice", room.unique_name, tracks=[LocalDataTrack(name="chat")])
+        bob, _ = await join("bob", room.unique_name)
+        await asyncio.to_thread(receiver.wait_for, url, lambda got: [r.event for r in got]
+                                .count("participant-connected") == 2)
+        await bob.disconnect()
+        await asyncio.to_thread(receiver.wait_for_event, url, "participant-disconnected")
+        await asyncio.to_thread(client.video.v1.rooms(room.sid).update, status="completed")
+        got = await asyncio.to_thread(receiver.wait_for_event, url, "room-ended")
+    finally:
+        receiver.close()
+    assert [r.event for r in got] == [
+        "room-created", "participant-connected", "track-added", "participant-connected",
+        "participant-disconnected", "track-removed", "participant-disconnected", "room-ended",
+    ]
+    assert {r.params["RoomType"] for r in got} == {"peer-to-peer"}
+    assert got[2].params["TrackKind"] == "data" and got[2].params["TrackName"] == "chat"
+    assert got[2].params["ParticipantSid"] == alice.local_participant.sid
+    assert_signed_by(video_server.credentials()["auth_token"], got)
