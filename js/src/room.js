@@ -183,6 +183,7 @@ class RoomView {
     // The media socket is the SFU's: in a Go or Peer-to-Peer room media goes between the
     // participants' own peer connections, and a lone participant has none to watch.
     const mesh = ['go', 'peer-to-peer'].includes(grant.room_type);
+    this.mesh = mesh;
     const requested = mesh ? 'webrtc' : this.model.get('media_transport') || grant.media_transport || 'auto';
     const transport = requested === 'websocket' && webSocketMediaSupported() ? 'websocket' : 'webrtc';
     await this.connect(transport, requested === 'auto');
@@ -378,6 +379,10 @@ class RoomView {
         text: `${publication.kind}${publication.isTrackEnabled ? '' : ' (off)'}`,
       });
       button.onclick = () => (this.excluded.has(publication.trackSid) ? this.subscribe(publication.trackSid) : this.unsubscribe(publication.trackSid));
+      if (this.mesh) { // no SubscribeRules: each peer connection carries all of its sender's tracks
+        button.disabled = true;
+        button.title = `${publication.trackName}: every track is received in a ${this.grant.room_type} room`;
+      }
       tile.tracks.append(button);
     });
   }

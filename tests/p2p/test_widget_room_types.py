@@ -99,6 +99,8 @@ w
 
 
 TRANSPORT_BADGE = "() => document.querySelector('.jv-transport').textContent"
+SUBSCRIBE_TOGGLES = """() => [...document.querySelectorAll('.jv-sub')].map(
+    (button) => ({kind: button.dataset.kind, disabled: button.disabled}))"""
 
 
 async def wait_until(predicate: Any, timeout: float = 60.0, what: str = "") -> Any:
@@ -156,6 +158,9 @@ async def test_a_go_room_widget_in_jupyterlab_with_a_python_participant(
         await wait_until(lambda: [p["identity"] for p in
                                   kernel_state(server, "go_state.json").get("participants", [])]
                          == ["python-bot"], what="the widget's participants")
+        # no subscribe toggles: there are no SubscribeRules in a mesh
+        toggles = await asyncio.to_thread(driver.eval, SUBSCRIBE_TOGGLES)
+        assert toggles and all(toggle["disabled"] for toggle in toggles), toggles
         after = media_plane_counters(server)["jupyter_video_packets_forwarded_total"]
         assert after == before  # media went straight between the page and the kernel
     finally:
