@@ -42,8 +42,8 @@ from forwarding import (
     pin_vp8_bitrate,
 )
 
+from jupyter_video import _aiortc as adapter
 from jupyter_video.compositions import ComposerPool, Job, TrackFile
-from jupyter_video.sfu import adapter
 
 RESOLUTION = (1280, 720)
 

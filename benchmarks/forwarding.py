@@ -57,7 +57,7 @@ from aiortc import (
 from aiortc.codecs import vpx
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.worker import WorkerMediaPlane
 
 WIDTH, HEIGHT, FPS = 640, 480, 30

@@ -14,8 +14,8 @@ import time
 
 from rooms import LOOPBACK, BenchServer, moving_bars, percentile, token
 
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, connect
-from jupyter_video.sfu.adapter import use_host_addresses
 
 
 async def first_frame_after_join(server_url: str, jwt: str, room: str) -> float:

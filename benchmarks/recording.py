@@ -27,7 +27,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from forwarding import BITRATE, FPS, HEIGHT, WIDTH, MovingPattern, cpu_seconds, pin_vp8_bitrate
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.worker import WorkerMediaPlane
 
 ROOM = "RM" + "c" * 32

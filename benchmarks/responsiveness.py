@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 
 async def participants(url: str, tokens: list[str], seconds: float) -> None:
     """The publisher and the subscribers (run in a child process)."""
+    from jupyter_video._aiortc import use_host_addresses
     from jupyter_video.client import LocalVideoTrack, connect
-    from jupyter_video.sfu.adapter import use_host_addresses
 
     use_host_addresses(LOOPBACK)
     publisher = await connect(

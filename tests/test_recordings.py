@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import requests
 
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.account import Credentials
 from jupyter_video.client import LocalAudioTrack, LocalVideoTrack, Room, connect
 from jupyter_video.recording import recordings
-from jupyter_video.sfu.adapter import use_host_addresses
 
 from .client.participants import LOOPBACK, room_name, token
 from .client.test_client_e2e import LEVELS, decode_index, pattern_frames

@@ -488,8 +488,8 @@ def test_a_dead_receiver_cannot_grow_a_rooms_queue_beyond_its_bound(
 async def test_a_real_participant_joining_and_leaving_is_reported(
     client: Any, server: ServerProcess, receiver: Receiver, auth_token: str
 ) -> None:
+    from jupyter_video._aiortc import use_host_addresses
     from jupyter_video.client import LocalAudioTrack, connect
-    from jupyter_video.sfu.adapter import use_host_addresses
 
     from .client.participants import token
 

@@ -42,8 +42,8 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from .. import _aiortc as adapter
 from ..errors import MediaError
-from ..sfu import adapter
 from ..signaling import rsp
 from .mesh import TrackCopies, TrackCopy, keep_remote_numbering, sends
 from .track import LocalDataTrack, LocalMediaTrack

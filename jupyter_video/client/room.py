@@ -821,7 +821,7 @@ async def connect(token: str | None, name: str | None = "lab", server: str | Non
         if not server:
             raise ValueError("No running jupyter_video server found: pass server=")
     if ice_host_addresses is not None:
-        from ..sfu.adapter import use_host_addresses
+        from .._aiortc import use_host_addresses
 
         use_host_addresses(list(ice_host_addresses))
     tracks = list(tracks)

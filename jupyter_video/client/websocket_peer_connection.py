@@ -37,8 +37,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from .. import _aiortc as adapter
 from ..errors import MediaError
-from ..sfu import adapter
 from ..signaling import mediasocket as ms
 
 log = logging.getLogger(__name__)

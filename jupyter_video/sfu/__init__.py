@@ -1,4 +1,4 @@
-"""The media plane: an SFU on aiortc that forwards encoded frames.
+"""The media plane: an SFU on aiortc that forwards RTP packets (see :mod:`.rtp`).
 
 ``create_media_plane(media_workers=0)`` runs it in this process; any other
 number runs it in that many worker processes (None: one per core), pinning

@@ -236,9 +236,23 @@ class MediaStats:
     plis_sent: int = 0
     """PLIs sent to publishers."""
     nacks_received: int = 0
-    """Packets subscribers NACKed (resent from aiortc's send buffer)."""
+    """Packets subscribers NACKed (answered from each send stream's history)."""
     nacks_sent: int = 0
     """Packets NACKed to publishers."""
+    packets_received: int = 0
+    """RTP packets received from publishers (RTX and padding included)."""
+    retransmissions_sent: int = 0
+    """NACKed packets sent again to subscribers (as RTX where negotiated)."""
+    retransmissions_received: int = 0
+    """RTX packets from publishers, unwrapped."""
+    packets_recovered: int = 0
+    """Packets counted missing from publishers that arrived after all."""
+    frames_depacketized: int = 0
+    """Frames assembled from packets for recorders and WebSocket subscribers."""
+    packets_packetized: int = 0
+    """RTP packets made from WebSocket publishers' frames."""
+    event_loop: str = ""
+    """The module of the plane's event loop class: uvloop in workers, asyncio in-process."""
     first_frame_buckets: list[int] = field(default_factory=list)
     """Participants whose first video frame came within each FIRST_FRAME_BUCKETS bound
     (cumulative, as Prometheus buckets) of their joining, or of the first video

@@ -3,12 +3,22 @@
 A participant publishes and subscribes over the same peer connection (as
 twilio-video.js does). Its offers carry what it publishes; the SFU's offers
 carry what it subscribes to, one sendonly transceiver per media subscription.
+
+aiortc negotiates (ICE, DTLS, SRTP keys, SCTP, SDP); the media never enters
+its receivers or senders. Every SRTP packet the peer's transport unprotects
+comes here (:func:`jupyter_video._aiortc.divert_srtp`): RTP is routed by SSRC
+(learnt from the SDP or the mid header extension) to its publication, RTCP
+to the send slot or publication it is about. Every second the peer sends its
+own RTCP: Receiver Reports and REMB for what it receives, Sender Reports for
+what it sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -23,11 +33,12 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpReceiveParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from .. import _aiortc as adapter
 from ..errors import MediaError
-from . import adapter
 from . import sdp as sdp_rewrite
 from .interface import (
     ConnectionStateChanged,
@@ -38,6 +49,10 @@ from .interface import (
     TrackReceived,
 )
 from .publication import DataPublication, MediaPublication
+from .rtp import rtcp
+from .rtp.clock import now_ms, ntp_now
+from .rtp.packet import Packet
+from .rtp.send_stream import MID_URI
 from .subscription import DataSubscription, MediaSubscription, SendSlot
 
 if TYPE_CHECKING:
@@ -46,6 +61,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MEDIA_CONNECTION_FAILED = 53405
+RTCP_INTERVAL = 1.0
+"""Seconds between the peer's Sender / Receiver Reports (RFC 3550 6.2: at most 5 s)."""
 
 # RTCPeerConnection.connectionState -> PeerState
 _STATES = {
@@ -126,6 +143,14 @@ class Peer:
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
         self._sections: dict[RTCRtpTransceiver, MediaPublication] = {}  # what each carries
         self._active_speaker: RTCDataChannel | None = None
+        self._dtls: RTCDtlsTransport | None = None
+        self._by_ssrc: dict[int, MediaPublication] = {}
+        """Publisher SSRCs (media and RTX) -> what they carry."""
+        self._by_mid: dict[str, MediaPublication] = {}
+        self._slot_by_ssrc: dict[int, SendSlot] = {}
+        self.rtcp_ssrc = random.getrandbits(32)
+        """The SSRC of the SFU's RTCP toward this participant's publications."""
+        self._rtcp_timer: asyncio.TimerHandle | None = None
         # One transport for every m-section, as twilio-video.js asks of its own peer
         # connection (peerconnection.js: bundlePolicy max-bundle).
         self.pc = RTCPeerConnection(
@@ -169,6 +194,7 @@ class Peer:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:
             raise MediaError(53401, f"Server is unable to create an answer: {exc}") from exc
+        self._divert()
         return self._local_sdp()
 
     async def create_offer(self) -> str:
@@ -188,6 +214,7 @@ class Peer:
             await self.pc.setLocalDescription(offer)
         except Exception as exc:
             raise MediaError(53401, f"Server is unable to create an offer: {exc}") from exc
+        self._divert()
         return self._local_sdp()
 
     async def apply_answer(self, sdp: str) -> None:
@@ -258,8 +285,23 @@ class Peer:
         publication = self.room.media_publication(
             self.participant_sid, track_id, transceiver.kind
         )
-        publication.attach(transceiver, started=started)
+        previous = self._sections.get(transceiver)
+        for ssrc in [s for s, p in self._by_ssrc.items() if p is previous]:
+            del self._by_ssrc[ssrc]  # the same sender's SSRCs now carry the new track
+        self._divert()
+        publication.attach(
+            adapter.negotiated_codecs(transceiver, rtx=True),
+            {i: uri for uri, i in self._client_extmap.items()},
+            self._send,
+            self.rtcp_ssrc,
+        )
+        if not started:
+            adapter.take_receiver(
+                transceiver.receiver, lambda params: self._learn_ssrcs(transceiver, params)
+            )
         self._sections[transceiver] = publication
+        if transceiver.mid is not None:
+            self._by_mid[transceiver.mid] = publication
         assert publication.codec is not None
         self._report(
             TrackReceived(
@@ -271,6 +313,151 @@ class Peer:
                 codec=publication.codec.mimeType,
             )
         )
+
+    def _learn_ssrcs(
+        self, transceiver: RTCRtpTransceiver, parameters: RTCRtpReceiveParameters
+    ) -> None:
+        """The SSRCs the publisher's SDP announced for ``transceiver``'s m-section
+        (aiortc calls this where it would start its receiver)."""
+        publication = self._sections.get(transceiver)
+        if publication is None:
+            return
+        if parameters.muxId:
+            self._by_mid[parameters.muxId] = publication
+        layers = self._announced_layers(transceiver)
+        for media, rtx in layers:
+            self._by_ssrc[media] = publication
+            if rtx is not None:
+                self._by_ssrc[rtx] = publication
+        publication.set_layers(layers)
+        self._start_rtcp()
+
+    def _announced_layers(self, transceiver: RTCRtpTransceiver) -> list[tuple[int, int | None]]:
+        """(media SSRC, RTX SSRC) of each stream the remote SDP announces for
+        ``transceiver``'s m-section: simulcast layers lowest first (``a=ssrc-group:SIM``),
+        each with its ``FID`` partner."""
+        if self._remote_sdp is None:
+            return []
+        for media in SessionDescription.parse(self._remote_sdp).media:
+            if media.rtp.muxId != transceiver.mid:
+                continue
+            rtx_of = {
+                int(g.items[0]): int(g.items[1])
+                for g in media.ssrc_group if g.semantic == "FID" and len(g.items) == 2
+            }
+            simulcast = next((g for g in media.ssrc_group if g.semantic == "SIM"), None)
+            if simulcast is not None:
+                primaries = [int(i) for i in simulcast.items]
+            else:
+                rtx = set(rtx_of.values())
+                primaries = [s.ssrc for s in media.ssrc if s.ssrc not in rtx][:1]
+            return [(ssrc, rtx_of.get(ssrc)) for ssrc in primaries]
+        return []
+
+    # ----------------------------------------------------------- the packet path
+
+    def _divert(self) -> None:
+        """Take the SRTP of the peer's (bundled) transport from aiortc."""
+        for transceiver in self.pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            if dtls is not None and not adapter.srtp_diverted(dtls):
+                adapter.divert_srtp(dtls, self._on_rtp, self._on_rtcp)
+            if dtls is not None:
+                self._dtls = dtls
+
+    def _send(self, data: bytes) -> bool:
+        dtls = self._dtls
+        return dtls is not None and adapter.send_srtp(dtls, data)
+
+    def _on_rtp(self, data: bytes, arrival_ms: int) -> bool:
+        try:
+            packet = Packet(data, arrival_ms)
+        except ValueError:
+            return True
+        publication = self._by_ssrc.get(packet.ssrc)
+        if publication is None:
+            publication = self._route_new_ssrc(packet)
+            if publication is None:
+                return True
+        publication.receive_packet(packet)
+        return True
+
+    def _route_new_ssrc(self, packet: Packet) -> MediaPublication | None:
+        """The publication of an SSRC not seen before: by its mid header extension,
+        else by payload type when only one m-section has it (as aiortc's RtpRouter)."""
+        mid_id = self._client_extmap.get(MID_URI)
+        publication = None
+        if mid_id is not None:
+            mid = packet.extension(mid_id)
+            if mid:
+                publication = self._by_mid.get(mid.decode(errors="replace"))
+        if publication is None:
+            candidates = {
+                p for p in self._sections.values()
+                if p.stream is not None and packet.payload_type in (
+                    p.stream.parameters.payload_type, p.stream.parameters.rtx_payload_type)
+            }
+            if len(candidates) == 1:
+                publication = candidates.pop()
+        if publication is not None:
+            self._by_ssrc[packet.ssrc] = publication
+            self._start_rtcp()
+        return publication
+
+    def _on_rtcp(self, data: bytes) -> bool:
+        ntp = ntp_now()
+        for packet_type, count, start, end in rtcp.packets(data):
+            if packet_type in (rtcp.SR, rtcp.RR):
+                if packet_type == rtcp.SR and end - start >= 24:
+                    sender, sent_ntp, _ = rtcp.sender_info(data, start)
+                    publication = self._by_ssrc.get(sender)
+                    if publication is not None and publication.stream is not None:
+                        publication.stream.on_sender_report(sent_ntp, now_ms())
+                for block in rtcp.report_blocks(data, packet_type, count, start, end):
+                    slot = self._slot_by_ssrc.get(block.ssrc)
+                    if slot is not None and slot.stream is not None:
+                        slot.stream.on_receiver_report(block, ntp)
+            elif packet_type == rtcp.RTPFB and count == rtcp.NACK_FMT and end - start >= 12:
+                slot = self._slot_by_ssrc.get(rtcp.media_ssrc(data, start))
+                if slot is not None:
+                    slot.retransmit(rtcp.nacked(data, start, end))
+            elif packet_type == rtcp.PSFB and end - start >= 8:
+                if count == rtcp.PLI_FMT:
+                    slot = self._slot_by_ssrc.get(rtcp.media_ssrc(data, start))
+                    if slot is not None:
+                        slot.keyframe_requested()
+                elif count == rtcp.FIR_FMT:
+                    for ssrc in rtcp.fir_ssrcs(data, start, end):
+                        slot = self._slot_by_ssrc.get(ssrc)
+                        if slot is not None:
+                            slot.keyframe_requested()
+        return True
+
+    def _slot_ready(self, slot: SendSlot) -> None:
+        assert slot.stream is not None
+        self._slot_by_ssrc[slot.stream.parameters.ssrc] = slot
+        self._start_rtcp()
+
+    def _start_rtcp(self) -> None:
+        if self._rtcp_timer is None and self.state != PeerState.CLOSED:
+            # Spread the peers' reports over the interval (RFC 3550 6.3.1).
+            delay = RTCP_INTERVAL * (0.5 + random.random())
+            self._rtcp_timer = asyncio.get_running_loop().call_later(delay, self._send_reports)
+
+    def _send_reports(self) -> None:
+        """One Sender Report per stream sent, a Receiver Report (and REMB) per
+        publication received."""
+        self._rtcp_timer = None
+        now, ntp = now_ms(), ntp_now()
+        for slot in self.slots:
+            report = slot.sender_report(now, ntp)
+            if report:
+                self._send(report)
+        for publication in set(self._sections.values()):
+            feedback = publication.receiver_feedback()
+            if feedback:
+                self._send(feedback)
+        self._start_rtcp()
 
     def _msid(self, transceiver: RTCRtpTransceiver) -> tuple[str | None, str | None]:
         """The stream and track id of ``transceiver``'s m-section in the remote SDP.
@@ -368,7 +555,7 @@ class Peer:
             return
         transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(publication))
-        slot = SendSlot(transceiver, publication)
+        slot = SendSlot(transceiver, publication, self._send, self._slot_ready)
         self.slots.append(slot)
         subscription.start(slot)
 
@@ -395,5 +582,8 @@ class Peer:
         self.subscriptions.clear()
         for slot in self.slots:
             slot.track.stop()
+        if self._rtcp_timer is not None:
+            self._rtcp_timer.cancel()
+            self._rtcp_timer = None
         await self.pc.close()
         self._move_to(PeerState.CLOSED)

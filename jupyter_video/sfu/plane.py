@@ -11,9 +11,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .. import _aiortc as adapter
 from ..errors import MediaError, ParticipantError, RoomError, TrackError, VideoError
 from ..signaling.mediasocket import is_media_socket_sdp
-from . import adapter
 from .interface import (
     AddIceCandidate,
     AddPeer,
@@ -43,6 +43,7 @@ from .peer import Peer
 from .publication import MediaPublication
 from .recording import TrackRecorder
 from .room import Room
+from .rtp.counters import forwarding_counts
 from .websocket import MediaSocketListener, WebSocketPeer
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,6 @@ class LocalMediaPlane(MediaPlane):
     async def start(self) -> None:
         if self.host_addresses is not None:
             adapter.use_host_addresses(self.host_addresses)
-        adapter.use_fast_sender_clock()
         if self._speaker_task is None:
             self._speaker_task = asyncio.ensure_future(self._track_dominant_speakers())
 
@@ -244,9 +244,16 @@ class LocalMediaPlane(MediaPlane):
             publication.clock_rate,
             self.report,
         )
-        publication.recorders.append(recorder)
         self._recorders[command.recording_sid] = (publication, recorder)
-        publication.request_keyframe()
+        # From the ring's last keyframe: the recording has what was published since,
+        # instead of losing the wait for the keyframe a PLI brings.
+        held = publication.frames_from_keyframe(recent=False) if publication.enabled else []
+        for frame in held:
+            assert publication.codec is not None
+            recorder.push(publication.codec, frame)
+        publication.recorders.append(recorder)
+        if not held:
+            publication.request_keyframe()
 
     async def _stop_recording(self, command: StopRecording) -> RecordingSummary | None:
         entry = self._recorders.pop(command.recording_sid, None)
@@ -264,7 +271,7 @@ class LocalMediaPlane(MediaPlane):
         publications = [p for room in self.rooms.values() for p in room.publications.values()]
         media = [p for p in publications if isinstance(p, MediaPublication)]
         counts = adapter.codec_counts
-        forwarded = adapter.forwarding_counts
+        forwarded = forwarding_counts
         return MediaStats(
             pid=os.getpid(),
             cpu_seconds=time.process_time(),
@@ -285,6 +292,13 @@ class LocalMediaPlane(MediaPlane):
             plis_sent=forwarded.plis_sent,
             nacks_received=forwarded.nacks_received,
             nacks_sent=forwarded.nacks_sent,
+            packets_received=forwarded.packets_received,
+            retransmissions_sent=forwarded.retransmissions_sent,
+            retransmissions_received=forwarded.retransmissions_received,
+            packets_recovered=forwarded.packets_recovered,
+            frames_depacketized=forwarded.frames_depacketized,
+            packets_packetized=forwarded.packets_packetized,
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             first_frame_buckets=list(self._first_frame.buckets),
             first_frame_sum=self._first_frame.total,
             first_frame_count=self._first_frame.count,

@@ -1,14 +1,18 @@
-"""Per-track recording: the encoded frames a publication forwards, muxed into Matroska.
+"""Per-track recording: the encoded frames of a publication, muxed into Matroska.
 
-A :class:`TrackRecorder` takes the same complete encoded frames that
-subscribers get (:meth:`MediaPublication._on_frame`) and hands each one to
+A :class:`TrackRecorder` takes the complete encoded frames its publication
+assembles from the packets it forwards (only while something needs frames,
+:meth:`MediaPublication._assemble`), starting with those since the ring's
+last keyframe, and hands each one to
 PyAV's Matroska muxer as one ``av.Packet``: no decoder, no encoder. Video goes
 into ``.mkv``, audio into ``.mka``, as Twilio records them
 (https://www.twilio.com/docs/video/api/recordings-resource).
 
 - Timestamps are the RTP timestamps, counted from the first recorded frame:
   a track that is paused or muted leaves a gap in time, not a jump.
-- Video starts on a keyframe (the publisher is asked for one).
+- Video starts on a keyframe: the last one the publication's ring holds, so
+  the file has what was published when the recording began (the publisher is
+  asked for one only when the ring holds none).
 - The file is written incrementally: a cluster is closed at least every
   :data:`CLUSTER_MS` and flushed to the file at once, so a process killed in
   the middle of a recording leaves a playable file up to the last cluster.
@@ -30,6 +34,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from .interface import Event, RecordingEnded, RecordingStarted, RecordingSummary
 from .publication import EncodedFrame
+from .rtp.frames import split_annexb
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +186,7 @@ def frame_size(codec: str, data: bytes) -> tuple[int, int]:
         height = int.from_bytes(data[8:10], "little") & 0x3FFF
         return width, height
     if codec == "h264":
-        from . import adapter
-
-        for nal in adapter.split_annexb(data):
+        for nal in split_annexb(data):
             if nal[0] & 0x1F == 7:
                 return h264_sps_size(nal)
         raise ValueError("H.264 keyframe without a sequence parameter set")

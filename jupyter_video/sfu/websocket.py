@@ -57,6 +57,7 @@ from .interface import (
     relay_read,
 )
 from .publication import DataPublication, EncodedFrame, MediaPublication, is_keyframe
+from .rtp.packet import Packet
 
 if TYPE_CHECKING:
     from .room import Room
@@ -355,6 +356,9 @@ class MediaSocketSender:
 class SocketSubscription:
     """One audio or video publication forwarded to a socket peer on one channel."""
 
+    wants_frames = True
+    """Whole encoded frames: the publication assembles them from its packets."""
+
     def __init__(self, subscriber_sid: str, publication: MediaPublication,
                  peer: WebSocketPeer) -> None:
         self.subscriber_sid = subscriber_sid
@@ -378,6 +382,12 @@ class SocketSubscription:
                 self.push(frame)
         else:
             self.publication.request_keyframe()
+
+    def send_packet(self, packet: Packet, now: int, ntp: int) -> bool:
+        return False  # frames only (wants_frames)
+
+    def resync(self) -> None:
+        self.waiting_for_keyframe = self.publication.kind == "video"
 
     def push(self, frame: EncodedFrame) -> bool:
         """Queue ``frame`` for the participant; False when it was dropped."""

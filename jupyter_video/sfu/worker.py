@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, BinaryIO
 
 from ..errors import MediaError, ParticipantError, RoomError, VideoError
@@ -332,10 +332,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.dup2(2, 1)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    from . import adapter
+    from .. import _aiortc as adapter
     from .plane import LocalMediaPlane
 
     adapter.count_codecs()
     plane = LocalMediaPlane(host_addresses=host_addresses, public_address=args.public_address)
-    asyncio.run(serve(plane, output))
+    run(serve(plane, output))
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the worker on uvloop: every packet wakes the loop (a datagram in, one out per
+    subscriber), and libuv's loop does that in a fraction of asyncio's own time. The
+    in-process plane (``media_workers = 0``) stays on whatever loop Jupyter runs."""
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform (Windows): asyncio's loop
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 

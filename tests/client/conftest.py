@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.client import Room, connect
-from jupyter_video.sfu.adapter import use_host_addresses
 
 from ..server_process import ServerProcess
 from .participants import LOOPBACK, Recorder, token

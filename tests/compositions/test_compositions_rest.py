@@ -26,10 +26,10 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 
 import jupyter_video
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.account import Credentials
 from jupyter_video.client import LocalAudioTrack, LocalVideoTrack, Room, connect
 from jupyter_video.errors import VideoError
-from jupyter_video.sfu.adapter import use_host_addresses
 
 from ..client.participants import LOOPBACK, room_name, token
 from ..conftest import make_twilio_client

@@ -13,12 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from aiortc import RTCConfiguration, RTCPeerConnection
-from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
 from prometheus_client.parser import text_string_to_metric_families
 
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, connect
-from jupyter_video.sfu import adapter
 
 from ..widgets.browser import first_track, moving_frames, room_name, take_frames, token
 from .standalone import StandaloneProcess
@@ -177,22 +174,3 @@ async def test_metrics_count_rooms_participants_tracks_and_forwarded_media(
     assert after['jupyter_video_subscribed_tracks{kind="video"}'] == 0
     assert after['jupyter_video_published_tracks{kind="video"}'] == 0
     assert after["jupyter_video_packets_forwarded_total"] >= forwarded
-
-
-async def test_nacks_are_counted_once_per_sender_and_receiver() -> None:
-    """The counters behind jupyter_video_nack_*: a subscriber's NACK for three packets,
-    and a NACK for two sent to a publisher, on aiortc's own sender and receiver."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        transceiver = pc.addTransceiver("video")
-        start = (adapter.forwarding_counts.nacks_received, adapter.forwarding_counts.nacks_sent)
-        for _ in range(2):  # counted once, however often a slot or publication is reused
-            adapter.count_nacks(sender=transceiver.sender, receiver=transceiver.receiver)
-        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=transceiver.sender._ssrc,
-                               lost=[5, 6, 7])
-        await transceiver.sender._handle_rtcp_packet(nack)
-        await transceiver.receiver._send_rtcp_nack(1234, [1, 2])
-        counts = adapter.forwarding_counts
-        assert (counts.nacks_received - start[0], counts.nacks_sent - start[1]) == (3, 2)
-    finally:
-        await pc.close()

@@ -24,8 +24,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
+from aiortc.rtp import RtpPacket
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.interface import Event, MediaPlane
 from jupyter_video.sfu.publication import is_keyframe
 
@@ -130,10 +131,19 @@ class Client:
         self.channels: asyncio.Queue[Any] = asyncio.Queue()
         self.keyframes: list[bool] = []
         """Whether each encoded video frame this client received was a keyframe."""
+        self.rtp: list[RtpPacket] = []
+        """Every RTP packet this client received, as it came off the wire (before
+        aiortc's jitter buffer)."""
+        self.lose: Callable[[RtpPacket], bool] | None = None
+        """Packets for which this says True are dropped before aiortc sees them."""
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self.channels.put_nowait)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        dtls = next(t.receiver for t in self.pc.getTransceivers()
+                    if t.receiver.track is track).transport
+        if not adapter.srtp_diverted(dtls):
+            adapter.divert_srtp(dtls, self._observe_rtp, lambda data: False)
         if track.kind == "video":
             receiver = next(
                 t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track
@@ -144,6 +154,19 @@ class Client:
 
             adapter.tap_encoded_frames(receiver, observe, decode=True)
         self.tracks.put_nowait(track)
+
+    def _observe_rtp(self, data: bytes, arrival_ms: int) -> bool:
+        packet = RtpPacket.parse(data)
+        if self.lose is not None and self.lose(packet):
+            return True  # lost on the way: aiortc never sees it
+        self.rtp.append(packet)
+        return False  # on to aiortc's receivers
+
+    def rtp_of(self, kind: str) -> list[RtpPacket]:
+        """The RTP packets received of ``kind`` (by payload type), retransmissions apart."""
+        types = {c.payloadType for t in self.pc.getTransceivers() if t.kind == kind
+                 for c in t._codecs if not c.mimeType.lower().endswith("/rtx")}
+        return [p for p in self.rtp if p.payload_type in types]
 
     async def join(self) -> None:
         await self.plane.add_peer(self.sid, ROOM)

@@ -1,7 +1,7 @@
 """The aiortc / aioice internals the SFU hooks into are where adapter.py expects them.
 
 When one of these fails after an upgrade, re-read the named aiortc module and
-fix jupyter_video/sfu/adapter.py (and its pinned versions) before anything else.
+fix jupyter_video/_aiortc.py (and its pinned versions) before anything else.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import re
 import aioice
 import aioice.ice
 import aiortc
-import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
-from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import decoder_worker
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.publication import is_keyframe
 
 
@@ -101,20 +100,8 @@ async def test_tapped_receiver_has_no_decoder_and_sees_frames() -> None:
 
     queue.put((None, Frame()))
     assert frames == [(b"\x10\x02", 3000)]
-    assert not adapter.receiver_decodes(receiver)
+    assert receiver._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
     await asyncio.sleep(0)
-
-
-def test_sender_packs_packets_and_encodes_frames_only_without_an_encoder() -> None:
-    next_frame = source(RTCRtpSender._next_encoded_frame)
-    assert "if self.__encoder is None:" in next_frame
-    assert "self.__encoder = get_encoder(codec)" in next_frame
-    assert "payloads, timestamp = self.__encoder.pack(data)" in next_frame
-    assert "if isinstance(data, Frame):" in next_frame
-    assert "self.__encoder: Optional[Encoder] = None" in source(RTCRtpSender.__init__)
-    assert "timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)" in source(
-        RTCRtpSender._run_rtp
-    )
 
 
 def test_sender_reports_pli_and_fir_through_send_keyframe() -> None:
@@ -124,18 +111,48 @@ def test_sender_reports_pli_and_fir_through_send_keyframe() -> None:
     assert parameters(RTCRtpSender._send_keyframe) == ["self"]
 
 
-def test_packetizer_uses_aiortc_payloaders() -> None:
+def test_whole_frame_encoders_take_the_place_of_aiortc_payloaders() -> None:
     assert parameters(Vp8Encoder._packetize) == ["buffer", "picture_id"]
     assert parameters(H264Encoder._packetize) == ["packages"]
     assert parameters(H264Encoder._split_bitstream) == ["buf"]
     keyframe = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + bytes(3000)
-    packetizer = adapter.Packetizer("video/VP8")
-    payloads, timestamp = packetizer.pack(adapter.encoded_packet(keyframe, 9000, 90000))
-    assert timestamp == 9000
-    assert len(payloads) > 1
-    assert b"".join(vp8_depayload(p) for p in payloads) == keyframe
+    assert adapter.frame_encoder("video/VP8")._packetize(keyframe, 7) == [keyframe]
+    assert list(adapter.split_annexb(b"\x00\x00\x00\x01\x67\x42\x00\x00\x01\x65\x88")) == [
+        b"\x67\x42", b"\x65\x88"]
     assert is_keyframe("video/VP8", keyframe)
     assert not is_keyframe("video/VP8", b"\x11" + keyframe[1:])
+
+
+async def test_the_sfu_keeps_aiortc_receivers_and_senders_from_starting() -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from aiortc.rtcpeerconnection import RTCPeerConnection as Pc
+    from aiortc.rtcrtpparameters import RTCRtpSendParameters
+
+    connect = source(Pc._RTCPeerConnection__connect)  # type: ignore[attr-defined]
+    assert "await transceiver.sender.send(self.__localRtp(transceiver))" in connect
+    assert "await transceiver.receiver.receive(" in connect
+    assert "self.__started = True" in source(RTCRtpSender.send)
+    assert "self.__started = True" in source(RTCRtpReceiver.receive)
+    assert "if self.__started:" in source(RTCRtpSender.stop)
+    assert "if self.__started:" in source(RTCRtpReceiver.stop)
+    init = source(RTCRtpSender.__init__)
+    assert "self._ssrc = random32()" in init and "self._rtx_ssrc = random32()" in init
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        sent: list[tuple[object, int, int]] = []
+        received: list[object] = []
+        adapter.take_sender(transceiver.sender, lambda p, ssrc, rtx: sent.append((p, ssrc, rtx)))
+        adapter.take_receiver(transceiver.receiver, received.append)
+        parameters_ = RTCRtpSendParameters(codecs=[], headerExtensions=[], muxId="0")
+        await transceiver.sender.send(parameters_)
+        await transceiver.receiver.receive(parameters_)  # type: ignore[arg-type]
+        assert sent == [(parameters_, transceiver.sender._ssrc, transceiver.sender._rtx_ssrc)]
+        assert received == [parameters_]
+        assert not adapter.started(transceiver.sender)
+        assert not adapter.started(transceiver.receiver)
+    finally:
+        await pc.close()  # stop() of what never started does nothing
 
 
 def test_h264_keyframes_are_recognised_by_their_idr_slice() -> None:
@@ -156,12 +173,6 @@ def test_transceivers_keep_negotiated_codecs_in_codecs() -> None:
     from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
     assert "self._codecs: list[RTCRtpCodecParameters] = []" in source(RTCRtpTransceiver.__init__)
-
-
-def test_encoded_packet_carries_rtp_time() -> None:
-    packet = adapter.encoded_packet(b"abc", 48000, 48000)
-    assert isinstance(packet, av.Packet)
-    assert (bytes(packet), packet.pts, float(packet.time_base * 48000)) == (b"abc", 48000, 1.0)
 
 
 async def test_transceivers_take_the_codecs_and_extensions_of_the_offer_sent() -> None:
@@ -191,24 +202,6 @@ async def test_transceivers_take_the_codecs_and_extensions_of_the_offer_sent() -
         await pc.close()
 
 
-def test_fast_sender_clock_gives_aiortc_ntp_time_to_the_sender_only() -> None:
-    import aiortc.clock
-    import aiortc.rtcrtpsender
-
-    run_rtp = source(RTCRtpSender._run_rtp)
-    assert run_rtp.count("clock.current_ntp_time()") == 2  # abs-send-time, sender report
-    adapter.use_fast_sender_clock()
-    adapter.use_fast_sender_clock()  # idempotent
-    clock = aiortc.rtcrtpsender.clock
-    assert clock is not aiortc.clock
-    assert clock.current_datetime is aiortc.clock.current_datetime
-    before = aiortc.clock.current_ntp_time()
-    fast = clock.current_ntp_time()
-    after = aiortc.clock.current_ntp_time()
-    assert before <= fast <= after
-    assert aiortc.clock.datetime_from_ntp(fast).year >= 2024
-
-
 async def test_unnegotiated_transceivers_stay_out_of_a_remote_offer() -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack
@@ -231,3 +224,111 @@ async def test_unnegotiated_transceivers_stay_out_of_a_remote_offer() -> None:
     finally:
         await ours.close()
         await theirs.close()
+
+
+def test_dtls_transport_unprotects_srtp_then_hands_it_to_handle_rtp_and_rtcp_data() -> None:
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    # Datagrams reach the ICE connection's queue through data_received, which the
+    # SFU replaces on the instance to take SRTP at once.
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in source(
+        aioice.ice.StunProtocol.datagram_received)
+    assert "self._queue.put_nowait((data, component))" in source(
+        aioice.ice.Connection.data_received)
+    assert "self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()" in source(
+        aioice.ice.Connection.__init__)
+    assert parameters(aioice.ice.Connection.data_received) == ["self", "data", "component"]
+    assert "self._connection = " in source(RTCIceTransport.__init__)
+    dtls_init = source(RTCDtlsTransport.__init__)
+    assert "self._state = State.NEW" in dtls_init and "self._transport = transport" in dtls_init
+    assert "return str(self._state)[6:].lower()" in source(RTCDtlsTransport.state.fget)
+    assert "self._rx_srtp = Session(rx_policy)" in source(RTCDtlsTransport._setup_srtp)
+    assert "self._rx_srtp: Session = None" in source(RTCDtlsTransport.__init__)
+    recv_next = source(RTCDtlsTransport._recv_next)
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
+    for step in (
+        "data = self._rx_srtp.unprotect_rtcp(data)",
+        "await self._handle_rtcp_data(data)",
+        "data = self._rx_srtp.unprotect(data)",
+        "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)",
+    ):
+        assert step in recv_next, step
+    assert parameters(RTCDtlsTransport._handle_rtp_data) == ["self", "data", "arrival_time_ms"]
+    assert parameters(RTCDtlsTransport._handle_rtcp_data) == ["self", "data"]
+    send_rtp = source(RTCDtlsTransport._send_rtp)
+    for step in (
+        "data = self._tx_srtp.protect_rtcp(data)",
+        "data = self._tx_srtp.protect(data)",
+        "await self.transport._send(data)",
+    ):
+        assert step in send_rtp, step
+    assert "self._send = self._connection.send" in source(RTCIceTransport.__init__)
+    sendto = source(aioice.ice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in source(aioice.ice.StunProtocol.send_data)
+
+
+async def test_diverted_srtp_reaches_the_handlers_unprotected_and_not_aiortc() -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import VideoStreamTrack
+    from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
+
+    adapter.use_host_addresses(["127.0.0.1"])
+    sender_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    rtp: list[RtpPacket] = []
+    rtcp: list[int] = []
+    keyframe_requests: list[int] = []
+    try:
+        sending = sender_pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        adapter.on_keyframe_request(sending.sender, lambda: keyframe_requests.append(1))
+        diverted = asyncio.Event()
+
+        def on_track(track: object) -> None:
+            [transceiver] = receiver_pc.getTransceivers()
+            dtls = transceiver.receiver.transport
+
+            def on_rtp(data: bytes, arrival_ms: int) -> bool:
+                rtp.append(RtpPacket.parse(data))
+                return True
+
+            def on_rtcp(data: bytes) -> bool:
+                rtcp.extend(data[1] for _ in RtcpPacket.parse(data))  # parses: unprotected
+                return True
+
+            adapter.divert_srtp(dtls, on_rtp, on_rtcp)
+            assert adapter.srtp_diverted(dtls)
+            diverted.set()
+
+        receiver_pc.on("track", on_track)
+        await sender_pc.setLocalDescription(await sender_pc.createOffer())
+        await receiver_pc.setRemoteDescription(
+            RTCSessionDescription(sender_pc.localDescription.sdp, "offer"))
+        await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+        await sender_pc.setRemoteDescription(
+            RTCSessionDescription(receiver_pc.localDescription.sdp, "answer"))
+        await asyncio.wait_for(diverted.wait(), 10)
+        for _ in range(200):
+            if len(rtp) >= 20 and rtcp:
+                break
+            await asyncio.sleep(0.05)
+        media_ssrc = sending.sender._ssrc
+        assert len(rtp) >= 20 and {p.ssrc for p in rtp} == {media_ssrc}
+        assert {p.payload_type for p in rtp} == {sending._codecs[0].payloadType}
+        assert 200 in rtcp  # the sender's Sender Report, unprotected
+        [receiving] = receiver_pc.getTransceivers()
+        assert adapter.media_ssrcs(receiving.receiver) == []  # aiortc saw none of it
+
+        # And back: a PLI protected and sent synchronously reaches aiortc's sender.
+        pli = RtcpPsfbPacket(fmt=1, ssrc=0x1234, media_ssrc=media_ssrc)
+        assert adapter.send_srtp(receiving.receiver.transport, bytes(pli))
+        for _ in range(100):
+            if keyframe_requests:
+                break
+            await asyncio.sleep(0.02)
+        assert keyframe_requests
+    finally:
+        await sender_pc.close()
+        await receiver_pc.close()
+    assert not adapter.send_srtp(receiving.receiver.transport, bytes(pli))  # closed: nothing sent

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import is_rtcp
 
-from jupyter_video.sfu import adapter
+from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.interface import (
     ConnectionStateChanged,
     DominantSpeakerChanged,
@@ -19,6 +22,7 @@ from jupyter_video.sfu.interface import (
     RenegotiationNeeded,
     TrackReceived,
 )
+from jupyter_video.sfu.rtp.codecs import vp8_keyframe
 
 from .peers import (
     HEIGHT,
@@ -154,6 +158,7 @@ async def test_subscriber_joining_late_starts_on_a_keyframe(
         await receive_pattern(late_track, 10)
 
     assert late.keyframes[0] is True
+    assert vp8_keyframe(late.rtp_of("video")[0].payload)  # its very first packet
     assert not [r for r in caplog.records if "failed to decode" in r.getMessage()]
 
 
@@ -197,20 +202,24 @@ async def test_unsubscribe_stops_frames_and_resubscribe_brings_them_back(
     assert await plane.unsubscribe(subscriber.sid, track_sid) is True
     await subscriber.answer()
     assert subscriber.pc.getTransceivers()[0].currentDirection == "inactive"
-    with pytest.raises(asyncio.TimeoutError):
-        while True:  # drain what was in flight, then nothing more comes
-            await asyncio.wait_for(track.recv(), 0.7)
+    await until_the_sfu_received(plane, 5)  # what was in flight has landed
+    unsubscribed = len(subscriber.rtp_of("video"))
+    await until_the_sfu_received(plane, 40)  # the publisher goes on; nothing comes here
+    assert len(subscriber.rtp_of("video")) == unsubscribed
 
     assert await plane.subscribe(subscriber.sid, track_sid) is True
     await subscriber.answer()
     after = await receive_pattern(track, 11)
 
     # The client's jitter buffer releases the last frame sent before unsubscribing
-    # only when the next packet arrives; after it, fresh frames from a keyframe on.
+    # only when the next packet arrives; after it, frames from a keyframe on.
     if after[0] == before[-1] + 1:
         after = after[1:]
-    assert after[0] > before[-1] + 15
     assert after == list(range(after[0], after[0] + 10))
+    assert after[-1] > before[-1] + 10
+    received = subscriber.rtp_of("video")
+    assert vp8_keyframe(received[unsubscribed].payload)
+    assert continuous(received)  # the same slot: its numbering runs on
     assert len(subscriber.pc.getTransceivers()) == 1  # the transceiver was reused
 
 
@@ -230,14 +239,54 @@ async def test_the_sfu_never_creates_a_decoder_or_an_encoder(plane: MediaPlane, 
     assert stats.frames_forwarded > 0
     if stats.pid == __import__("os").getpid():
         # In-process the clients' own codecs count too: look at the SFU's objects.
+        # aiortc never started one of its receivers or senders: nothing could decode.
         room = plane.rooms[ROOM]  # type: ignore[attr-defined]
         for peer in room.peers.values():
             for transceiver in peer.pc.getTransceivers():
-                assert not adapter.receiver_decodes(transceiver.receiver)
-                encoder = adapter.sender_encoder(transceiver.sender)
-                assert encoder is None or isinstance(encoder, adapter.Packetizer)
+                assert not adapter.started(transceiver.receiver)
+                assert not adapter.started(transceiver.sender)
     else:
         assert (stats.decoders_created, stats.encoders_created) == (0, 0)
+
+
+async def test_media_workers_run_on_uvloop_and_the_in_process_plane_on_the_callers_loop(
+    plane: MediaPlane,
+) -> None:
+    [stats] = await plane.stats()
+    in_process = stats.pid == os.getpid()
+    assert stats.event_loop == ("asyncio" if in_process else "uvloop")
+
+
+async def test_a_subscribers_nack_is_answered_by_rtx_from_what_the_sfu_sent(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher)
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    await receive_pattern(track, 10)
+    [receiving] = subscriber.pc.getTransceivers()
+    rtx_types = {c.payloadType for c in receiving._codecs if c.mimeType.lower() == "video/rtx"}
+    assert rtx_types  # negotiated by default between aiortc peers
+    sent = subscriber.rtp_of("video")[-5:-2]
+    before = sum(s.retransmissions_sent for s in await plane.stats())
+    nacks = sum(s.nacks_received for s in await plane.stats())
+
+    lost = [p.sequence_number for p in sent]
+    await receiving.receiver._send_rtcp_nack(sent[0].ssrc, lost)  # as if they were lost
+    deadline = time.monotonic() + 5
+    while len([p for p in subscriber.rtp if p.payload_type in rtx_types]) < 3:
+        assert time.monotonic() < deadline, "no RTX came"
+        await asyncio.sleep(0.02)
+
+    rtx = [p for p in subscriber.rtp if p.payload_type in rtx_types]
+    assert [int.from_bytes(p.payload[:2], "big") for p in rtx] == lost  # RFC 4588 OSN
+    assert [p.payload[2:] for p in rtx] == [p.payload for p in sent]
+    assert len({p.ssrc for p in rtx}) == 1 and rtx[0].ssrc != sent[0].ssrc
+    stats = await plane.stats()
+    assert sum(s.retransmissions_sent for s in stats) == before + 3
+    assert sum(s.nacks_received for s in stats) == nacks + 3
 
 
 async def test_a_media_worker_that_dies_is_reported_and_replaced(
@@ -290,6 +339,28 @@ async def test_removing_a_publisher_ends_its_subscribers_stream(plane: MediaPlan
             await asyncio.wait_for(track.recv(), 0.7)
 
 
+async def packets_received_by_the_sfu(plane: MediaPlane) -> int:
+    return sum(s.packets_received for s in await plane.stats())
+
+
+async def until_the_sfu_received(plane: MediaPlane, packets: int, timeout: float = 10) -> None:
+    """Wait (on the SFU's own RTP counters, not the clock) for ``packets`` more."""
+    target = await packets_received_by_the_sfu(plane) + packets
+    deadline = time.monotonic() + timeout
+    while await packets_received_by_the_sfu(plane) < target:
+        assert time.monotonic() < deadline, f"the SFU did not receive {packets} packets"
+        await asyncio.sleep(0.05)
+
+
+def continuous(packets: list) -> bool:  # type: ignore[type-arg]
+    """Sequence numbers that each follow the one before, timestamps that never go back."""
+    return all(
+        (b.sequence_number - a.sequence_number) & 0xFFFF == 1
+        and (b.timestamp - a.timestamp) & 0xFFFFFFFF < 1 << 31
+        for a, b in itertools.pairwise(packets)
+    )
+
+
 async def test_a_disabled_publication_is_not_forwarded_until_enabled_again(
     plane: MediaPlane, clients
 ) -> None:
@@ -301,18 +372,56 @@ async def test_a_disabled_publication_is_not_forwarded_until_enabled_again(
     before = await receive_pattern(track, 5)
 
     await plane.set_enabled(publisher.sid, track_sid, False)
-    with pytest.raises(asyncio.TimeoutError):
-        while True:
-            await asyncio.wait_for(track.recv(), 0.7)
-    keyframes_seen = len(subscriber.keyframes)
+    await until_the_sfu_received(plane, 5)  # what was in flight has landed
+    held_back = len(subscriber.rtp_of("video"))
+    forwarded = sum(s.packets_forwarded for s in await plane.stats())
+    await until_the_sfu_received(plane, 40)  # the publisher goes on sending
+    assert len(subscriber.rtp_of("video")) == held_back
+    assert sum(s.packets_forwarded for s in await plane.stats()) == forwarded
+
     await plane.set_enabled(publisher.sid, track_sid, True)
     after = await receive_pattern(track, 6)
+    if after[0] == before[-1] + 1:
+        after = after[1:]  # the client's jitter buffer let go of it at the next packet
+    assert after == list(range(after[0], after[0] + len(after)))
+    assert after[0] > before[-1] + 1
+    received = subscriber.rtp_of("video")
+    last, first = received[held_back - 1], received[held_back]
+    assert vp8_keyframe(first.payload)  # resumed on a keyframe
+    assert continuous(received)  # no gap for the subscriber to NACK, time runs on
+    assert (first.timestamp - last.timestamp) & 0xFFFFFFFF > 90000 // 10  # the pause
 
-    stale = after[0] == before[-1] + 1  # released from the client's jitter buffer
-    if stale:
-        after = after[1:]
-    assert after[0] > before[-1] + 15
-    assert subscriber.keyframes[keyframes_seen + stale] is True  # resumed on a keyframe
+
+async def test_a_subscribers_sequence_numbers_and_timestamps_run_on_across_republishing(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    first_sid = await publish_video(publisher)
+    await subscriber.join()
+    await subscriber.subscribe(first_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    await receive_pattern(track, 10)
+    [slot_transceiver] = subscriber.pc.getTransceivers()
+
+    await plane.unpublish(publisher.sid, first_sid)
+    await subscriber.answer()
+    before = len(subscriber.rtp_of("video"))
+    second = PatternTrack()
+    second.index = 128  # another picture: the frames tell which track they come from
+    [transceiver] = publisher.pc.getTransceivers()
+    transceiver.sender.replaceTrack(second)
+    await publisher.offer()
+    second_sid = "MT" + "3" * 32
+    await plane.bind_publication(publisher.sid, second.id, second_sid, "video")
+    await subscriber.subscribe(second_sid)
+    assert subscriber.pc.getTransceivers() == [slot_transceiver]  # the same send slot
+    indices = await receive_pattern(track, 10)
+    assert indices[-1] >= 128
+
+    received = subscriber.rtp_of("video")
+    assert len(received) > before and len({p.ssrc for p in received}) == 1
+    assert continuous(received)
+    assert vp8_keyframe(received[before].payload)
 
 
 async def test_subscribing_before_the_publishers_media_is_offered_once_it_arrives(
@@ -382,3 +491,66 @@ async def test_a_subscriber_joining_soon_after_a_keyframe_starts_from_it_without
     assert second.keyframes[0] is True
     [after] = await plane.stats()
     assert after.keyframe_requests_sent == before.keyframe_requests_sent
+
+
+async def test_packets_lost_on_the_publishers_uplink_are_asked_again_and_recovered(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    await publisher.join()
+    [track_sid] = await publisher.publish(PatternTrack())
+    [sending] = publisher.pc.getTransceivers()
+    media_type = sending._codecs[0].payloadType
+    dtls = sending.sender.transport
+    send_rtp = dtls._send_rtp
+    sent = 0
+
+    async def every_tenth_lost(data: bytes) -> None:  # the publisher's uplink
+        nonlocal sent
+        if not is_rtcp(data) and data[1] & 0x7F == media_type:
+            sent += 1
+            if sent % 10 == 0:
+                return
+        await send_rtp(data)
+
+    dtls._send_rtp = every_tenth_lost  # type: ignore[method-assign]
+    await subscriber.join()
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    indices = await receive_pattern(track, 60)
+    assert indices == list(range(indices[0], indices[0] + 60))  # not a frame missing
+
+    stats = await plane.stats()
+    assert sent >= 60
+    assert sum(s.nacks_sent for s in stats) >= sent // 10 - 2
+    assert sum(s.retransmissions_received for s in stats) >= sent // 10 - 2
+    assert sum(s.packets_recovered for s in stats) >= sent // 10 - 2
+
+
+async def test_packets_lost_on_a_subscribers_downlink_are_sent_again_as_rtx(
+    plane: MediaPlane, clients
+) -> None:
+    publisher, subscriber = clients(1), clients(2)
+    track_sid = await publish_video(publisher)
+    await subscriber.join()
+    arrived = 0
+
+    def every_tenth(packet: object) -> bool:
+        nonlocal arrived
+        if getattr(packet, "payload_type", None) not in media_types:
+            return False
+        arrived += 1
+        return arrived % 10 == 0
+
+    media_types: set[int] = set()
+    subscriber.lose = every_tenth
+    await subscriber.subscribe(track_sid)
+    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
+    [receiving] = subscriber.pc.getTransceivers()
+    media_types.update(c.payloadType for c in receiving._codecs
+                       if c.mimeType.lower() == "video/vp8")
+    indices = await receive_pattern(track, 60)
+    assert indices == list(range(indices[0], indices[0] + 60))  # not a frame missing
+    rtx_types = {c.payloadType for c in receiving._codecs if c.mimeType.lower() == "video/rtx"}
+    assert any(p.payload_type in rtx_types for p in subscriber.rtp)
+    assert sum(s.retransmissions_sent for s in await plane.stats()) >= arrived // 10 - 3

@@ -166,6 +166,29 @@ async def test_a_recording_ends_with_its_publication(
     assert decoded_video(path)[1]
 
 
+async def test_a_recording_starts_with_the_frames_published_when_it_was_started(
+    plane: MediaPlane, clients, tmp_path: Path
+) -> None:
+    # Not only the frames after the keyframe a PLI brings, which come after the
+    # recording began (~1.2 s after, with aiortc's receivers): from the ring's last
+    # keyframe, frames published before it, so the moment it began is in the file.
+    publisher = clients(1)
+    await publisher.join()
+    source = PatternTrack()
+    [track_sid] = await publisher.publish(source)
+    # Past the keyframes of the start (the first one; aiortc's encoder starts anew
+    # once, at the first REMB): the ring's last keyframe is a second or more back.
+    while source.index < 75:
+        await asyncio.sleep(0.05)
+    published_at_start = source.index
+    path = tmp_path / "from_the_start.mkv"
+    await record(plane, publisher.sid, track_sid, path, 1.0)
+    _, frames, _ = decoded_video(path)
+    indices = [read_index(frame) for frame in frames]
+    assert indices[0] <= published_at_start - 5
+    assert indices == list(range(indices[0], indices[0] + len(indices)))
+
+
 def test_h264_frame_size_is_read_from_the_sequence_parameter_set() -> None:
     # An SPS of libx264 for 320x176 (cropped from 11 x 12 macroblocks, 4:2:0, High).
     encoder = av.CodecContext.create("libx264", "w")

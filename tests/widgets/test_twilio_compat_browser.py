@@ -226,6 +226,30 @@ async def test_an_h264_room_carries_no_vp8_and_turns_vp8_simulcast_off(
         assert all("H264" not in section for section in video_sections(description["remote"]))
 
 
+def test_h264_is_forwarded_between_browsers_and_decoded(app: App, server: ServerProcess) -> None:
+    client = make_twilio_client(server)
+    room = client.video.v1.rooms.create(unique_name=room_name(), video_codecs=["H264"])
+    assert app.connect("h264-camera", room.unique_name, camera=True).get("error") is None
+    assert app.connect("h264-viewer", room.unique_name).get("error") is None
+    app.wait("h264-viewer", lambda s: subscribed(s, "video", "h264-camera"))
+    frame = app.poll("sample", {"key": "h264-viewer", "identity": "h264-camera"})
+    assert frame["mean"] > 10 and (frame["width"], frame["height"]) == (320, 240)
+
+    def decoding(streams: list[dict[str, Any]]) -> bool:
+        return any(s["codec"] == "video/H264" and s["framesDecoded"] >= 60 for s in streams)
+
+    deadline = time.monotonic() + 30
+    streams = app.call("inbound", "h264-viewer")
+    while not decoding(streams):
+        assert time.monotonic() < deadline, streams
+        time.sleep(0.3)
+        streams = app.call("inbound", "h264-viewer")
+    [h264] = [s for s in streams if s["codec"] == "video/H264"]
+    assert (h264["width"], h264["height"]) == (320, 240)
+    assert h264["framesDecoded"] >= h264["framesReceived"] - 5  # decoded, not dropped
+    assert h264["framesDropped"] <= 5
+
+
 def test_an_audio_only_room_refuses_video_with_53125(app: App, server: ServerProcess) -> None:
     client = make_twilio_client(server)
     room = client.video.v1.rooms.create(unique_name=room_name(), audio_only=True)

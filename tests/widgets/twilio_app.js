@@ -157,6 +157,22 @@
       return streams;
     },
 
+    /** The room's inbound video streams: codec, frames received, decoded and dropped. */
+    async inbound(key) {
+      const streams = [];
+      for (const pc of joined[key].peerConnections) {
+        const stats = await pc.getStats();
+        stats.forEach((report) => {
+          if (report.type !== 'inbound-rtp' || report.kind !== 'video') { return; }
+          const codec = report.codecId && stats.get(report.codecId);
+          streams.push({ codec: codec ? codec.mimeType : null, framesReceived: report.framesReceived || 0,
+                         framesDecoded: report.framesDecoded || 0, framesDropped: report.framesDropped || 0,
+                         width: report.frameWidth || 0, height: report.frameHeight || 0 });
+        });
+      }
+      return streams;
+    },
+
     /** The server's description (answer or offer) the room's first peer connection holds. */
     remoteSdp(key) {
       const [pc] = joined[key].peerConnections;

@@ -1,15 +1,19 @@
-"""Every private aiortc / aioice hook the media plane needs, in one place.
+"""Every private aiortc / aioice hook jupyter_video needs (the SFU and the Python
+client alike), in one place, outside both so that neither imports the other.
 
-aiortc decodes what it receives and encodes what it sends; an SFU must do
-neither. The hooks below let the SFU take complete encoded frames out of an
-``RTCRtpReceiver`` before its decoder, hand encoded packets to an
-``RTCRtpSender`` so that it only packetizes them, relay keyframe requests
-(PLI/FIR) in both directions, read the ``ssrc-audio-level`` header extension,
-and choose which addresses ICE gathers on.
+aiortc is kept for what it does well: ICE (aioice), DTLS, SRTP keying, SCTP
+data channels, SDP and transceivers. The SFU forwards RTP itself
+(``jupyter_video.sfu.rtp``): the hooks below take every SRTP packet from the
+DTLS transport once unprotected (:func:`divert_srtp`) and send ours
+(:func:`send_srtp`), keep aiortc's receivers and senders from ever starting
+(:func:`take_receiver`, :func:`take_sender`), fix what aiortc negotiates, and
+choose which addresses ICE gathers on. Clients (and the tests' clients) use
+aiortc's own receivers and senders: taps on the encoded frames they assemble,
+keyframe requests, whole-frame encoders for the media socket.
 
 They rely on names that are private in aiortc 1.16 / aioice 0.13 and are
 checked by ``tests/sfu/test_adapter.py``: when aiortc is upgraded, that test
-says which hook moved. Nothing else in ``jupyter_video.sfu`` touches a private
+says which hook moved. Nothing else in ``jupyter_video`` touches a private
 aiortc name.
 """
 
@@ -17,13 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import queue
 import re
-import threading
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,18 +32,20 @@ from typing import Any
 import aioice
 import aioice.ice
 import aiortc
-import aiortc.clock
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
-import av
+import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
 )
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import is_rtcp
 from aiortc.sdp import SessionDescription
 
 logger = logging.getLogger(__name__)
@@ -59,9 +62,9 @@ def check_versions() -> None:
     found = (aiortc.__version__, aioice.__version__)
     if found != (AIORTC_VERSION, AIOICE_VERSION):
         raise RuntimeError(
-            f"jupyter_video.sfu.adapter is written for aiortc {AIORTC_VERSION} and "
+            f"jupyter_video._aiortc is written for aiortc {AIORTC_VERSION} and "
             f"aioice {AIOICE_VERSION}, found aiortc {found[0]} and aioice {found[1]}: "
-            "re-check the hooks in jupyter_video/sfu/adapter.py"
+            "re-check the hooks in jupyter_video/_aiortc.py"
         )
 
 
@@ -105,7 +108,191 @@ def announce_public_address(sdp: str, public_address: str | None) -> str:
     return _CANDIDATE.sub(lambda m: m.group(1) + public_address + m.group(3), sdp)
 
 
-# ------------------------------------------------------------ encoded frames in
+# ------------------------------------------------------------------ SRTP packets
+
+RtpDivert = Callable[[bytes, int], bool]
+"""Called with (an unprotected RTP packet, its arrival in ms); True: taken, aiortc
+never sees it."""
+RtcpDivert = Callable[[bytes], bool]
+"""Called with an unprotected (compound) RTCP packet; True: taken."""
+
+_DIVERTED = "_jupyter_video_diverted"
+
+
+_NTP_UNIX_EPOCH_MS = 2_208_988_800_000
+"""1970-01-01 on the NTP timescale, in ms: aiortc's ``clock.current_ms()`` counts from 1900."""
+
+
+def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) -> None:
+    """Hand every SRTP packet ``dtls`` receives, unprotected, to ``on_rtp`` /
+    ``on_rtcp`` in the datagram callback itself, before aiortc's receivers.
+
+    aioice puts each datagram on a queue (ice.py ``Connection.data_received``)
+    that the DTLS transport's task reads, unprotects with its SRTP session and
+    parses (rtcdtlstransport.py ``_recv_next``): a loop wake-up, a task step and
+    three awaits per packet. Here ``data_received`` of the transport's ICE
+    connection is replaced on that instance: once DTLS has given the SRTP keys,
+    SRTP and SRTCP are unprotected with the transport's session (``_rx_srtp``) and
+    handed over at once; DTLS (and SRTP before the keys) goes on to the queue as
+    before. Packets that took the queue (they came while DTLS was finishing) reach
+    the handlers too: ``_handle_rtp_data(data, arrival_time_ms=...)`` and
+    ``_handle_rtcp_data(data)``, which ``_recv_next`` awaits once it unprotected
+    them, are replaced on the transport. A packet a handler declines (returns
+    False) goes on to aiortc's own as it would have. Calling it again for the same
+    transport replaces the handlers.
+    """
+    already = hasattr(dtls, _DIVERTED)
+    setattr(dtls, _DIVERTED, (on_rtp, on_rtcp))
+    if already:
+        return
+    connection = dtls.transport._connection
+    queue_datagram = connection.data_received
+    handle_rtp = dtls._handle_rtp_data
+    handle_rtcp = dtls._handle_rtcp_data
+    pending: set[asyncio.Future[None]] = set()
+
+    def pass_on(coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    async def handle_queued_rtp(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            taken = getattr(dtls, _DIVERTED)[0](data, arrival_time_ms)
+        except Exception:
+            logger.exception("diverted RTP handler failed")
+            return
+        if not taken:
+            await handle_rtp(data, arrival_time_ms)
+
+    async def handle_queued_rtcp(data: bytes) -> None:
+        try:
+            taken = getattr(dtls, _DIVERTED)[1](data)
+        except Exception:
+            logger.exception("diverted RTCP handler failed")
+            return
+        if not taken:
+            await handle_rtcp(data)
+
+    waiting: asyncio.Queue[Any] = connection._queue
+
+    def data_received(data: bytes, component: int) -> None:
+        session: Any = dtls._rx_srtp
+        if session is None or not 127 < data[0] < 192 or waiting.qsize():
+            # DTLS, SRTP before the keys, or behind datagrams still queued (in order)
+            queue_datagram(data, component)
+            return
+        handlers = getattr(dtls, _DIVERTED)
+        # This runs inside aioice's datagram callback: an exception here would end
+        # the transport, so a handler's is logged instead.
+        try:
+            if is_rtcp(data):
+                plain = session.unprotect_rtcp(data)
+                if not handlers[1](plain):
+                    pass_on(handle_rtcp(plain))
+            else:
+                plain = session.unprotect(data)
+                arrival_ms = time.time_ns() // 1_000_000 + _NTP_UNIX_EPOCH_MS
+                if not handlers[0](plain, arrival_ms):
+                    pass_on(handle_rtp(plain, arrival_ms))
+        except pylibsrtp.Error:
+            return  # a replay, or not ours: aiortc drops these too
+        except Exception:
+            logger.exception("diverted SRTP handler failed")
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    dtls._handle_rtp_data = handle_queued_rtp  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_queued_rtcp  # type: ignore[method-assign]
+
+
+def srtp_diverted(dtls: RTCDtlsTransport) -> bool:
+    """Whether :func:`divert_srtp` hooked ``dtls``."""
+    return hasattr(dtls, _DIVERTED)
+
+
+def send_srtp(dtls: RTCDtlsTransport, packet: bytes) -> bool:
+    """Protect an RTP or RTCP ``packet`` with ``dtls``'s SRTP session and send it now.
+
+    The same steps as ``RTCDtlsTransport._send_rtp`` without its three awaits: on a
+    host or server-reflexive pair aioice's ``send_data`` is one
+    ``transport.sendto`` (ice.py ``StunProtocol.send_data``), called directly; a
+    TURN pair's may wait for a channel binding, so it gets a task. Returns False
+    when the transport is not (or no longer) connected: nothing was sent. Once
+    per packet and subscriber: private attributes read directly (``state`` builds
+    a string from the enum each time).
+    """
+    if dtls._state is not _DTLS_CONNECTED:
+        return False
+    tx: Any = dtls._tx_srtp
+    protected = tx.protect_rtcp(packet) if 191 < packet[1] < 209 else tx.protect(packet)
+    pair = dtls._transport._connection._nominated.get(1)
+    if pair is None:
+        return False
+    protocol = pair.protocol
+    if type(protocol) is _StunProtocol:
+        transport = protocol.transport
+        if transport is None:
+            return False
+        transport.sendto(protected, pair.remote_addr)
+    else:
+        task = asyncio.ensure_future(protocol.send_data(protected, pair.remote_addr))
+        _sending.add(task)
+        task.add_done_callback(_sending.discard)
+    return True
+
+
+_DTLS_CONNECTED = DtlsState.CONNECTED
+_StunProtocol = aioice.ice.StunProtocol
+_sending: set[asyncio.Future[None]] = set()
+
+
+ReceiveHandler = Callable[[RTCRtpReceiveParameters], None]
+SendHandler = Callable[[RTCRtpSendParameters, int, int], None]
+"""Called with (the negotiated parameters, the SSRC and the RTX SSRC announced in SDP)."""
+
+
+def take_receiver(receiver: RTCRtpReceiver, on_receive: ReceiveHandler) -> None:
+    """Keep aiortc's ``receiver`` from ever starting: no decoder thread, no RTCP
+    task, no registration on the transport's router. Each time aiortc would start
+    it (``RTCPeerConnection.__connect`` awaits ``receiver.receive(parameters)``
+    after every negotiation), ``on_receive`` gets the negotiated parameters
+    instead. Its packets reach the SFU through :func:`divert_srtp`.
+    """
+    if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
+        raise RuntimeError("take_receiver() must run before the receiver starts")
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        on_receive(parameters)
+
+    receiver.receive = receive  # type: ignore[method-assign]
+
+
+def take_sender(sender: RTCRtpSender, on_send: SendHandler) -> None:
+    """Keep aiortc's ``sender`` from ever starting (no RTP or RTCP task of its
+    own): ``on_send`` gets its negotiated parameters and the two SSRCs aiortc
+    announced for it in SDP (``sender._ssrc``, ``sender._rtx_ssrc``), which the
+    SFU's own send stream then uses. ``stop()`` does nothing for a sender that
+    never started.
+    """
+    if sender._RTCRtpSender__started:  # type: ignore[attr-defined]
+        raise RuntimeError("take_sender() must run before the sender starts")
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        on_send(parameters, sender._ssrc, sender._rtx_ssrc)
+
+    sender.send = send  # type: ignore[method-assign]
+
+
+# ------------------------------------------- aiortc's own receivers and senders
+# (clients and the tests' clients; the SFU never starts them)
+
+
+def started(endpoint: RTCRtpReceiver | RTCRtpSender) -> bool:
+    """Whether aiortc started ``endpoint`` (its RTP/RTCP tasks, a decoder thread)."""
+    if isinstance(endpoint, RTCRtpReceiver):
+        return bool(endpoint._RTCRtpReceiver__started)  # type: ignore[attr-defined]
+    return bool(endpoint._RTCRtpSender__started)  # type: ignore[attr-defined]
+
 
 FrameHandler = Callable[[RTCRtpCodecParameters, bytes, int], None]
 """Called with (codec, encoded frame, RTP timestamp mapped to start at 0)."""
@@ -153,10 +340,11 @@ def tap_encoded_frames(
 ) -> None:
     """Deliver each complete encoded frame ``receiver`` assembles to ``on_frame``.
 
-    With ``decode=False`` (the SFU) no decoder thread is started and no decoder
-    is created: aiortc's ``receive()`` is replaced by the same steps minus the
-    thread (rtcrtpreceiver.py, ``RTCRtpReceiver.receive``). With ``decode=True``
-    (test clients observing what they decode) frames also go on to the decoder.
+    With ``decode=False`` (a client that only counts what arrives) no decoder
+    thread is started and no decoder is created: aiortc's ``receive()`` is
+    replaced by the same steps minus the thread (rtcrtpreceiver.py,
+    ``RTCRtpReceiver.receive``). With ``decode=True`` (test clients observing
+    what they decode) frames also go on to the decoder.
     Must be called before the receiver starts, e.g. from the ``track`` event.
     """
     if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
@@ -184,24 +372,6 @@ def tap_encoded_frames(
     receiver.receive = receive  # type: ignore[method-assign]
 
 
-def retarget_encoded_frames(receiver: RTCRtpReceiver, on_frame: FrameHandler) -> None:
-    """Send the frames of an already tapped (and started) receiver to ``on_frame``.
-
-    twilio-video puts a newly published track on an m-section that an
-    unpublished one used; aiortc keeps the receiver and fires no ``track`` event.
-    """
-    tap = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
-    if not isinstance(tap, _FrameTapQueue):
-        raise RuntimeError("retarget_encoded_frames() needs a receiver tapped before")
-    tap._on_frame = on_frame
-
-
-def receiver_decodes(receiver: RTCRtpReceiver) -> bool:
-    """Whether ``receiver`` runs aiortc's decoder thread."""
-    thread = receiver._RTCRtpReceiver__decoder_thread  # type: ignore[attr-defined]
-    return isinstance(thread, threading.Thread)
-
-
 def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
     """The SSRCs of media (not retransmission) streams ``receiver`` has seen."""
     rtx = set(receiver._RTCRtpReceiver__rtx_ssrc)  # type: ignore[attr-defined]
@@ -220,32 +390,7 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
         return False
     for ssrc in ssrcs:
         await receiver._send_rtcp_pli(ssrc)
-        forwarding_counts.plis_sent += 1
     return True
-
-
-_AUDIO_LEVEL_CALLBACK = "_jupyter_video_audio_level"
-
-
-def on_audio_level(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
-    """Call ``callback(level)`` with each packet's ``ssrc-audio-level`` (0 loud .. 127
-    silent, -dBov), read from the already parsed RTP header: no decoding.
-
-    Calling it again for the same receiver replaces the callback.
-    """
-    already_wrapped = hasattr(receiver, _AUDIO_LEVEL_CALLBACK)
-    setattr(receiver, _AUDIO_LEVEL_CALLBACK, callback)
-    if already_wrapped:
-        return
-    handle = receiver._handle_rtp_packet
-
-    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-        level = packet.extensions.audio_level
-        if level is not None:
-            getattr(receiver, _AUDIO_LEVEL_CALLBACK)(level[1])
-        await handle(packet, arrival_time_ms)
-
-    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
 
 
 def use_offered_parameters(pc: Any, sdp: str) -> None:
@@ -294,98 +439,12 @@ def unassociated_transceivers_hidden(pc: Any) -> Iterator[None]:
         transceivers.extend(hidden)
 
 
-def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
-    """The codecs negotiated on ``transceiver``, preferred first (RTX excluded)."""
+def negotiated_codecs(
+    transceiver: RTCRtpTransceiver, rtx: bool = False
+) -> list[RTCRtpCodecParameters]:
+    """The codecs negotiated on ``transceiver``, preferred first (RTX only if ``rtx``)."""
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
-    return [c for c in codecs if c.mimeType.lower() != f"{transceiver.kind}/rtx"]
-
-
-# ----------------------------------------------------------- encoded frames out
-
-
-class Packetizer:
-    """Stands where aiortc keeps a sender's encoder and only packetizes.
-
-    ``RTCRtpSender._next_encoded_frame`` calls ``encoder.pack(packet)`` for an
-    ``av.Packet`` and creates an encoder only while ``__encoder`` is None, so a
-    sender given a Packetizer never encodes and never builds an encoder.
-    """
-
-    def __init__(self, mime_type: str) -> None:
-        self.mime_type = mime_type.lower()
-        self._picture_id = 0
-
-    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
-        """RTP payloads and timestamp for one encoded frame."""
-        data = bytes(packet)
-        timestamp = int(packet.pts or 0)
-        if self.mime_type == "video/vp8":
-            payloads = Vp8Encoder._packetize(data, self._picture_id)
-            self._picture_id = (self._picture_id + 1) % (1 << 15)
-        elif self.mime_type == "video/h264":
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
-        else:
-            payloads = [data]
-        forwarding_counts.packets_sent += len(payloads)
-        forwarding_counts.bytes_sent += len(data)
-        return payloads, timestamp
-
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        raise RuntimeError("the SFU never encodes: send av.Packet, not frames")
-
-
-_TIME_BASES = {rate: fractions.Fraction(1, rate) for rate in (VIDEO_CLOCK_RATE, AUDIO_CLOCK_RATE)}
-
-
-def encoded_packet(data: bytes, timestamp: int, clock_rate: int) -> av.Packet:
-    """An ``av.Packet`` holding one encoded frame at RTP ``timestamp``."""
-    packet = av.Packet(data)
-    packet.pts = timestamp
-    time_base = _TIME_BASES.get(clock_rate)
-    packet.time_base = time_base if time_base is not None else fractions.Fraction(1, clock_rate)
-    return packet
-
-
-def install_packetizer(sender: RTCRtpSender, mime_type: str) -> Packetizer:
-    """Make ``sender`` packetize encoded frames of ``mime_type`` instead of encoding."""
-    packetizer = Packetizer(mime_type)
-    sender._RTCRtpSender__encoder = packetizer  # type: ignore[attr-defined]
-    return packetizer
-
-
-_NTP_UNIX_EPOCH_NS = 2_208_988_800 * 1_000_000_000
-"""1970-01-01 on the NTP timescale (from 1900-01-01), in nanoseconds."""
-
-
-def _current_ntp_time() -> int:
-    # aiortc.clock.current_ntp_time to the same microsecond, without datetime objects.
-    seconds, nanoseconds = divmod(time.time_ns() + _NTP_UNIX_EPOCH_NS, 1_000_000_000)
-    return (seconds << 32) | ((nanoseconds // 1000) << 32) // 1_000_000
-
-
-def use_fast_sender_clock() -> None:
-    """Make aiortc's senders read the NTP time without building datetimes (process-wide).
-
-    ``RTCRtpSender._run_rtp`` calls ``clock.current_ntp_time()`` twice per RTP
-    packet (abs-send-time, sender report), through ``datetime.now()`` and a
-    ``timedelta``: about 5% of an SFU's CPU at 32 subscribers. The sender module
-    gets a copy of ``aiortc.clock`` whose ``current_ntp_time`` is integer
-    arithmetic on ``time.time_ns()``, the same value.
-    """
-    if getattr(aiortc.rtcrtpsender.clock, "current_ntp_time", None) is _current_ntp_time:
-        return
-    clock = types.ModuleType("aiortc.clock", "aiortc.clock, current_ntp_time without datetime")
-    clock.__dict__.update(
-        (name, value) for name, value in vars(aiortc.clock).items() if not name.startswith("__")
-    )
-    clock.current_ntp_time = _current_ntp_time  # type: ignore[attr-defined]
-    aiortc.rtcrtpsender.clock = clock
-
-
-def sender_encoder(sender: RTCRtpSender) -> object | None:
-    """What ``sender`` holds as its encoder (a Packetizer for SFU senders)."""
-    encoder: object | None = sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
-    return encoder
+    return [c for c in codecs if rtx or c.mimeType.lower() != f"{transceiver.kind}/rtx"]
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -397,60 +456,10 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     original = sender._send_keyframe
 
     def send_keyframe() -> None:
-        forwarding_counts.keyframe_requests_received += 1
         original()
         callback()
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-
-
-@dataclass
-class ForwardingCounts:
-    """RTP this process's SFU senders and receivers handled: totals since it started
-    (they outlive each sender, so that a scrape's counters never go down)."""
-
-    packets_sent: int = 0
-    """RTP packets packetized for subscribers (each sent once; retransmissions apart)."""
-    bytes_sent: int = 0
-    """Encoded media bytes in them (payloads, without RTP headers)."""
-    nacks_received: int = 0
-    """Packets subscribers asked to be sent again (RTCP NACK, RFC 4585 6.2.1)."""
-    nacks_sent: int = 0
-    """Packets asked again of publishers (aiortc's NACK generator)."""
-    keyframe_requests_received: int = 0
-    """PLI and FIR from subscribers (``on_keyframe_request`` senders)."""
-    plis_sent: int = 0
-    """PLIs sent to publishers (``send_pli``)."""
-
-
-forwarding_counts = ForwardingCounts()
-
-
-def count_nacks(sender: RTCRtpSender | None = None, receiver: RTCRtpReceiver | None = None) -> None:
-    """Count the NACKed packets ``sender`` is asked to resend and ``receiver`` asks for,
-    in :data:`forwarding_counts` (once per object however often it is called).
-
-    aiortc answers each NACKed sequence number with ``RTCRtpSender._retransmit`` and
-    sends its own NACKs with ``RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost)``.
-    """
-    if sender is not None and not getattr(sender._retransmit, "_counted", False):
-        retransmit = sender._retransmit
-
-        async def counted_retransmit(sequence_number: int) -> None:
-            forwarding_counts.nacks_received += 1
-            await retransmit(sequence_number)
-
-        counted_retransmit._counted = True  # type: ignore[attr-defined]
-        sender._retransmit = counted_retransmit  # type: ignore[method-assign]
-    if receiver is not None and not getattr(receiver._send_rtcp_nack, "_counted", False):
-        send_nack = receiver._send_rtcp_nack
-
-        async def counted_send_nack(media_ssrc: int, lost: list[int]) -> None:
-            forwarding_counts.nacks_sent += len(lost)
-            await send_nack(media_ssrc, lost)
-
-        counted_send_nack._counted = True  # type: ignore[attr-defined]
-        receiver._send_rtcp_nack = counted_send_nack  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------- codec bookkeeping
@@ -498,24 +507,22 @@ __all__ = [
     "AUDIO_CLOCK_RATE",
     "VIDEO_CLOCK_RATE",
     "CodecCounts",
-    "Packetizer",
     "announce_public_address",
     "check_versions",
     "count_codecs",
-    "count_nacks",
-    "encoded_packet",
-    "forwarding_counts",
-    "install_packetizer",
+    "divert_srtp",
+    "frame_encoder",
     "media_ssrcs",
     "negotiated_codecs",
-    "on_audio_level",
     "on_keyframe_request",
-    "receiver_decodes",
     "send_pli",
-    "sender_encoder",
+    "send_srtp",
     "split_annexb",
+    "srtp_diverted",
+    "started",
+    "take_receiver",
+    "take_sender",
     "tap_encoded_frames",
-    "use_fast_sender_clock",
     "use_host_addresses",
 ]
 
