@@ -11,8 +11,9 @@ receive it through
 
 What is measured, over ``--seconds`` after 3 s of warm-up:
 
-- ``sfu_cpu_percent``: user + system CPU of the SFU process alone, read from
-  its ``/proc/<pid>/stat`` (100 = one core); ``_per_stream`` divides it by N.
+- ``sfu_cpu_percent``: CPU of the SFU process alone, read from its threads'
+  ``/proc/<pid>/task/*/schedstat`` (100 = one core); ``_per_stream`` divides
+  it by N.
 - ``publisher_fps``: frames the publisher's track produced. The publisher runs
   in a process of its own (encoding VP8 takes a good part of a core; sharing a
   process with N subscribers it fell behind at 32, and every subscriber got
@@ -20,6 +21,9 @@ What is measured, over ``--seconds`` after 3 s of warm-up:
 - ``sfu_received_fps`` / ``sfu_forwarded_fps``: forwarding only, from the
   SFU's own counters: complete frames taken from the publisher, and frames
   queued per subscriber (mean over subscribers).
+- ``sfu_us_per_forwarded_packet``: forwarding only, the SFU's CPU over the RTP
+  packets it sent to subscribers (its ``packets_forwarded``), receiving
+  included: all-in, the figure issue 10 targets at 9 subscribers (<= 32 us).
 - ``subscriber_fps_*``: complete encoded frames each subscriber assembled from
   RTP (aiortc's jitter buffer, no decoding), in this process.
 - ``clients_cpu_percent``: this process (the N subscribers) and the
@@ -30,9 +34,10 @@ What is measured, over ``--seconds`` after 3 s of warm-up:
   subscribers, relay over forwarding (relay saturates a core well before 32
   subscribers and then delivers fewer frames).
 
-Prints one JSON line.
+``--media-worker-tree DIR`` runs the forwarding worker from another checkout
+(the frame path: ``git archive main | tar -x -C DIR``). Prints one JSON line.
 
-    python benchmarks/forwarding.py --n 1,4,16,32 --seconds 10
+    python benchmarks/forwarding.py --n 1,4,9,16,32 --seconds 10
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -56,29 +60,14 @@ from aiortc import (
 )
 from aiortc.codecs import vpx
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
+from preencoded import cpu_seconds, machine_busy_seconds
+from processes import Child, media_worker_pid, serve, start_media_plane
 
 from jupyter_video import _aiortc as adapter
-from jupyter_video.sfu.worker import WorkerMediaPlane
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 BITRATE = 1_000_000
 ROOM = "RM" + "b" * 32
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of all cores since boot, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        fields = [int(f) for f in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields) - idle) / CLOCK_TICKS, sum(fields) / CLOCK_TICKS
 
 
 class MovingPattern(VideoStreamTrack):
@@ -140,16 +129,16 @@ class ForwardingSfu:
 
     name = "forwarding"
 
-    def __init__(self) -> None:
-        self.plane = WorkerMediaPlane(1, host_addresses=["127.0.0.1"])
+    def __init__(self, tree: str | None = None) -> None:
+        self.tree = tree
         self._track_sid = "MT" + "1" * 32
 
     async def start(self) -> None:
-        await self.plane.start()
+        self.plane = await start_media_plane(self.tree)
 
     @property
     def pid(self) -> int:
-        return self.plane.worker_pids[0]
+        return media_worker_pid(self.plane)
 
     async def publish(self, offer: str, track_id: str) -> str:
         await self.plane.add_peer("PA" + "0" * 32, ROOM)
@@ -163,66 +152,14 @@ class ForwardingSfu:
         await self.plane.subscribe(sid, self._track_sid)
         await self.plane.apply_answer(sid, await answer(await self.plane.create_offer(sid)))
 
-    async def frame_counts(self) -> tuple[int, int] | None:
-        """Frames received from the publisher and queued to subscribers, so far."""
+    async def counts(self) -> tuple[int, int, int] | None:
+        """Frames received from the publisher, frames queued to subscribers and RTP
+        packets sent to them, so far."""
         [stats] = await self.plane.stats()
-        return stats.frames_received, stats.frames_forwarded
+        return stats.frames_received, stats.frames_forwarded, stats.packets_forwarded
 
     async def close(self) -> None:
         await self.plane.close()
-
-
-class Child:
-    """This script in a child process (``--serve-<role>``), one JSON request per
-    line on its stdin, one JSON reply per line on its stdout."""
-
-    def __init__(self, role: str) -> None:
-        self.role = role
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            f"--serve-{self.role}",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 24,
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def call(self, **request: Any) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdin and self.process.stdout
-        self.process.stdin.write((json.dumps(request) + "\n").encode())
-        await self.process.stdin.drain()
-        reply: dict[str, Any] = json.loads(await self.process.stdout.readline())
-        return reply
-
-    async def close(self) -> None:
-        """Close its stdin (it closes its peers and exits); kill it if it hangs."""
-        assert self.process is not None and self.process.stdin
-        self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except asyncio.TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-
-
-async def serve(handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
-    """A child's loop: answer each request line with ``handle``, until stdin closes."""
-    adapter.use_host_addresses(["127.0.0.1"])
-    pin_vp8_bitrate()
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := await reader.readline():
-        sys.stdout.write(json.dumps(await handle(json.loads(line))) + "\n")
-        sys.stdout.flush()
 
 
 class RelaySfu:
@@ -231,7 +168,7 @@ class RelaySfu:
     name = "relay"
 
     def __init__(self) -> None:
-        self.child = Child("relay")
+        self.child = Child(__file__, "relay")
 
     async def start(self) -> None:
         await self.child.start()
@@ -247,7 +184,7 @@ class RelaySfu:
         offer = (await self.child.call(op="subscribe", n=n))["sdp"]
         await self.child.call(op="answer", n=n, sdp=await answer(offer))
 
-    async def frame_counts(self) -> tuple[int, int] | None:
+    async def counts(self) -> tuple[int, int, int] | None:
         return None  # MediaRelay counts nothing
 
     async def close(self) -> None:
@@ -283,6 +220,7 @@ async def serve_relay() -> None:
             await asyncio.gather(*(pc.close() for pc in pcs.values()))
         return {}
 
+    pin_vp8_bitrate()
     await serve(handle)
 
 
@@ -290,7 +228,7 @@ class Publisher:
     """The publishing client, in a process of its own (it encodes VP8)."""
 
     def __init__(self) -> None:
-        self.child = Child("publisher")
+        self.child = Child(__file__, "publisher")
         self.track_id = ""
 
     @property
@@ -334,6 +272,7 @@ async def serve_publisher() -> None:
             await pc.close()
         return {}
 
+    pin_vp8_bitrate()
     await serve(handle)
 
 
@@ -359,7 +298,7 @@ async def measure(sfu: ForwardingSfu | RelaySfu, n: int, seconds: float) -> dict
                 "clients_cpu": time.process_time() + cpu_seconds(publisher.pid),
                 "machine": machine_busy_seconds(),
                 "published": await publisher.frames(),
-                "sfu_frames": await sfu.frame_counts(),
+                "sfu_counts": await sfu.counts(),
                 "frames": [s.frames for s in subscribers],
                 "bytes": [s.bytes for s in subscribers],
             }
@@ -390,10 +329,12 @@ async def measure(sfu: ForwardingSfu | RelaySfu, n: int, seconds: float) -> dict
             "sfu_cpu_ms_per_delivered_frame": round(1000 * cpu / max(delivered, 1), 3),
             "publisher_fps": round(rate("published"), 1),
         }
-        if start["sfu_frames"] is not None:
-            received, forwarded = rates("sfu_frames")
+        if start["sfu_counts"] is not None:
+            received, forwarded, packets = rates("sfu_counts")
             result["sfu_received_fps"] = round(received, 1)
             result["sfu_forwarded_fps"] = round(forwarded / n, 1)
+            result["sfu_packets_forwarded_per_second"] = round(packets)
+            result["sfu_us_per_forwarded_packet"] = round(1e6 * cpu / max(packets * elapsed, 1), 1)
         result |= {
             "subscriber_fps_mean": round(float(np.mean(fps)), 1),
             "subscriber_fps_min": round(float(np.min(fps)), 1),
@@ -411,12 +352,14 @@ async def measure(sfu: ForwardingSfu | RelaySfu, n: int, seconds: float) -> dict
         await sfu.close()
 
 
-async def run(counts: list[int], seconds: float, baseline: bool) -> dict[str, Any]:
+async def run(
+    counts: list[int], seconds: float, baseline: bool, tree: str | None
+) -> dict[str, Any]:
     adapter.use_host_addresses(["127.0.0.1"])
     pin_vp8_bitrate()
     results: list[dict[str, Any]] = []
     for n in counts:
-        results.append(await measure(ForwardingSfu(), n, seconds))
+        results.append(await measure(ForwardingSfu(tree), n, seconds))
         if baseline:
             results.append(await measure(RelaySfu(), n, seconds))
     # Relay saturates its core well before 32 subscribers and then delivers fewer
@@ -430,6 +373,7 @@ async def run(counts: list[int], seconds: float, baseline: bool) -> dict[str, An
             ratios[str(n)] = round(ratio, 1)
     return {
         "benchmark": "forwarding",
+        "media_worker": tree or "this checkout",
         "video": f"{WIDTH}x{HEIGHT} {FPS} fps VP8 ~{BITRATE // 1000} kbit/s",
         "seconds": seconds,
         "cpus": os.cpu_count(),
@@ -440,9 +384,10 @@ async def run(counts: list[int], seconds: float, baseline: bool) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", default="1,4,16,32", help="subscriber counts, e.g. 1,4")
+    parser.add_argument("--n", default="1,4,9,16,32", help="subscriber counts, e.g. 1,4")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the MediaRelay runs")
+    parser.add_argument("--media-worker-tree", help="run the media worker from this checkout")
     parser.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-publisher", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -450,7 +395,7 @@ def main() -> None:
         asyncio.run(serve_relay() if args.serve_relay else serve_publisher())
         return
     counts = [int(n) for n in args.n.split(",") if n]
-    result = asyncio.run(run(counts, args.seconds, not args.no_baseline))
+    result = asyncio.run(run(counts, args.seconds, not args.no_baseline, args.media_worker_tree))
     print(json.dumps(result), flush=True)
 
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 
-from rooms import LOOPBACK, BenchServer, moving_bars, percentile, token
+from bench_server import LOOPBACK, BenchServer, moving_bars, percentile, token
 
 from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, connect

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import requests
-from rooms import LOOPBACK, BenchServer, moving_bars, percentile, token
+from bench_server import LOOPBACK, BenchServer, moving_bars, percentile, token
 
 from tests.server_process import TOKEN
 
