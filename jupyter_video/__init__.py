@@ -15,6 +15,7 @@ from .errors import VideoError
 from .tokens import AccessToken, VideoGrant
 
 if TYPE_CHECKING:
+    from .classroom import Classroom
     from .client import (
         LocalAudioTrack,
         LocalDataTrack,
@@ -47,12 +48,14 @@ _LAZY = {
     )
 }
 _LAZY.update({name: "jupyter_video.recording" for name in ("TrackRecording", "recordings")})
+_LAZY["Classroom"] = "jupyter_video.classroom"
 _LAZY.update({name: "jupyter_video.compositions.client" for name in ("ComposedVideo", "compose")})
 # The widgets import anywidget and ipywidgets: only when a notebook asks for them.
 _LAZY.update({name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget")})
 
 __all__ = [
     "AccessToken",
+    "Classroom",
     "ComposedVideo",
     "Credentials",
     "LocalAudioTrack",
