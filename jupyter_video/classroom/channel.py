@@ -57,7 +57,7 @@ def request(server: str, path: str, *, method: str = "GET", body: Any = None,
         "Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as response:
-            raw = response.read()
+            text = response.read().decode()
             kind = response.headers.get("Content-Type", "")
     except urllib.error.HTTPError as error:
         try:
@@ -66,7 +66,7 @@ def request(server: str, path: str, *, method: str = "GET", body: Any = None,
             raise VideoError(20500, f"{method} {url} failed: HTTP {error.code}") from None
         raise VideoError.from_code(int(detail.get("code", 20500)),
                                    detail.get("message")) from None
-    return json.loads(raw) if kind.startswith("application/json") else raw.decode()
+    return text if kind.startswith("text/") else json.loads(text)
 
 
 def room_path(room: str) -> str:

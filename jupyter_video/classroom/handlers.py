@@ -120,9 +120,8 @@ class ChatHistoryHandler(ClassroomHandler):
             writer = csv.DictWriter(out, CHAT_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(messages)
-            self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", f'attachment; filename="{room}-chat.csv"')
-            self.finish(out.getvalue())
+            self.finish(out.getvalue(), set_content_type="text/csv; charset=utf-8")
         elif form == "json":
             self.reply({"room": room, "messages": messages})
         else:
