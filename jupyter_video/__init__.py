@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     )
     from .compositions.client import ComposedVideo, compose
     from .recording import TrackRecording, recordings
-    from .widgets import PreviewWidget, RoomWidget
+    from .widgets import PreviewWidget, RoomMonitor, RoomWidget
 
 __version__ = "0.1.0"
 
@@ -51,7 +51,9 @@ _LAZY.update({name: "jupyter_video.recording" for name in ("TrackRecording", "re
 _LAZY["Classroom"] = "jupyter_video.classroom"
 _LAZY.update({name: "jupyter_video.compositions.client" for name in ("ComposedVideo", "compose")})
 # The widgets import anywidget and ipywidgets: only when a notebook asks for them.
-_LAZY.update({name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget")})
+_LAZY.update(
+    {name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget", "RoomMonitor")}
+)
 
 __all__ = [
     "AccessToken",
@@ -67,6 +69,7 @@ __all__ = [
     "RemoteVideoTrack",
     "Room",
     "RoomEvent",
+    "RoomMonitor",
     "RoomWidget",
     "TrackRecording",
     "VideoError",
