@@ -168,7 +168,7 @@ class ClassroomChannel:
 
 
 class _RateMeter:
-    """Stats samples from an aiortc report: rates need the previous report."""
+    """Stats samples from an aiortc report: rates and losses since the previous one."""
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[float, float, float, float]] = {}
@@ -176,30 +176,37 @@ class _RateMeter:
     def samples(self, report: Any) -> list[dict[str, Any]]:
         now = time.monotonic()
         stats = list(report.values())
+        # What the SFU's receiver reports of our stream (RTCP RR): cumulative loss,
+        # jitter in RTP timestamp units.
         remote = {s.kind: s for s in stats if s.type == "remote-inbound-rtp"}
         out = []
         for stat in stats:
-            if stat.type == "outbound-rtp":
-                direction, total, count, lost = "send", stat.bytesSent, stat.packetsSent, 0.0
-            elif stat.type == "inbound-rtp":
-                direction, total = "receive", stat.bytesReceived
-                count, lost = stat.packetsReceived, float(stat.packetsLost or 0)
-            else:
+            if stat.type not in ("outbound-rtp", "inbound-rtp"):
                 continue
+            rate = 48000 if stat.kind == "audio" else 90000
+            jitter = None
+            if stat.type == "outbound-rtp":
+                direction, total, count = "send", stat.bytesSent, stat.packetsSent
+                report_ = remote.get(stat.kind)
+                lost = float(report_.packetsLost) if report_ is not None else 0.0
+                if report_ is not None and report_.jitter is not None:
+                    jitter = report_.jitter / rate * 1000
+            elif stat.type == "inbound-rtp":
+                # aiortc counts no bytes received: no receive bitrate from a kernel
+                direction, total = "receive", getattr(stat, "bytesReceived", None)
+                count, lost = stat.packetsReceived, float(stat.packetsLost or 0)
+                jitter = stat.jitter / rate * 1000 if stat.jitter is not None else None
             key = f"{stat.type}:{stat.id}"
             last = self._last.get(key)
-            self._last[key] = (now, float(total), float(count), lost)
+            self._last[key] = (now, float(total or 0), float(count), lost)
             sample: dict[str, Any] = {"direction": direction, "kind": stat.kind,
-                                      "source": "aiortc", "fps": None}
+                                      "source": "aiortc", "fps": None, "jitter_ms": jitter}
             if last is not None and now > last[0]:
-                sample["bitrate_kbps"] = (total - last[1]) * 8 / (now - last[0]) / 1000
-            if direction == "send" and stat.kind in remote:
-                sample["packet_loss"] = remote[stat.kind].fractionLost
-                sample["jitter_ms"] = remote[stat.kind].jitter * 1000
-            elif direction == "receive" and last is not None:
-                got, missed = count - last[2], lost - last[3]
-                sample["packet_loss"] = missed / (got + missed) if got + missed > 0 else 0.0
-                sample["jitter_ms"] = stat.jitter * 1000
+                if total is not None:
+                    sample["bitrate_kbps"] = (total - last[1]) * 8 / (now - last[0]) / 1000
+                packets, missed = count - last[2], max(0.0, lost - last[3])
+                expected = packets if direction == "send" else packets + missed
+                sample["packet_loss"] = min(1.0, missed / expected) if expected > 0 else 0.0
             out.append(sample)
         return out
 
@@ -274,8 +281,10 @@ class Seat:
             room, channel = self.room, self.channel
             if room is None or channel is None:
                 continue
-            with contextlib.suppress(Exception):
+            try:
                 await channel.send_stats(self._meter.samples(await room.get_stats()))
+            except Exception:  # a room closing under it; the next round tries again
+                log.debug("stats of %s not reported", self.identity, exc_info=True)
 
     # -- what a participant does ------------------------------------------------------
 
