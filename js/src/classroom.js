@@ -14,7 +14,12 @@ function element(tag, attributes = {}, children = []) {
   return node;
 }
 
-function channelUrl(base) {
+/** Where the room is: beside the signaling the token reply named (a hub's video
+ *  service, through a relay), else on the page's server. */
+function channelUrl(base, wsServer) {
+  if (wsServer && /video\/signaling\/?$/.test(wsServer)) {
+    return wsServer.replace(/video\/signaling\/?$/, 'video/classroom/channel');
+  }
   const url = new URL('video/classroom/channel', base);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   return url.href;
@@ -51,7 +56,7 @@ export class ClassroomPanel {
   /** Open the channel for the room just joined (again after each move). */
   open(room, token) {
     this.close();
-    const socket = new WebSocket(channelUrl(this.view.base));
+    const socket = new WebSocket(channelUrl(this.view.base, this.view.grant && this.view.grant.ws_server));
     this.socket = socket;
     socket.onopen = () => socket.send(JSON.stringify({ type: 'hello', token, room: room.name }));
     socket.onmessage = (event) => { if (this.socket === socket) { this.take(JSON.parse(event.data)); } };
