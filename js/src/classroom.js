@@ -61,12 +61,16 @@ export class ClassroomPanel {
     socket.onopen = () => socket.send(JSON.stringify({ type: 'hello', token, room: room.name }));
     socket.onmessage = (event) => { if (this.socket === socket) { this.take(JSON.parse(event.data)); } };
     this.handButton.removeAttribute('disabled');
-    clearInterval(this.statsTimer);
-    this.statsTimer = setInterval(() => this.reportStats(room), STATS_INTERVAL_MS);
+    const report = async () => {
+      if (this.socket !== socket) { return; }
+      await this.reportStats(room).catch(() => {}); // one report at a time: getStats can be slow
+      this.statsTimer = setTimeout(report, STATS_INTERVAL_MS);
+    };
+    this.statsTimer = setTimeout(report, STATS_INTERVAL_MS);
   }
 
   close() {
-    clearInterval(this.statsTimer);
+    clearTimeout(this.statsTimer);
     clearInterval(this.waitTimer);
     if (this.socket) { this.socket.onmessage = null; this.socket.close(); this.socket = null; }
   }

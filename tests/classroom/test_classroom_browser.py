@@ -73,11 +73,12 @@ class Lab:
         self.state_file = f"{identity}-state.json"
         self.notebook = f"{identity}.ipynb"
         write_notebook(server.root / "notebooks" / self.notebook,
-                       CELL.format(room=room, identity=identity, state_file=self.state_file))
+                       CELL.format(room=room, identity=identity, state_file=self.state_file), "")
         self.driver = PageDriver(timeout=280, size="1280x900")
+        self.lab = JupyterLab(self.driver, self.server)
 
     async def start(self) -> None:
-        lab = JupyterLab(self.driver, self.server)
+        lab = self.lab
         await asyncio.to_thread(lab.open, self.notebook)
         await asyncio.to_thread(lab.run_first_cell)
         await self.call("wait", selector='.jv-state[data-state="connected"]', timeout=90000,
@@ -143,6 +144,27 @@ async def test_the_teachers_widget_lists_hands_shows_earlier_chat_and_mutes_a_st
         await lab.click('.jv-hand-item[data-identity="s2"] .jv-lower')
         await wait_until(lambda: all(h["identity"] != "s2" for h in classroom(name).hands),
                          what="s2's hand lowered")
+        # The widget's own chat goes on its data track and into the room's history.
+        await lab.call("fill", selector=".jv-chat-input", text="Slides are on the hub")
+        await lab.call("press", selector=".jv-chat-input", key="Enter")
+        await wait_until(lambda: any(m["identity"] == "teacher"
+                                     and m["text"] == "Slides are on the hub"
+                                     for m in classroom(name).history()),
+                         what="the widget's chat in the history")
+        # The room monitor in the next cell: the browser's and the kernels' series.
+        cell = f"from jupyter_video import RoomMonitor; RoomMonitor(room={name!r})"
+        await asyncio.to_thread(lab.lab.run_new_cell, cell)
+        await lab.wait_for("""() => document.querySelector(
+            '.jv-monitor-card[data-series^="teacher · send"]') &&
+            document.querySelector('.jv-monitor-card[data-series^="s1 · send"]')""",
+                           timeout=40)
+        def browser_bitrates() -> list[float]:
+            return [r["bitrate_kbps"] for r in classroom(name).monitor_data()["series"]
+                    if r["identity"] == "teacher" and r["source"] == "browser"
+                    and r["direction"] == "send" and r["bitrate_kbps"]]
+
+        await wait_until(browser_bitrates, timeout=20, what="the browser's send bitrate")
+        assert max(browser_bitrates()) > 20  # Chromium's fake camera and microphone
     finally:
         await asyncio.to_thread(lab.close)
 
