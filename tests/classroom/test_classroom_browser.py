@@ -185,7 +185,20 @@ async def test_a_students_widget_is_muted_by_the_teacher_and_moves_to_a_breakout
             return notice && notice.textContent.includes('muted by the teacher'); }""")
         await lab.wait_for("""() => document.querySelector('.jv-mic[data-held="true"]')""")
         assert not published(teacher, "s3", "audio")
-        assert lab.kernel()["classroom"]["you"]["held"] == ["audio"]
+        await wait_until(lambda: (lab.kernel().get("classroom") or {}).get("you", {}).get(
+            "held") == ["audio"], what="the kernel's classroom state holding the microphone")
+        # The teacher allows it: the button is the student's again, and they unmute.
+        teacher.allow_unmute("s3", "audio")
+        await lab.wait_for("""() => {
+            const mic = document.querySelector('.jv-mic');
+            return !mic.hasAttribute('data-held') && !mic.disabled; }""")
+        await lab.click(".jv-mic")
+        await wait_until(lambda: published(teacher, "s3", "audio"), what="s3 unmuted")
+        # A hand raised from Python (the widget's raise_hand()) reaches the teacher.
+        await asyncio.to_thread(lab.lab.run_new_cell, "w.raise_hand()")
+        await wait_until(lambda: [h["identity"] for h in teacher.hands] == ["s3"],
+                         what="s3's hand")
+        await lab.wait_for("() => document.querySelector('.jv-hand.jv-raised')")
 
         # Breakouts: the page moves into its group's room and back, without reloading.
         marker = await lab.wait_for("() => (window.__jvPage = window.__jvPage || Math.random())")
