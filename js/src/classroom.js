@@ -47,6 +47,7 @@ export class ClassroomPanel {
     this.handButton.onclick = () => this.act(this.handRaised ? 'lower_hand' : 'raise_hand');
     this.notice = element('div', { class: 'jv-notice', hidden: '' });
     this.lockBadge = element('span', { class: 'jv-locked', hidden: '', text: 'locked' });
+    this.countdown = element('span', { class: 'jv-countdown', hidden: '' });
     this.hands = element('ol', { class: 'jv-hands' });
     this.handsBox = element('div', { class: 'jv-hands-box', hidden: '' }, [element('strong', { text: 'Raised hands' }), this.hands]);
     this.controls = element('div', { class: 'jv-teacher', hidden: '' });
@@ -120,8 +121,10 @@ export class ClassroomPanel {
     this.view.spotlight(state.spotlight);
     this.hands.textContent = '';
     this.receivedAt = performance.now();
+    this.endsAt = state.breakouts && state.breakouts.ends_at ? state.breakouts.ends_at * 1000 : null;
     clearInterval(this.waitTimer);
-    if (state.hands.length) { this.waitTimer = setInterval(() => this.tickWaits(), 1000); }
+    if (state.hands.length || this.endsAt) { this.waitTimer = setInterval(() => this.tickWaits(), 1000); }
+    this.tickCountdown();
     for (const hand of state.hands) {
       const item = element('li', { class: 'jv-hand-item', 'data-identity': hand.identity }, [
         element('span', { class: 'jv-who', text: hand.identity }),
@@ -141,10 +144,17 @@ export class ClassroomPanel {
 
   /** How long each hand has waited: the server's count when it sent the state, and on. */
   tickWaits() {
+    this.tickCountdown();
     const since = (performance.now() - this.receivedAt) / 1000;
     for (const node of this.hands.querySelectorAll('.jv-wait')) {
       node.textContent = waited(Number(node.getAttribute('data-waited')) + since);
     }
+  }
+
+  /** The breakouts' countdown (the server's clock; the end recalls everyone). */
+  tickCountdown() {
+    this.countdown.toggleAttribute('hidden', !this.endsAt);
+    if (this.endsAt) { this.countdown.textContent = `breakouts end in ${waited((this.endsAt - Date.now()) / 1000)}`; }
   }
 
   renderControls(state, me) {
@@ -164,6 +174,14 @@ export class ClassroomPanel {
       state.breakouts ? button('Recall everyone', 'jv-recall', () => this.act('recall'))
         : button('Breakouts (2)', 'jv-breakout', () => this.act('breakout', { rooms: 2 })),
     );
+    // A moderator visits any breakout, and comes back.
+    if (state.breakouts) {
+      for (const name of [...state.breakouts.rooms, state.main_room]) {
+        if (name !== state.room) {
+          this.controls.append(button(name === state.main_room ? 'Back to main room' : `Visit ${name}`, 'jv-visit', () => this.act('visit', { room: name })));
+        }
+      }
+    }
     // Per-participant moderation on each tile.
     for (const [sid, tile] of this.view.tiles) {
       const identity = tile.node.getAttribute('data-identity');

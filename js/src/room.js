@@ -106,7 +106,7 @@ class RoomView {
     const chat = element('div', { class: 'jv-chat' }, [this.messageList, form]);
     this.classroom = new ClassroomPanel(this);
     const bar = element('div', { class: 'jv-bar' }, [
-      this.stateBadge, this.transportBadge, this.title, this.classroom.lockBadge, element('span', { class: 'jv-spacer' }),
+      this.stateBadge, this.transportBadge, this.title, this.classroom.lockBadge, this.classroom.countdown, element('span', { class: 'jv-spacer' }),
       this.classroom.handButton, this.micButton, this.camButton, this.screenButton, this.leaveButton,
     ]);
     this.container = element('div', { class: 'jv-room' }, [

@@ -41,6 +41,9 @@ from .monitor import Monitor
 log = logging.getLogger(__name__)
 
 MOVE_TOKEN_TTL = 4 * 3600
+BREAKOUT_GRACE = 10.0
+"""Seconds after a recall before the breakouts are completed: everyone moved has left
+by then; whoever stayed (a participant without a classroom channel) is disconnected."""
 
 
 @dataclass(frozen=True)
@@ -453,7 +456,17 @@ class Classrooms:
             for channel in list(self.channels.get(name, ())):
                 moved += self._move(name, channel.identity, main, "recall")
         state.breakouts = None
+        asyncio.get_running_loop().call_later(BREAKOUT_GRACE, self._end_breakouts, main, rooms)
         return {"moved": moved, "main_room": main}
+
+    def _end_breakouts(self, main: str, rooms: list[str]) -> None:
+        if self.state(main).breakouts is not None:
+            return  # opened again meanwhile: those rooms are in use
+        for name in rooms:
+            record = self._record(name)
+            if record is not None:
+                self.registry.end_room(record)
+            self.main_of.pop(name, None)
 
     # -- room monitor --------------------------------------------------------------
 

@@ -20,6 +20,19 @@ def rest_participants(video_server, room: str) -> set[str]:  # type: ignore[no-u
     return {p["identity"] for p in body["participants"]}
 
 
+async def wait_completed(video_server, room: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    creds = video_server.credentials()
+    auth = (creds["api_key_sid"], creds["api_key_secret"])
+    deadline = time.monotonic() + timeout
+    while True:
+        body = requests.get(f"{video_server.url}video/v1/Rooms", timeout=10, auth=auth,
+                            params={"UniqueName": room}).json()
+        if body["rooms"] and all(r["status"] == "completed" for r in body["rooms"]):
+            return
+        assert time.monotonic() < deadline, body["rooms"]
+        await asyncio.sleep(0.5)
+
+
 async def sees(seat, identities: set[str], timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while {p.identity for p in seat.room.participants.values()} != identities:
@@ -63,6 +76,9 @@ async def test_four_students_split_into_two_breakouts_see_only_their_group_and_a
     assert rest_participants(video_server, name) == {"s1", "s2", "s3", "s4"}
     assert all(student.moves == 2 for student in students)
     assert teacher.state["breakouts"] is None
+    # Once everyone has left them, the breakouts are completed (their records stay).
+    await wait_completed(video_server, first)
+    await wait_completed(video_server, second)
 
 
 async def test_breakouts_from_a_list_of_groups_end_with_their_countdown(seat, classroom) -> None:
