@@ -24,8 +24,6 @@ import subprocess
 import threading
 from typing import Any
 
-import pytest
-
 from ..websocket.no_udp import _LoopThread, _splice
 
 TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
@@ -36,7 +34,7 @@ def sh(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(command), capture_output=True, text=True, check=False)
 
 
-def _namespaces_allowed() -> bool:
+def namespaces_allowed() -> bool:
     if shutil.which("ip") is None or not os.path.exists("/dev/net/tun"):
         return False
     probe = f"jvcl-probe-{os.getpid()}"
@@ -44,10 +42,6 @@ def _namespaces_allowed() -> bool:
         return sh("ip", "netns", "add", probe).returncode == 0
     finally:
         sh("ip", "netns", "del", probe)
-
-
-requires_namespaces = pytest.mark.skipif(
-    not _namespaces_allowed(), reason="needs root, iproute2 and /dev/net/tun")
 
 
 def netem_available(namespace: str) -> bool:

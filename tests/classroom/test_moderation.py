@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from jupyter_video.classroom.channel import request, room_path
 from jupyter_video.client import connect
 from jupyter_video.errors import RoomError, VideoError
 
@@ -182,3 +183,12 @@ async def test_spotlight_is_seen_by_everyone(seat, classroom) -> None:
     with pytest.raises(VideoError) as unknown:
         classroom(name).spotlight("nobody")
     assert unknown.value.code == 53204
+
+
+async def test_only_a_moderator_watches_the_monitor(seat) -> None:
+    name = room_name()
+    s1 = await seat("s1", name)
+    with pytest.raises(VideoError) as refused:
+        await asyncio.to_thread(request, s1.server, room_path(name) + "/monitor",
+                                headers={"X-Video-Token": s1._token})
+    assert refused.value.code == 20403

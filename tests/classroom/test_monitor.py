@@ -16,13 +16,15 @@ import pytest
 from ..client.participants import token
 from ..server_process import REPO, ServerProcess
 from .conftest import media_tracks, room_name
-from .lossy_link import LossyLink, requires_namespaces
+from .lossy_link import LossyLink, namespaces_allowed
 
 LOSS = 0.15
 
 
 @pytest.fixture(scope="module")
 def link() -> Iterator[LossyLink]:
+    if not namespaces_allowed():
+        pytest.skip("needs root, iproute2 and /dev/net/tun")
     made = LossyLink(LOSS)
     yield made
     made.close()
@@ -47,7 +49,6 @@ def rows_of(data: dict, identity: str, direction: str) -> list[dict]:  # type: i
             and r["direction"] == direction and r["packet_loss"] is not None]
 
 
-@requires_namespaces
 async def test_the_monitor_shows_series_and_warns_of_a_lossy_uplink(
         video_server, link, seat, classroom) -> None:
     name = room_name()
@@ -91,14 +92,3 @@ async def test_the_monitor_shows_series_and_warns_of_a_lossy_uplink(
         lossy.terminate()
         lossy.wait(timeout=20)
 
-
-async def test_only_a_moderator_watches_the_monitor(seat) -> None:
-    name = room_name()
-    s1 = await seat("s1", name)
-    from jupyter_video.classroom.channel import request, room_path
-    from jupyter_video.errors import VideoError
-
-    with pytest.raises(VideoError) as refused:
-        await asyncio.to_thread(request, s1.server, room_path(name) + "/monitor",
-                                headers={"X-Video-Token": s1._token})
-    assert refused.value.code == 20403
