@@ -184,6 +184,9 @@ async def test_a_students_widget_is_muted_by_the_teacher_and_moves_to_a_breakout
             const notice = document.querySelector('.jv-notice');
             return notice && notice.textContent.includes('muted by the teacher'); }""")
         await lab.wait_for("""() => document.querySelector('.jv-mic[data-held="true"]')""")
+        # A student's widget has no moderator's controls.
+        assert await lab.wait_for("""() => String(document.querySelector('.jv-teacher').hidden
+            && !document.querySelector('.jv-mod-mute'))""") == "true"
         assert not published(teacher, "s3", "audio")
         await wait_until(lambda: (lab.kernel().get("classroom") or {}).get("you", {}).get(
             "held") == ["audio"], what="the kernel's classroom state holding the microphone")
