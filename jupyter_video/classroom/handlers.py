@@ -71,9 +71,10 @@ class ClassroomHandler(TwilioHandler):
                 permissions(self.current_user, "moderate_classroom", None)
             except VideoError:
                 moderator = False
-        name = getattr(self.current_user, "username", None) or getattr(
-            self.current_user, "name", None)
-        self.actor = Actor(name if not moderator else None, moderator)
+        # A hub user acts as themselves; the owner of a plain Jupyter server as the
+        # teacher (as the API key's holder does: they can read the key anyway).
+        name = getattr(self.current_user, "username", None) if permissions else None
+        self.actor = Actor(name, moderator)
 
     def check_xsrf_cookie(self) -> None:
         if self.request.headers.get("X-Video-Token"):

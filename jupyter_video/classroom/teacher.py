@@ -3,13 +3,17 @@
 It speaks to the server's classroom handlers with this server's REST
 credentials (the API key's holder moderates), so it works in the notebook
 server's own kernels without a token: ``jupyter_video.credentials()`` finds
-them. Every method returns what the server answered.
+them. In a JupyterHub user's kernel where the hub runs the video service, it
+speaks to the service as the hub user instead (their ``JUPYTERHUB_API_TOKEN``;
+the hub's roles decide whether they moderate). Every method returns what the
+server answered.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +25,25 @@ class Classroom:
     """The classroom of room ``room`` (its unique name)."""
 
     def __init__(self, room: str = "lecture", server: str | None = None,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, hub_token: str | None = None) -> None:
+        from ..hub import discovery
+
         self.room = room
-        self._credentials = credentials or load_credentials()
-        server = server or self._credentials.url
+        if hub_token is None and credentials is None and discovery.service_url():
+            hub_token = os.environ.get(discovery.HUB_TOKEN_ENV)
+            server = server or discovery.service_url()
+        if hub_token is not None:
+            if not server:
+                raise ValueError("Pass server= (the hub's video service URL) with hub_token=")
+            self.server = server
+            self._headers = {"Authorization": f"token {hub_token}"}
+            return
+        credentials = credentials or load_credentials()
+        server = server or credentials.url
         if not server:
             raise ValueError("No running jupyter_video server found: pass server=")
         self.server = server
-        basic = f"{self._credentials.api_key_sid}:{self._credentials.api_key_secret}"
+        basic = f"{credentials.api_key_sid}:{credentials.api_key_secret}"
         self._headers = {"Authorization": "Basic " + base64.b64encode(basic.encode()).decode()}
 
     def __repr__(self) -> str:
