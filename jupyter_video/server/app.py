@@ -411,6 +411,7 @@ class VideoApp(ExtensionApp):
             ice_servers,
         )
         self.settings["jupyter_video"] = self.context
+        # Imported here: the classroom builds on this package (server.live, server.rest).
         from ..classroom.control import Classrooms
 
         self.settings["jupyter_video_classroom"] = Classrooms(
