@@ -4,6 +4,7 @@
 // controls. twilio-video.js knows nothing of it.
 
 const STATS_INTERVAL_MS = 2000;
+const REACTIONS = { thumbs_up: '\u{1F44D}', clap: '\u{1F44F}', laugh: '\u{1F602}', surprised: '\u{1F62E}', heart: '\u{2764}\u{FE0F}', celebrate: '\u{1F389}' };
 
 function element(tag, attributes = {}, children = []) {
   const node = document.createElement(tag);
@@ -51,6 +52,16 @@ export class ClassroomPanel {
     this.hands = element('ol', { class: 'jv-hands' });
     this.handsBox = element('div', { class: 'jv-hands-box', hidden: '' }, [element('strong', { text: 'Raised hands' }), this.hands]);
     this.controls = element('div', { class: 'jv-teacher', hidden: '' });
+    // One "React" button opens the palette (kept closed: the bar stays short).
+    const palette = element('span', { class: 'jv-palette', hidden: '' });
+    for (const [name, emoji] of Object.entries(REACTIONS)) {
+      const button = element('button', { type: 'button', class: 'jv-react', 'data-reaction': name, title: name.replace('_', ' '), text: emoji });
+      button.onclick = () => { this.act('react', { reaction: name }); palette.setAttribute('hidden', ''); };
+      palette.append(button);
+    }
+    const open = element('button', { type: 'button', class: 'jv-react-open', text: 'React' });
+    open.onclick = () => palette.toggleAttribute('hidden');
+    this.reactions = element('span', { class: 'jv-reactions' }, [open, palette]);
     this.node = element('div', { class: 'jv-classroom' }, [this.notice, this.handsBox, this.controls]);
   }
 
@@ -98,6 +109,7 @@ export class ClassroomPanel {
       case 'removed': this.say(message.text, 'removed'); break;
       case 'broadcast': this.say(`${message.from} to everyone: ${message.text}`, 'broadcast'); break;
       case 'move': this.view.moveTo(message.room, message.token, message.reason); break;
+      case 'reaction': this.view.showReaction(message.identity, REACTIONS[message.reaction] || ''); break;
       case 'result': if (message.error) { this.say(message.error.message, 'error'); } break;
       case 'error': this.say(message.error ? message.error.message : String(message.message), 'error'); break;
       default: break;

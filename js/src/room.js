@@ -107,7 +107,7 @@ class RoomView {
     this.classroom = new ClassroomPanel(this);
     const bar = element('div', { class: 'jv-bar' }, [
       this.stateBadge, this.transportBadge, this.title, this.classroom.lockBadge, this.classroom.countdown, element('span', { class: 'jv-spacer' }),
-      this.classroom.handButton, this.micButton, this.camButton, this.screenButton, this.leaveButton,
+      this.classroom.reactions, this.classroom.handButton, this.micButton, this.camButton, this.screenButton, this.leaveButton,
     ]);
     this.container = element('div', { class: 'jv-room' }, [
       bar, this.errorBox, this.classroom.node, this.unlockButton, element('div', { class: 'jv-body' }, [this.grid, chat]), this.audioBox,
@@ -332,6 +332,16 @@ class RoomView {
       button.title = '';
       button.disabled = !this.room;
     }
+  }
+
+  /** A participant's reaction floats over their tile for a few seconds. */
+  showReaction(identity, emoji) {
+    const local = this.room && this.room.localParticipant.identity === identity;
+    const tile = local ? this.localTile : [...this.tiles.values()].find((t) => t.node.getAttribute('data-identity') === identity);
+    if (!tile || !emoji) { return; }
+    const badge = element('span', { class: 'jv-reaction', text: emoji });
+    tile.node.append(badge);
+    setTimeout(() => badge.remove(), 4000);
   }
 
   /** Everyone sees the spotlit participant large. */

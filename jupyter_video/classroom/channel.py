@@ -225,6 +225,8 @@ class Seat:
         self.channel: ClassroomChannel | None = None
         self.notices: list[dict[str, Any]] = []
         """muted / unmute_allowed / removed / broadcast / move messages, in order."""
+        self.reactions: list[dict[str, Any]] = []
+        """Everyone's reactions in this seat's rooms: identity, reaction."""
         self.moves = 0
         self._tracks = tracks
         self._options = connect_options
@@ -251,6 +253,8 @@ class Seat:
         kind = message.get("type")
         if kind in ("muted", "unmute_allowed", "removed", "broadcast", "move"):
             self.notices.append(message)
+        if kind == "reaction":
+            self.reactions.append(message)
         if kind == "muted":
             for publication in self.room.local_participant.tracks.values():
                 if publication.track.kind == message["kind"]:
@@ -295,6 +299,11 @@ class Seat:
     async def lower_hand(self) -> None:
         assert self.channel is not None
         await self.channel.act("lower_hand")
+
+    async def react(self, reaction: str) -> None:
+        """``thumbs_up``, ``clap``, ``laugh``, ``surprised``, ``heart`` or ``celebrate``."""
+        assert self.channel is not None
+        await self.channel.act("react", reaction=reaction)
 
     async def send_chat(self, text: str) -> dict[str, Any]:
         """Send ``text`` to the room's chat (kept in its history)."""

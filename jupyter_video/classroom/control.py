@@ -34,6 +34,7 @@ from .model import (
     assign_evenly,
     breakout_names,
     check_kind,
+    check_reaction,
     refuse,
 )
 from .monitor import Monitor
@@ -242,8 +243,9 @@ class Classrooms:
         result = handler(actor, room, args)
         if asyncio.iscoroutine(result):
             result = await result
-        self.state(room).changed()
-        self.publish_state(room)
+        if wanted not in (Action.CHAT, Action.REACT):  # they change no state
+            self.state(room).changed()
+            self.publish_state(room)
         return result
 
     async def _mute(self, actor: Actor, room: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -320,6 +322,12 @@ class Classrooms:
     def _lower_all_hands(self, actor: Actor, room: str, args: dict[str, Any]) -> dict[str, Any]:
         self.state(room).hands.clear()
         return {"hands": []}
+
+    def _react(self, actor: Actor, room: str, args: dict[str, Any]) -> dict[str, Any]:
+        reaction = check_reaction(args.get("reaction"))
+        message = {"type": "reaction", "identity": actor.name, "reaction": reaction}
+        self._send_all(room, message)
+        return message
 
     def _self_or_moderated(self, actor: Actor, args: dict[str, Any], what: str) -> str:
         identity = args.get("identity") or actor.identity

@@ -21,6 +21,8 @@ CHAT_MESSAGE = "IM"  # as Twilio Conversations names its messages
 MAX_CHAT_TEXT = 4096
 MAX_BREAKOUTS = 50
 KINDS = ("audio", "video")
+REACTIONS = ("thumbs_up", "clap", "laugh", "surprised", "heart", "celebrate")
+"""What a participant may react with (the widget draws each as its emoji)."""
 
 
 class Action(str, enum.Enum):
@@ -36,6 +38,7 @@ class Action(str, enum.Enum):
     RAISE_HAND = "raise_hand"
     LOWER_HAND = "lower_hand"
     LOWER_ALL_HANDS = "lower_all_hands"
+    REACT = "react"
     CHAT = "chat"
     BREAKOUT = "breakout"
     BROADCAST = "broadcast"
@@ -66,6 +69,12 @@ def refuse(actor: str, action: Action) -> VideoError:
         f"{actor} may not {MODERATED[action]}: only a moderator may (VideoApp.moderators, "
         "the hub's custom:video:moderate scope or moderator_groups, or the REST API key)",
     )
+
+
+def check_reaction(reaction: object) -> str:
+    if reaction not in REACTIONS:
+        raise VideoError(20001, f"reaction must be one of {', '.join(REACTIONS)}, not {reaction!r}")
+    return str(reaction)
 
 
 def check_kind(kind: object) -> str:

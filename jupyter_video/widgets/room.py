@@ -129,6 +129,10 @@ class RoomWidget(anywidget.AnyWidget):
         """Lower this participant's hand (a moderator may lower ``identity``'s)."""
         self._command("lower_hand", identity=identity)
 
+    def react(self, reaction: str = "thumbs_up") -> None:
+        """Show a reaction to everyone: thumbs_up, clap, laugh, surprised, heart, celebrate."""
+        self._command("classroom", action="react", args={"reaction": reaction})
+
     @property
     def hands(self) -> list[dict[str, Any]]:
         """Raised hands in order, as this widget last saw them."""

@@ -136,6 +136,14 @@ async def test_the_teachers_widget_lists_hands_shows_earlier_chat_and_mutes_a_st
             await asyncio.sleep(3.5)  # videos decoded, waiting times counted
             await lab.call("screenshot", selector=".jv-room",
                            path=str(REPO / os.environ["JUPYTER_VIDEO_SCREENSHOT"]))
+        # A student's reaction floats over their tile; the teacher's reaches the kernels.
+        await s2.react("heart")
+        await lab.wait_for("""() => document.querySelector(
+            '.jv-tile[data-identity="s2"] .jv-reaction')""")
+        await lab.click(".jv-react-open")
+        await lab.click('.jv-react[data-reaction="clap"]')
+        await s1.channel.wait(lambda m: m["type"] == "reaction" and m["identity"] == "teacher"
+                              and m["reaction"] == "clap")
         assert published(classroom(name), "s1", "audio") is True
         await lab.click('.jv-tile[data-identity="s1"] .jv-mod-mute')
         await s1.channel.wait(lambda m: m["type"] == "muted" and m["by"] == "teacher")

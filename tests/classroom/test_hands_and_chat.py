@@ -98,3 +98,18 @@ async def test_the_chat_exports_as_csv_and_json(tmp_path, seat, classroom) -> No
     assert empty.value.code == 20001
     with pytest.raises(ValueError, match=r"\.csv or \.json"):
         teacher.export_chat(tmp_path / "chat.txt")
+
+
+async def test_a_reaction_reaches_everyone_in_the_room(seat) -> None:
+    name = room_name()
+    s1 = await seat("s1", name)
+    s2 = await seat("s2", name)
+    elsewhere = await seat("s3", name + "-other")
+    await s1.react("clap")
+    message = await s2.channel.wait(lambda m: m["type"] == "reaction")
+    assert (message["identity"], message["reaction"]) == ("s1", "clap")
+    assert s1.reactions and s1.reactions[0]["reaction"] == "clap"
+    assert elsewhere.reactions == []
+    with pytest.raises(VideoError) as wrong:
+        await s1.react("shrug")
+    assert wrong.value.code == 20001 and "thumbs_up" in wrong.value.message
