@@ -498,12 +498,14 @@ class Conference:
             raise VideoError(53304, f"Track name '{track.name}' is already published")
         if room.audio_only and track.kind == "video":
             raise VideoError(53125, "This room is audio-only: video tracks are refused")
-        enabled = track.enabled and not self._held(participant, track.kind)
         record = self.registry.publish_track(
-            room, participant.record, track.name, TrackKind(track.kind), enabled
+            room, participant.record, track.name, TrackKind(track.kind), track.enabled
         )
         await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
-        if not enabled:
+        if track.enabled and self._held(participant, track.kind):
+            # A moderator holds it off (the classroom's mute on join): disabled at once.
+            self.registry.set_track_enabled(room, participant.record, record, False)
+        if not record.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
         return LiveTrack(track.id, record, track.priority, ready=track.kind != "data")
 
