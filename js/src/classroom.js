@@ -66,12 +66,21 @@ export class ClassroomPanel {
   }
 
   /** Open the channel for the room just joined (again after each move). */
-  open(room, token) {
+  open(room, token, again = false) {
     this.close();
+    if (!again) { this.retries = 0; }
     const socket = new WebSocket(channelUrl(this.view.base, this.view.grant && this.view.grant.ws_server));
     this.socket = socket;
     socket.onopen = () => socket.send(JSON.stringify({ type: 'hello', token, room: room.name }));
     socket.onmessage = (event) => { if (this.socket === socket) { this.take(JSON.parse(event.data)); } };
+    // Dropped while still in this room (a server restart, a proxy's timeout): again.
+    socket.onclose = () => {
+      if (this.socket === socket && this.view.room === room && this.retries < 5) {
+        this.socket = null;
+        this.retries += 1;
+        setTimeout(() => { if (!this.socket && this.view.room === room) { this.open(room, token, true); } }, 2000);
+      }
+    };
     this.handButton.removeAttribute('disabled');
     const report = async () => {
       if (this.socket !== socket) { return; }
@@ -98,7 +107,7 @@ export class ClassroomPanel {
 
   take(message) {
     switch (message.type) {
-      case 'state': this.render(message); break;
+      case 'state': this.retries = 0; this.render(message); break;
       case 'chat_history': this.view.showHistory(message.messages); break;
       case 'chat': this.view.addRelayed(message.message); break;
       case 'muted':
