@@ -163,6 +163,14 @@ export class ClassroomPanel {
     this.view.save({ classroom: state });
   }
 
+  /** A tile came after the last state (its participant's signaling came later): give
+   *  it the moderator's buttons and the spotlight too. */
+  refreshTiles() {
+    if (!this.state) { return; }
+    this.view.spotlight(this.state.spotlight);
+    this.renderControls(this.state, this.state.you || {});
+  }
+
   /** How long each hand has waited: the server's count when it sent the state, and on. */
   tickWaits() {
     this.tickCountdown();

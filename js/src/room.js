@@ -367,6 +367,7 @@ class RoomView {
     this.tiles.set(participant.sid, this.tile(participant.sid, participant.identity));
     participant.tracks.forEach((publication) => { if (publication.track) { this.attach(publication.track, participant); } });
     this.renderTracks(participant);
+    this.classroom.refreshTiles();
   }
 
   removeParticipant(participant) {

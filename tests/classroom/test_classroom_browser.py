@@ -152,6 +152,10 @@ async def test_the_teachers_widget_lists_hands_shows_earlier_chat_and_mutes_a_st
         await lab.click('.jv-hand-item[data-identity="s2"] .jv-lower')
         await wait_until(lambda: all(h["identity"] != "s2" for h in classroom(name).hands),
                          what="s2's hand lowered")
+        # A student joining after the teacher gets the moderator's buttons on their tile.
+        await seat("latecomer", name)
+        await lab.wait_for("""() => document.querySelector(
+            '.jv-tile[data-identity="latecomer"] .jv-mod-mute')""")
         # The widget's own chat goes on its data track and into the room's history.
         await lab.call("fill", selector=".jv-chat-input", text="Slides are on the hub")
         await lab.call("press", selector=".jv-chat-input", key="Enter")
