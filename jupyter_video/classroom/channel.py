@@ -260,9 +260,13 @@ class Seat:
                 if publication.track.kind == message["kind"]:
                     publication.track.disable()
         elif kind == "move":
-            self._moving = asyncio.ensure_future(self._move(message["token"], message["room"]))
+            self._moving = asyncio.ensure_future(
+                self._move(message["token"], message["room"], self._moving))
 
-    async def _move(self, token: str, name: str) -> None:
+    async def _move(self, token: str, name: str, before: asyncio.Task[None] | None) -> None:
+        if before is not None:  # moves happen in the order they were sent
+            with contextlib.suppress(Exception):
+                await before
         old_room, old_channel = self.room, self.channel
         self.channel = None
         if old_channel is not None:
