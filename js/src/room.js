@@ -301,7 +301,14 @@ class RoomView {
 
   /** A moderator moved this participant (breakout, recall, visit): leave this room
    *  and join ``name`` with the token the server sent, keeping the local tracks. */
-  async moveTo(name, token, reason) {
+  moveTo(name, token, reason) {
+    // One after another, in the order sent (a recall right after a breakout).
+    this.moving = (this.moving || Promise.resolve()).then(() => this.move(name, token, reason));
+    return this.moving;
+  }
+
+  async move(name, token, reason) {
+    if (this.left) { return; }
     const room = this.room;
     this.grant = { ...this.grant, token, room: name };
     this.room = null; // its events are the old room's from now on
