@@ -217,7 +217,7 @@ async def test_a_students_widget_is_muted_by_the_teacher_and_moves_to_a_breakout
 
         # Breakouts: the page moves into its group's room and back, without reloading.
         marker = await lab.wait_for("() => (window.__jvPage = window.__jvPage || Math.random())")
-        opened = teacher.breakout(names=[f"{name}-a", f"{name}-b"],
+        opened = teacher.breakout(names=[f"{name}-a", f"{name}-b"], duration=120,
                                   assignment={"s3": f"{name}-a", "s1": f"{name}-a"})
         assert opened["assignment"]["s3"] == f"{name}-a"
         await lab.wait_for("(room) => document.querySelector('.jv-title').textContent === room",
@@ -226,6 +226,9 @@ async def test_a_students_widget_is_muted_by_the_teacher_and_moves_to_a_breakout
             '.jv-state[data-state="connected"]') &&
             document.querySelector('.jv-tile[data-identity="s1"]')""")
         await partner.wait_in(f"{name}-a")
+        await lab.wait_for("""() => {
+            const countdown = document.querySelector('.jv-countdown');
+            return !countdown.hidden && /^breakouts end in 1 min/.test(countdown.textContent); }""")
         teacher.recall()
         await lab.wait_for("(room) => document.querySelector('.jv-title').textContent === room",
                            name)
