@@ -262,6 +262,7 @@ export class ClassroomPanel {
         }
       }
     }
-    if (samples.length) { this.send({ type: 'stats', samples }); }
+    const speaker = room.dominantSpeaker; // the SFU's active_speaker, as this page was told
+    if (samples.length || speaker) { this.send({ type: 'stats', samples, ...(speaker ? { dominant_speaker: speaker.identity } : {}) }); }
   }
 }

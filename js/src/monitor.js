@@ -50,14 +50,17 @@ export function renderMonitor(model, el) {
   const status = element('span', { class: 'jv-note' });
   const warnings = element('ul', { class: 'jv-warnings' });
   const hands = element('div', { class: 'jv-note' });
+  const speakers = element('div', { class: 'jv-speaking' });
   const grid = element('div', { class: 'jv-monitor-grid' });
-  const root = element('div', { class: 'jv-monitor' }, [title, ' ', status, warnings, hands, grid]);
+  const root = element('div', { class: 'jv-monitor' }, [title, ' ', status, speakers, warnings, hands, grid]);
   el.append(element('style', { text: css }), root);
   let stopped = false;
 
   const render = (data) => {
     warnings.textContent = '';
     for (const text of data.warnings) { warnings.append(element('li', { class: 'jv-warning', text })); }
+    const speaking = Object.entries(data.speaking || {}).map(([room, who]) => (room === data.room ? who : `${who} (${room})`));
+    speakers.textContent = speaking.length ? `Speaking: ${speaking.join(', ')}` : '';
     hands.textContent = data.hands.length ? `Hands: ${data.hands.map((h) => `${h.identity} (${Math.round(h.waiting_seconds)} s)`).join(', ')}` : '';
     const groups = new Map();
     for (const row of data.series) {

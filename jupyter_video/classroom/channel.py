@@ -157,9 +157,13 @@ class ClassroomChannel:
             {"type": "action", "id": self._next_id, "action": action, "args": args}))
         return await asyncio.wait_for(future, WAIT)
 
-    async def send_stats(self, samples: list[dict[str, Any]]) -> None:
+    async def send_stats(self, samples: list[dict[str, Any]],
+                         dominant_speaker: str | None = None) -> None:
+        message: dict[str, Any] = {"type": "stats", "samples": samples}
+        if dominant_speaker:
+            message["dominant_speaker"] = dominant_speaker
         with contextlib.suppress(ConnectionClosed):
-            await self.socket.send(json.dumps({"type": "stats", "samples": samples}))
+            await self.socket.send(json.dumps(message))
 
     async def close(self) -> None:
         await self.socket.close()
@@ -290,7 +294,9 @@ class Seat:
             if room is None or channel is None:
                 continue
             try:
-                await channel.send_stats(self._meter.samples(await room.get_stats()))
+                speaker = room.dominant_speaker  # set when joined with dominant_speaker=True
+                await channel.send_stats(self._meter.samples(await room.get_stats()),
+                                         speaker.identity if speaker is not None else None)
             except Exception:  # a room closing under it; the next round tries again
                 log.debug("stats of %s not reported", self.identity, exc_info=True)
 

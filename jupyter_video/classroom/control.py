@@ -485,8 +485,10 @@ class Classrooms:
         main = self.main(room)
         server = [vars(s) for s in await self.conference.media.stats()]
         state = self.state(main)
+        rooms = [main, *[name for name, owner in self.main_of.items() if owner == main]]
         return {
             "room": main,
+            "speaking": self.monitor.speaking(rooms),
             "series": self.monitor.rows(main),
             "warnings": self.monitor.warnings(main),
             "hands": state.to_json()["hands"],

@@ -199,6 +199,7 @@ class ChannelHandler(WebSocketHandler):
             samples = data.get("samples")
             if isinstance(samples, list):
                 self.classrooms.report_stats(self.room, self.identity, samples)
+            self.classrooms.monitor.speaker(self.room, data.get("dominant_speaker"))
         else:
             raise VideoError(53004, f"Unknown classroom message type {kind!r}")
 

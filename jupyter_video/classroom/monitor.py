@@ -17,6 +17,7 @@ from typing import Any
 SERIES_LENGTH = 600  # samples kept per room (10 minutes of 5 participants at 5 s)
 LOSS_WARNING = 0.05  # fraction of packets lost above which the teacher is warned
 WARNING_WINDOW = 15.0  # seconds of samples a warning looks at
+SPEAKER_WINDOW = 10.0  # seconds a reported dominant speaker stays "speaking"
 
 FIELDS = ("bitrate_kbps", "packet_loss", "jitter_ms", "fps")
 DIRECTIONS = ("send", "receive")
@@ -34,6 +35,19 @@ class Monitor:
     def __init__(self) -> None:
         self._rows: dict[str, collections.deque[dict[str, Any]]] = collections.defaultdict(
             lambda: collections.deque(maxlen=SERIES_LENGTH))
+        # room -> (identity, when): the dominant speaker the participants' clients
+        # were last told by the SFU (its active_speaker channel)
+        self._speakers: dict[str, tuple[str, float]] = {}
+
+    def speaker(self, room: str, identity: object) -> None:
+        if isinstance(identity, str) and identity:
+            self._speakers[room] = (identity[:128], time.time())
+
+    def speaking(self, rooms: list[str], now: float | None = None) -> dict[str, str]:
+        """room -> who is speaking there now, as its participants last reported."""
+        now = time.time() if now is None else now
+        return {room: self._speakers[room][0] for room in rooms
+                if room in self._speakers and now - self._speakers[room][1] <= SPEAKER_WINDOW}
 
     def add(self, main: str, room: str, identity: str, samples: list[dict[str, Any]]) -> None:
         now = time.time()

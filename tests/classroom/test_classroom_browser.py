@@ -176,6 +176,13 @@ async def test_the_teachers_widget_lists_hands_shows_earlier_chat_and_mutes_a_st
                     and r["direction"] == "send" and r["bitrate_kbps"]]
 
         await wait_until(browser_bitrates, timeout=20, what="the browser's send bitrate")
+        # Who is speaking: the SFU's dominant speaker, as the teacher's page was told
+        # (s1 unmutes itself: the room lets students do so).
+        for publication in s1.room.local_participant.tracks.values():
+            if publication.kind == "audio":
+                publication.track.enable()
+        await lab.wait_for("""() => /^Speaking: s1/.test(
+            document.querySelector('.jv-speaking').textContent)""", timeout=20)
         assert max(browser_bitrates()) > 20  # Chromium's fake camera and microphone
     finally:
         await asyncio.to_thread(lab.close)

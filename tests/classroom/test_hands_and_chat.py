@@ -113,3 +113,24 @@ async def test_a_reaction_reaches_everyone_in_the_room(seat) -> None:
     with pytest.raises(VideoError) as wrong:
         await s1.react("shrug")
     assert wrong.value.code == 20001 and "thumbs_up" in wrong.value.message
+
+
+async def test_the_monitor_says_who_is_speaking(video_server, seat, classroom) -> None:
+    from jupyter_video.classroom import attend
+
+    from ..client.participants import LOOPBACK, token
+    from .conftest import media_tracks
+
+    name = room_name()
+    listener = await attend(token(video_server, "listener"), name, video_server.url,
+                            identity="listener", ice_host_addresses=LOOPBACK,
+                            dominant_speaker=True)
+    try:
+        await seat("speaker", name, tracks=media_tracks)
+        teacher = classroom(name)
+        deadline = asyncio.get_running_loop().time() + 20
+        while teacher.monitor_data()["speaking"] != {name: "speaker"}:
+            assert asyncio.get_running_loop().time() < deadline, teacher.monitor_data()["speaking"]
+            await asyncio.sleep(0.5)
+    finally:
+        await listener.leave()
