@@ -164,6 +164,19 @@ class Room:
         """Leave the room (``disconnect``, ``bye``); every task of the room ends."""
         await self._end(None)
 
+    async def get_stats(self) -> Any:
+        """The peer connection's statistics (aiortc's ``RTCStatsReport``)."""
+        return await self._pc.pc.getStats()
+
+    async def chat_history(self) -> list[dict[str, Any]]:
+        """The room's chat as the server keeps it, oldest first: ``sid``, ``identity``,
+        ``text``, ``time``, ``room`` (docs/classroom.md)."""
+        from ..classroom.channel import request, room_path
+
+        body = await asyncio.to_thread(request, self._url, room_path(self.name or "") + "/chat",
+                                       headers={"X-Video-Token": self._token})
+        return list(body["messages"])
+
     async def __aenter__(self) -> Room:
         return self
 

@@ -258,6 +258,13 @@ class VideoApp(ExtensionApp):
         help="Hub service only: hub groups whose members moderate (create, complete and "
         "record rooms, disconnect participants), as the scope custom:video:moderate does.",
     )
+    moderators = List(
+        Unicode(),
+        config=True,
+        help="Identities that moderate classrooms (mute, remove, lock, spotlight, breakouts: "
+        "docs/classroom.md) when they join with an Access Token; the REST API key's holder "
+        "always does, and on a hub service the hub's moderators.",
+    )
     student_room_policy = Unicode(
         "",
         config=True,
@@ -406,6 +413,14 @@ class VideoApp(ExtensionApp):
             ice_servers,
         )
         self.settings["jupyter_video"] = self.context
+        # Imported here: the classroom builds on this package (server.live, server.rest).
+        from ..classroom.control import Classrooms
+
+        self.settings["jupyter_video_classroom"] = Classrooms(
+            conference, registry, store,
+            (credentials.account_sid, credentials.api_key_sid, credentials.api_key_secret),
+            self.moderators,
+        )
 
     @property
     def status_listeners(self) -> list[StatusListener]:
@@ -427,7 +442,10 @@ class VideoApp(ExtensionApp):
 
             self.handlers.extend(relay.handlers(self.hub_service_url))
             return
+        from ..classroom import handlers as classroom
+
         self.handlers.extend(signaling.handlers)
+        self.handlers.extend(classroom.handlers)
         self.handlers.extend(media_socket.handlers)
         self.handlers.extend(composition_resources.handlers)  # before rest's catch-all
         self.handlers.extend(rest.handlers)

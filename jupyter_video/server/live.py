@@ -50,6 +50,12 @@ def _subscribe_rules(subscribe: dict[str, Any] | None) -> list[Rule] | None:
     return parse_rules(subscribe, rsp.CLIENT_INVALID)
 
 
+Admission = Callable[[Room, str], None]
+"""``admit(room, identity)``: raise a VideoError to refuse a join."""
+TrackHold = Callable[[Room, str, str], bool]
+"""``held(room, identity, kind)``: True keeps that participant's track of ``kind`` off."""
+
+
 class Connection(Protocol):
     """What a live participant needs from its signaling connection."""
 
@@ -222,6 +228,10 @@ class Conference:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.recordings: Recordings | None = None
         """Set by the server app: where RecordingRules are applied."""
+        self.admission: list[Admission] = []
+        """Checks a client passes before it joins (the classroom's lock): each raises to refuse."""
+        self.track_hold: TrackHold | None = None
+        """Whether a participant may not enable a track of a kind now (a moderator's mute)."""
         registry.listeners.append(self._on_room_event)
 
     def _is_peer_to_peer_room(self, room_sid: str) -> bool:
@@ -305,6 +315,8 @@ class Conference:
                 53201, f"Identity is {len(identity)} characters; the limit is {MAX_IDENTITY_LENGTH}"
             )
         record_room = self._room_for(claims, message.name)
+        for admit in self.admission:
+            admit(record_room, identity)
         existing = self.rooms.get(record_room.sid)
         for other in list(existing.participants.values()) if existing else []:
             if other.identity == identity:
@@ -477,6 +489,8 @@ class Conference:
                 except VideoError as error:
                     participant.failed[client_id] = error
             elif live_track.record.enabled != track.enabled:
+                if track.enabled and self._held(participant, track.kind):
+                    continue  # a moderator holds it off: others keep seeing it disabled
                 self.registry.set_track_enabled(
                     room, participant.record, live_track.record, track.enabled
                 )
@@ -502,11 +516,40 @@ class Conference:
             room, participant.record, track.name, TrackKind(track.kind), track.enabled
         )
         await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
-        if not track.enabled:
+        if track.enabled and self._held(participant, track.kind):
+            # A moderator holds it off (the classroom's mute on join): disabled at once.
+            self.registry.set_track_enabled(room, participant.record, record, False)
+        if not record.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
         # In a mesh the data channel goes to each subscriber directly: nothing to wait for.
         ready = track.kind != "data" or participant.room.mesh is not None
         return LiveTrack(track.id, record, track.priority, ready=ready)
+
+    def _held(self, participant: LiveParticipant, kind: str) -> bool:
+        hold = self.track_hold
+        return hold is not None and hold(participant.room.record, participant.identity, kind)
+
+    async def set_track_enabled(
+        self, participant: LiveParticipant, kind: str, enabled: bool
+    ) -> list[str]:
+        """Enable or disable every track of ``kind`` the participant publishes, from the
+        server's side (a moderator's mute): the media plane stops forwarding at once and
+        everyone sees the track disabled. The SIDs of the tracks changed."""
+        changed = []
+        async with participant.lock:
+            for track in participant.tracks.values():
+                record = track.record
+                if record.track_kind.value != kind or record.enabled == enabled:
+                    continue
+                await self.media.set_enabled(participant.sid, record.sid, enabled)
+                self.registry.set_track_enabled(
+                    participant.room.record, participant.record, record, enabled
+                )
+                changed.append(record.sid)
+            if changed:
+                participant.state_revision.next()
+                self._announce(participant)
+        return changed
 
     async def _apply_descriptions(
         self, participant: LiveParticipant, states: list[rsp.PeerConnectionState]

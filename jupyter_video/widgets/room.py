@@ -76,6 +76,13 @@ class RoomWidget(anywidget.AnyWidget):
         allow_none=True,
         help="Last error: code (Twilio's, or None), name, message, remedy.",
     ).tag(sync=True)
+    classroom = t.Dict(
+        default_value=None,
+        allow_none=True,
+        help="The room's classroom state (docs/classroom.md): locked, mute_on_join, "
+        "spotlight, hands (identity, waiting_seconds), breakouts, and 'you' (identity, "
+        "moderator, held: kinds a moderator holds off).",
+    ).tag(sync=True)
 
     def __init__(
         self,
@@ -122,6 +129,23 @@ class RoomWidget(anywidget.AnyWidget):
     def leave(self) -> None:
         """Disconnect the browser from the room."""
         self._command("leave")
+
+    def raise_hand(self) -> None:
+        """Raise this participant's hand (the teacher's list shows it, in order)."""
+        self._command("raise_hand")
+
+    def lower_hand(self, identity: str | None = None) -> None:
+        """Lower this participant's hand (a moderator may lower ``identity``'s)."""
+        self._command("lower_hand", identity=identity)
+
+    def react(self, reaction: str = "thumbs_up") -> None:
+        """Show a reaction to everyone: thumbs_up, clap, laugh, surprised, heart, celebrate."""
+        self._command("classroom", action="react", args={"reaction": reaction})
+
+    @property
+    def hands(self) -> list[dict[str, Any]]:
+        """Raised hands in order, as this widget last saw them."""
+        return list((self.classroom or {}).get("hands", []))
 
     def _command(self, command: str, **fields: Any) -> None:
         if self.state not in ("connected", "reconnecting"):
