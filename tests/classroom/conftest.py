@@ -13,7 +13,7 @@ import pytest
 from jupyter_video.account import Credentials
 from jupyter_video.classroom import Classroom, Seat, attend
 from jupyter_video.client import LocalAudioTrack, LocalVideoTrack
-from jupyter_video.sfu.adapter import use_host_addresses
+from jupyter_video._aiortc import use_host_addresses
 
 from ..client.participants import LOOPBACK, token
 from ..server_process import ServerProcess
