@@ -77,6 +77,8 @@ class ClassroomHandler(TwilioHandler):
         # A hub user acts as themselves; the owner of a plain Jupyter server as the
         # teacher (as the API key's holder does: they can read the key anyway).
         name = getattr(self.current_user, "username", None) if permissions else None
+        if moderator and name is not None:  # the hub's teacher, as their widget's token says
+            self.classrooms.grant_moderator(name)
         self.actor = Actor(name, moderator)
 
     def check_xsrf_cookie(self) -> None:

@@ -98,12 +98,14 @@ class HubTokenHandler(TokenHandler):
     def granted_room(self, room: str) -> str:
         return self._grant
 
-    def video_grant(self, room: str) -> VideoGrant:
+    def video_grant(self, room: str, identity: str) -> VideoGrant:
         # The hub's roles reach the classroom channel in the signed token: the channel
         # sees only the token, and only this service knows the user's scopes and groups.
         user = self.current_user
         moderator = isinstance(user, HubUser) and self.settings["jupyter_video"].app.roles \
             .is_moderator(user)
+        if moderator:  # a locked room admits the teacher before their channel opens
+            self.settings["jupyter_video_classroom"].grant_moderator(identity)
         return ClassroomVideoGrant(room=room, moderator=moderator)
 
     def _user_name(self) -> str:

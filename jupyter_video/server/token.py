@@ -57,7 +57,7 @@ class TokenHandler(APIHandler):
             identity=identity,
             ttl=TOKEN_TTL,
         )
-        token.add_grant(self.video_grant(self.granted_room(room)))
+        token.add_grant(self.video_grant(self.granted_room(room), identity))
         self.set_header("Cache-Control", "no-store")
         ice_servers = context.ice_servers.for_identity(identity, TOKEN_TTL)
         self.finish(
@@ -75,7 +75,7 @@ class TokenHandler(APIHandler):
             )
         )
 
-    def video_grant(self, room: str) -> VideoGrant:
+    def video_grant(self, room: str, identity: str) -> VideoGrant:
         """The token's Video grant (the hub service's says whether a teacher moderates)."""
         return VideoGrant(room=room)
 

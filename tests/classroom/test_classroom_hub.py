@@ -3,7 +3,9 @@ moderates (the teacher's custom:video:moderate scope), a student is refused, and
 locked room refuses a student's kernel with 53105. A teacher's widget channel, opened
 with the token the teacher's own server relays from the service, moderates by the
 hub's roles alone (the service lists no VideoApp.moderators); a student's does not,
-and a student who edits the claim into their token is refused."""
+and a student who edits the claim into their token is refused. A room locked before
+the teacher's widget ever joined still admits the teacher's widget (the service
+minted its moderator token) and refuses a student's."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from jupyter_video.account import Credentials
 from jupyter_video.classroom import Classroom
 from jupyter_video.classroom.channel import ClassroomChannel
 from jupyter_video.client import connect
@@ -123,3 +126,32 @@ def test_a_teachers_widget_channel_moderates_by_the_hubs_roles(hub: Hub) -> None
     asyncio.run(run())
     assert Classroom("geometry", server=hub.service_url,
                      hub_token=service_token(hub, "teacher")).state["locked"] is False
+
+
+def test_a_room_locked_before_the_teachers_widget_joined_admits_it(hub: Hub) -> None:
+    created = requests.post(f"{hub.service_url}video/v1/Rooms", data={"UniqueName": "calculus"},
+                            headers={"Authorization": f"token {service_token(hub, 'teacher')}"},
+                            timeout=30)
+    assert created.status_code == 201, created.text
+    raw = json.loads((hub.root / "service-data" / "jupyter_video" / "credentials.json")
+                     .read_text())
+    admin = Classroom("calculus", server=hub.service_url, credentials=Credentials(
+        raw["account_sid"], raw["auth_token"], raw["api_key_sid"], raw["api_key_secret"],
+        hub.service_url))
+    assert admin.lock() == {"locked": True}  # the API key's holder: no hub user named
+    teacher = widget_grant(hub, "teacher", "calculus")
+    student = widget_grant(hub, "s1", "calculus")
+
+    async def run() -> None:
+        with pytest.raises(VideoError) as locked:
+            await connect(student["token"], "calculus", hub.service_url,
+                          ice_host_addresses=["127.0.0.1"])
+        assert locked.value.code == 53105
+        room = await connect(teacher["token"], "calculus", hub.service_url,
+                             ice_host_addresses=["127.0.0.1"])
+        try:
+            assert room.local_participant.identity == "teacher"
+        finally:
+            await room.disconnect()
+
+    asyncio.run(run())
