@@ -266,6 +266,8 @@ class Seat:
 
     def _attach(self, channel: ClassroomChannel) -> None:
         self.channel = channel
+        for message in list(channel.messages):  # what came while it opened (a move)
+            self._on_message(message)
         channel.listeners.append(self._on_message)
         channel.dropped.append(self._on_drop)
 

@@ -233,6 +233,12 @@ class Classrooms:
         self.channels[channel.room].add(channel)
         channel.send({"type": "state", **self.view(channel.room, channel.identity)})
         channel.send({"type": "chat_history", "messages": self.chat_json(channel.room)})
+        # Assigned to a breakout but in the main room (away when they opened, or back
+        # after a restart): the move they missed.
+        breakouts = self.state(channel.room).breakouts
+        target = breakouts.assignment.get(channel.identity) if breakouts else None
+        if target is not None and channel.room == self.main(channel.room):
+            self._move(channel.room, channel.identity, target, "breakout")
 
     def closed(self, channel: Channel) -> None:
         self.channels[channel.room].discard(channel)

@@ -5,7 +5,6 @@ is used after the restart."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,11 +78,14 @@ async def test_lock_guards_hands_and_breakouts_survive_a_restart(server: ServerP
     with pytest.raises(VideoError) as refused:
         await connect(token(server, "mallory"), name, server.url, ice_host_addresses=LOOPBACK)
     assert refused.value.code == 53105 and "locked by its moderator" in refused.value.message
-    back = await connect(token(server, "ada"), name, server.url, ice_host_addresses=LOOPBACK)
+    # Back in the main room, ada gets the move to her breakout she was assigned.
+    ada = await attend(token(server, "ada"), name, server.url, identity="ada",
+                       ice_host_addresses=LOOPBACK)
     try:
-        assert back.local_participant.identity == "ada"
+        await ada.wait_in(f"{name}-breakout-1")
+        assert [n["reason"] for n in ada.notices if n["type"] == "move"] == ["breakout"]
+        c.recall()
+        await ada.wait_in(name)
+        assert c.state["breakouts"] is None
     finally:
-        await back.disconnect()
-    c.recall()
-    assert c.state["breakouts"] is None
-    await asyncio.sleep(0)
+        await ada.leave()
