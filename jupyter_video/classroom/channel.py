@@ -23,13 +23,15 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from ..errors import VideoError
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 2.0  # seconds between the stats a seat reports to the room monitor
+REOPEN_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Seconds before each try to open a dropped channel again (as the widget, bounded)."""
 WAIT = 20.0
 
 
@@ -83,6 +85,9 @@ class ClassroomChannel:
         self.chat: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self.listeners: list[Callable[[dict[str, Any]], Any]] = []
+        self.dropped: list[Callable[[ClassroomChannel], Any]] = []
+        """Called when the channel closes without close() here (the server or network)."""
+        self._closing = False
         self._changed = asyncio.Event()
         self._results: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 0
@@ -108,6 +113,9 @@ class ClassroomChannel:
         for future in self._results.values():
             if not future.done():
                 future.set_exception(VideoError(53001, "The classroom channel closed"))
+        if not self._closing:
+            for callback in list(self.dropped):
+                callback(self)
 
     def _take(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -166,6 +174,7 @@ class ClassroomChannel:
             await self.socket.send(json.dumps(message))
 
     async def close(self) -> None:
+        self._closing = True
         await self.socket.close()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -232,9 +241,12 @@ class Seat:
         self.reactions: list[dict[str, Any]] = []
         """Everyone's reactions in this seat's rooms: identity, reaction."""
         self.moves = 0
+        self.reopened = 0
+        """How often the channel was opened again after the server or network dropped it."""
         self._tracks = tracks
         self._options = connect_options
         self._moving: asyncio.Task[None] | None = None
+        self._reopening: asyncio.Task[None] | None = None
         self._stats: asyncio.Task[None] | None = None
         self._meter = _RateMeter()
 
@@ -247,11 +259,43 @@ class Seat:
 
         self.room = await connect(token, name, self.server, tracks=list(self._tracks()),
                                   **self._options)
-        self.channel = await ClassroomChannel.open(self.server, token, name)
-        self.channel.listeners.append(self._on_message)
         self._token = token
+        self._attach(await ClassroomChannel.open(self.server, token, name))
         if self._stats is None:
             self._stats = asyncio.ensure_future(self._report_stats())
+
+    def _attach(self, channel: ClassroomChannel) -> None:
+        self.channel = channel
+        for message in list(channel.messages):  # what came while it opened (a move)
+            self._on_message(message)
+        channel.listeners.append(self._on_message)
+        channel.dropped.append(self._on_drop)
+
+    def _on_drop(self, channel: ClassroomChannel) -> None:
+        removed = any(n["type"] == "removed" for n in channel.messages)
+        if self.channel is channel and not removed:
+            self._reopening = asyncio.ensure_future(self._reopen(channel))
+
+    async def _reopen(self, dropped: ClassroomChannel) -> None:
+        """Open the channel of the same room again: the room goes on without it (a
+        restarted proxy, a network blip), and moves and mutes travel only on it."""
+        for delay in REOPEN_DELAYS:
+            await asyncio.sleep(delay)
+            if self.channel is not dropped:
+                return  # moved or left meanwhile
+            try:
+                channel = await ClassroomChannel.open(self.server, self._token, dropped.room)
+            except (OSError, TimeoutError, VideoError, WebSocketException) as error:
+                log.info("classroom channel of %s not open again yet: %s", self.identity, error)
+                continue
+            if self.channel is not dropped:
+                await channel.close()
+                return
+            self._attach(channel)
+            self.reopened += 1
+            return
+        log.warning("classroom channel of %s dropped and could not be opened again",
+                    self.identity)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -326,11 +370,12 @@ class Seat:
         return list(self.channel.chat) if self.channel is not None else []
 
     async def leave(self) -> None:
-        for task in (self._stats, self._moving):
+        for task in (self._stats, self._moving, self._reopening):
             if task is not None:
                 task.cancel()
-        if self.channel is not None:
-            await self.channel.close()
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            await channel.close()
         if self.room is not None:
             await self.room.disconnect()
 

@@ -24,12 +24,14 @@ from ..model import Participant, Room, RoomStatus
 from ..server.live import Conference, LiveParticipant
 from ..server.registry import RoomEvent, RoomRegistry
 from ..store import Query, Store
-from ..tokens import AccessToken, VideoGrant
+from ..tokens import AccessToken
+from .grant import ClassroomVideoGrant
 from .model import (
     MODERATED,
     Action,
     Breakouts,
     ChatMessage,
+    ClassroomRecord,
     ClassroomState,
     assign_evenly,
     breakout_names,
@@ -89,12 +91,19 @@ class Classrooms:
         self.store = store
         self.token_key = token_key  # account SID, API key SID, secret: move tokens
         self.moderators = set(moderators)
+        self.granted: set[str] = set()
+        """Identities whose Access Token carried the moderator claim (a hub's teachers)."""
         self.states: dict[str, ClassroomState] = {}
         self.main_of: dict[str, str] = {}  # breakout room name -> main room name
         self.channels: dict[str, set[Channel]] = collections.defaultdict(set)  # room name ->
         self.members: dict[str, set[str]] = collections.defaultdict(set)  # main -> identities
         self.monitor = Monitor()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Breakouts open before a restart: their rooms still belong to the main room
+        # (its state itself is loaded when the room is used again, state()).
+        for record in store.list(ClassroomRecord):
+            for name in (record.state.get("breakouts") or {}).get("rooms", ()):
+                self.main_of[name] = record.room_name
         conference.admission.append(self._admit)
         conference.track_hold = self._holds
         registry.listeners.append(self._on_room_event)
@@ -102,7 +111,11 @@ class Classrooms:
     # -- who and where -----------------------------------------------------------
 
     def is_moderator(self, identity: str | None) -> bool:
-        return identity is None or identity in self.moderators
+        return identity is None or identity in self.moderators or identity in self.granted
+
+    def grant_moderator(self, identity: str) -> None:
+        """``identity`` showed a token whose signed claim says it moderates (.grant)."""
+        self.granted.add(identity)
 
     def main(self, room: str) -> str:
         """The main room a room belongs to (itself unless it is a breakout)."""
@@ -110,10 +123,41 @@ class Classrooms:
 
     def state(self, room: str) -> ClassroomState:
         main = self.main(room)
-        state = self.states.get(main)
+        state = self._known(main)
         if state is None:
             state = self.states[main] = ClassroomState(main)
         return state
+
+    def _known(self, main: str) -> ClassroomState | None:
+        """The state in memory, else as the store kept it (before a restart), else None."""
+        state = self.states.get(main)
+        if state is not None:
+            return state
+        record = self.store.get(ClassroomRecord, ClassroomRecord.sid_for(main))
+        if record is None:
+            return None
+        state = self.states[main] = ClassroomState.from_store(main, record.state)
+        self.members[main] |= set(record.members)
+        ends_at = state.breakouts.ends_at if state.breakouts else None
+        if ends_at is not None:
+            self._recall_at(main, ends_at)
+        return state
+
+    def _save(self, room: str) -> None:
+        main = self.main(room)
+        state = self.states.get(main)
+        if state is not None:
+            self.store.save(ClassroomRecord.of(state, self.members[main]))
+
+    def _recall_at(self, main: str, ends_at: float) -> None:
+        """The breakouts' countdown: everyone comes back at ``ends_at`` (Unix seconds)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # read outside the server's loop (a unit test): no countdown to run
+        self._timers[main] = loop.call_later(
+            max(0.0, ends_at - time.time()), lambda: asyncio.ensure_future(
+                self.act(Actor(None, True), main, "recall", {})))
 
     def _record(self, name: str) -> Room | None:
         return self.registry.find_in_progress(name)
@@ -154,7 +198,7 @@ class Classrooms:
     # -- hooks the conference calls ----------------------------------------------------
 
     def _admit(self, room: Room, identity: str) -> None:
-        state = self.states.get(self.main(room.unique_name))
+        state = self._known(self.main(room.unique_name))
         if state is None or not state.locked or self.is_moderator(identity):
             return
         if identity in self.members[state.room]:
@@ -166,13 +210,16 @@ class Classrooms:
         )
 
     def _holds(self, room: Room, identity: str, kind: str) -> bool:
-        state = self.states.get(self.main(room.unique_name))
+        state = self._known(self.main(room.unique_name))
         return state is not None and state.holds(identity, kind, self.is_moderator(identity))
 
     def _on_room_event(self, event: RoomEvent) -> None:
         participant = event.participant
         if event.name == "participant-connected" and participant is not None:
-            self.members[self.main(event.room.unique_name)].add(participant.identity)
+            main = self.main(event.room.unique_name)
+            if participant.identity not in self.members[main]:
+                self.members[main].add(participant.identity)
+                self._save(main)  # a lock lets them back in after a restart too
             self.publish_state(event.room.unique_name)
         elif event.name == "participant-disconnected":
             self.publish_state(event.room.unique_name)
@@ -186,6 +233,12 @@ class Classrooms:
         self.channels[channel.room].add(channel)
         channel.send({"type": "state", **self.view(channel.room, channel.identity)})
         channel.send({"type": "chat_history", "messages": self.chat_json(channel.room)})
+        # Assigned to a breakout but in the main room (away when they opened, or back
+        # after a restart): the move they missed.
+        breakouts = self.state(channel.room).breakouts
+        target = breakouts.assignment.get(channel.identity) if breakouts else None
+        if target is not None and channel.room == self.main(channel.room):
+            self._move(channel.room, channel.identity, target, "breakout")
 
     def closed(self, channel: Channel) -> None:
         self.channels[channel.room].discard(channel)
@@ -245,6 +298,7 @@ class Classrooms:
             result = await result
         if wanted not in (Action.CHAT, Action.REACT):  # they change no state
             self.state(room).changed()
+            self._save(room)
             self.publish_state(room)
         return result
 
@@ -370,7 +424,8 @@ class Classrooms:
     def _token(self, identity: str, room: str) -> str:
         account, key, secret = self.token_key
         token = AccessToken(account, key, secret, identity=identity, ttl=MOVE_TOKEN_TTL)
-        token.add_grant(VideoGrant(room=room))
+        # A hub's teacher keeps the claim in the rooms it moves to.
+        token.add_grant(ClassroomVideoGrant(room=room, moderator=identity in self.granted))
         return token.to_jwt()
 
     def _move(self, source: str, identity: str, target: str, reason: str) -> int:
@@ -419,10 +474,7 @@ class Classrooms:
         for identity, target in assignment.items():
             self._move(main, identity, target, "breakout")
         if ends_at is not None:
-            loop = asyncio.get_running_loop()
-            self._timers[main] = loop.call_later(
-                float(duration), lambda: asyncio.ensure_future(  # type: ignore[arg-type]
-                    self.act(Actor(None, True), main, "recall", {})))
+            self._recall_at(main, ends_at)
         return {"rooms": rooms, "assignment": assignment, "ends_at": ends_at,
                 "main_room": main, "main_room_sid": self._ensure_room(main).sid}
 

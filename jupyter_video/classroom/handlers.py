@@ -35,6 +35,7 @@ from ..errors import VideoError
 from ..server.rest import Permissions, TwilioHandler
 from ..tokens import TokenClaims, verify_token
 from .control import Actor, Classrooms
+from .grant import moderator_claim
 
 CHAT_FIELDS = ("time", "identity", "text", "room", "room_sid", "sid")
 
@@ -58,6 +59,8 @@ class ClassroomHandler(TwilioHandler):
         token = self.request.headers.get("X-Video-Token")
         if token:
             claims = _verify(self, token)
+            if moderator_claim(token):
+                self.classrooms.grant_moderator(claims.identity)
             self.actor = Actor(claims.identity, self.classrooms.is_moderator(claims.identity))
             return
         await super().prepare()  # HTTP Basic or a Jupyter session, else 20003
@@ -74,6 +77,8 @@ class ClassroomHandler(TwilioHandler):
         # A hub user acts as themselves; the owner of a plain Jupyter server as the
         # teacher (as the API key's holder does: they can read the key anyway).
         name = getattr(self.current_user, "username", None) if permissions else None
+        if moderator and name is not None:  # the hub's teacher, as their widget's token says
+            self.classrooms.grant_moderator(name)
         self.actor = Actor(name, moderator)
 
     def check_xsrf_cookie(self) -> None:
@@ -178,14 +183,19 @@ class ChannelHandler(WebSocketHandler):
         if not self._greeted:
             if kind != "hello":
                 raise VideoError(53004, "The channel's first message is hello with a token")
-            claims = _verify(self, str(data.get("token", "")))
+            token = str(data.get("token", ""))
+            claims = _verify(self, token)
             room = data.get("room") or claims.room
             if not isinstance(room, str) or not room:
                 raise VideoError(20001, "hello needs the room's name")
-            if claims.room is not None and claims.room != room:
+            live = self.classrooms.registry.find_in_progress(room)
+            # A hub student's token names the room by its SID (hub/service.py).
+            if claims.room is not None and claims.room not in (room, live and live.sid):
                 raise VideoError(20106, f"The Access Token grants room {claims.room!r}, "
                                  f"not {room!r}")
             self.identity, self.room = claims.identity, room
+            if moderator_claim(token):  # signed by this server: a hub service's teacher
+                self.classrooms.grant_moderator(claims.identity)
             self.moderator = self.classrooms.is_moderator(claims.identity)
             self._greeted = True
             self.classrooms.open(self)

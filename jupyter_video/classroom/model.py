@@ -8,6 +8,7 @@ Twilio-compatible one. One :class:`ClassroomState` belongs to each main room
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -117,6 +118,34 @@ class ChatMessage(Record):
         }
 
 
+CLASSROOM_STATE = "CL"
+
+
+@dataclass
+class ClassroomRecord(Record):
+    """A main room's classroom state, kept beside its chat so a restart keeps it.
+
+    One record per main room name (its SID is derived from the name), replaced on
+    every change; ``members`` are those a lock still lets back in.
+    """
+
+    kind: ClassVar[str] = "classroom_state"
+
+    sid: str
+    room_name: str
+    state: dict[str, Any]
+    members: list[str] = field(default_factory=list)
+    date_updated: datetime = field(default_factory=utcnow)
+
+    @staticmethod
+    def sid_for(room: str) -> str:
+        return CLASSROOM_STATE + hashlib.sha256(room.encode()).hexdigest()[:32]
+
+    @classmethod
+    def of(cls, state: ClassroomState, members: set[str]) -> ClassroomRecord:
+        return cls(cls.sid_for(state.room), state.room, state.to_store(), sorted(members))
+
+
 @dataclass
 class Hand:
     identity: str
@@ -138,6 +167,11 @@ class Breakouts:
     assignment: dict[str, str]  # identity -> breakout room name
     ends_at: float | None = None  # Unix seconds the countdown ends (None: no countdown)
     visiting: dict[str, str] = field(default_factory=dict)  # moderator -> breakout
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Breakouts:
+        return cls(list(data["rooms"]), dict(data["assignment"]), data.get("ends_at"),
+                   dict(data.get("visiting") or {}))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -214,6 +248,37 @@ class ClassroomState:
             "breakouts": self.breakouts.to_json() if self.breakouts else None,
             "revision": self.revision,
         }
+
+
+    def to_store(self) -> dict[str, Any]:
+        """Everything, as JSON (the sets as sorted lists), for :class:`ClassroomRecord`."""
+        return {
+            "locked": self.locked,
+            "mute_on_join": self.mute_on_join,
+            "self_unmute": self.self_unmute,
+            "spotlight": self.spotlight,
+            "held": {identity: sorted(kinds) for identity, kinds in self.held.items()},
+            "released": {identity: sorted(kinds) for identity, kinds in self.released.items()},
+            "hands": [[hand.identity, hand.raised_at] for hand in self.hands],
+            "breakouts": self.breakouts.to_json() if self.breakouts else None,
+            "revision": self.revision,
+        }
+
+    @classmethod
+    def from_store(cls, room: str, data: dict[str, Any]) -> ClassroomState:
+        breakouts = data.get("breakouts")
+        return cls(
+            room,
+            locked=bool(data.get("locked")),
+            mute_on_join=bool(data.get("mute_on_join")),
+            self_unmute=bool(data.get("self_unmute", True)),
+            spotlight=data.get("spotlight"),
+            held={i: set(kinds) for i, kinds in (data.get("held") or {}).items()},
+            released={i: set(kinds) for i, kinds in (data.get("released") or {}).items()},
+            hands=[Hand(str(i), float(t)) for i, t in data.get("hands") or ()],
+            breakouts=Breakouts.from_json(breakouts) if breakouts else None,
+            revision=int(data.get("revision", 0)),
+        )
 
 
 def assign_evenly(identities: list[str], rooms: list[str]) -> dict[str, str]:

@@ -4,7 +4,9 @@ and a student's) with Python participants.
 The teacher's widget lists a raised hand with its waiting time (and the kernel's
 ``hands`` has it), shows the chat from before it joined, and its Mute button stops a
 student's microphone. A student's widget says "muted by the teacher" and holds its
-microphone button, and moves into a breakout and back without a page reload.
+microphone button, and moves into a breakout and back without a page reload. A
+widget's channel that the server drops (a close frame, or the TCP stream cut) opens
+again while the room goes on, and the teacher's mute still reaches the page.
 
 ``JUPYTER_VIDEO_SCREENSHOT=docs/classroom_teacher.png`` writes the teacher's view.
 """
@@ -47,7 +49,7 @@ w
 def video_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Media in the server's process on 127.0.0.1, where Chromium looks for it."""
     process = ServerProcess(
-        tmp_path_factory.mktemp("classroom-browser"),
+        tmp_path_factory.mktemp("classroom-browser"), driver=True,
         video_config={"media_workers": 0, "ice_host_addresses": LOOPBACK,
                       "moderators": ["teacher"]},
     ).start()
@@ -246,3 +248,35 @@ async def test_a_students_widget_is_muted_by_the_teacher_and_moves_to_a_breakout
     finally:
         await asyncio.to_thread(lab.close)
 
+
+
+def channel_ids(server: ServerProcess, room: str, identity: str,
+                drop: str | None = None) -> list[int]:
+    """The server's classroom channels of ``identity`` in ``room`` (the test-only driver
+    drops them: ``close`` with a close frame, ``abort`` cutting the TCP stream)."""
+    body = server.drive("classroom_channels", room=room, **({"drop": drop} if drop else {}))
+    return [i for i, who in zip(body["ids"], body["identities"], strict=True) if who == identity]
+
+
+async def test_a_widgets_dropped_channel_opens_again(video_server, classroom) -> None:
+    name = room_name()
+    lab = Lab(video_server, name, "s5")
+    try:
+        await lab.start()
+        teacher = classroom(name)
+        first = await wait_until(lambda: channel_ids(video_server, name, "s5"),
+                                 what="the widget's channel")
+        for drop in ("close", "abort"):
+            assert channel_ids(video_server, name, "s5", drop) == first
+            first = await wait_until(
+                lambda before=first: (ids := channel_ids(video_server, name, "s5"))
+                and ids != before and ids,
+                what=f"the widget's channel open again after a {drop}")
+            assert len(first) == 1
+        await lab.wait_for("""() => document.querySelector('.jv-state[data-state="connected"]')""")
+        teacher.mute("s5", "audio")
+        await lab.wait_for("""() => {
+            const notice = document.querySelector('.jv-notice');
+            return notice && notice.textContent.includes('muted by the teacher'); }""")
+    finally:
+        await asyncio.to_thread(lab.close)

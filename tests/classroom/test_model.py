@@ -87,3 +87,43 @@ def test_the_monitor_warns_of_recent_loss_per_direction() -> None:
     assert len(rows) == 3 and rows[-1]["packet_loss"] is None
     assert monitor.warnings("lecture") == ["s2's uplink is losing 12 % of packets"]
     assert monitor.warnings("lecture", now=rows[0]["time"] + 60) == []  # old news
+
+
+def test_the_state_goes_through_the_sqlite_store_unchanged(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from jupyter_video.classroom.model import Breakouts, ClassroomRecord
+    from jupyter_video.store.sqlite import SQLiteStore
+
+    state = ClassroomState("lecture", locked=True, mute_on_join=True, self_unmute=False,
+                           spotlight="ada")
+    state.hold("ada", "audio")
+    state.release("grace", "video")
+    state.raise_hand("grace", now=100.0)
+    state.raise_hand("ada", now=105.5)
+    state.breakouts = Breakouts(["lecture-breakout-1"], {"ada": "lecture-breakout-1"}, 2e9,
+                                {"teacher": "lecture-breakout-1"})
+    state.changed()
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    store.save(ClassroomRecord.of(state, {"ada", "grace"}))
+    store.close()
+    record = SQLiteStore(tmp_path / "store.sqlite").get(
+        ClassroomRecord, ClassroomRecord.sid_for("lecture"))
+    assert record is not None and record.members == ["ada", "grace"]
+    assert ClassroomState.from_store("lecture", record.state) == state
+    assert ClassroomRecord.sid_for("lecture") != ClassroomRecord.sid_for("lecture2")
+
+
+def test_only_a_signed_token_with_the_claim_moderates() -> None:
+    from jupyter_video.classroom.grant import ClassroomVideoGrant, moderator_claim
+    from jupyter_video.tokens import AccessToken, verify_token
+
+    def mint(moderator: bool) -> str:
+        token = AccessToken("AC" + "0" * 32, "SK" + "0" * 32, "s" * 32, identity="teacher")
+        token.add_grant(ClassroomVideoGrant(room="lecture", moderator=moderator))
+        return token.to_jwt()
+
+    for moderator in (True, False):
+        claims = verify_token(mint(moderator), account_sid="AC" + "0" * 32,
+                              api_keys={"SK" + "0" * 32: "s" * 32})
+        assert claims.room == "lecture"
+        assert moderator_claim(mint(moderator)) is moderator
+    assert moderator_claim("not a token") is False
