@@ -16,12 +16,12 @@ import time
 from typing import Any
 
 import numpy as np
-from rooms import LOOPBACK, BenchServer, percentile, token
+from bench_server import LOOPBACK, BenchServer, percentile, token
 
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.account import Credentials
 from jupyter_video.classroom import Classroom, Seat, attend
 from jupyter_video.client import LocalAudioTrack, connect
-from jupyter_video.sfu.adapter import use_host_addresses
 from tests.classroom.hearing import Ear, remote_track
 from tests.server_process import ServerProcess
 

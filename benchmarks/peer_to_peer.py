@@ -21,8 +21,8 @@ from typing import Any
 
 import psutil
 import requests
+from bench_server import LOOPBACK, BenchServer, moving_bars, token
 from prometheus_client.parser import text_string_to_metric_families
-from rooms import LOOPBACK, BenchServer, moving_bars, token
 
 from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, Room, connect
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.account import Credentials
 from jupyter_video.classroom import Classroom, Seat, attend
 from jupyter_video.client import LocalAudioTrack, LocalVideoTrack
-from jupyter_video._aiortc import use_host_addresses
 
 from ..client.participants import LOOPBACK, token
 from ..server_process import ServerProcess
