@@ -175,10 +175,14 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) 
             await handle_rtcp(data)
 
     waiting: asyncio.Queue[Any] = connection._queue
+    protocols: list[Any] = connection._protocols
+    bypassed: set[Any] = set()
 
     def data_received(data: bytes, component: int) -> None:
+        if len(bypassed) != len(protocols):
+            _bypass_stun_parsing(protocols, bypassed)  # gathered since
         session: Any = dtls._rx_srtp
-        if session is None or not 127 < data[0] < 192 or waiting.qsize():
+        if session is None or not data or not 127 < data[0] < 192 or waiting.qsize():
             # DTLS, SRTP before the keys, or behind datagrams still queued (in order)
             queue_datagram(data, component)
             return
@@ -203,6 +207,36 @@ def divert_srtp(dtls: RTCDtlsTransport, on_rtp: RtpDivert, on_rtcp: RtcpDivert) 
     connection.data_received = data_received  # type: ignore[method-assign]
     dtls._handle_rtp_data = handle_queued_rtp  # type: ignore[method-assign]
     dtls._handle_rtcp_data = handle_queued_rtcp  # type: ignore[method-assign]
+    _bypass_stun_parsing(protocols, bypassed)
+
+
+def _bypass_stun_parsing(protocols: list[Any], bypassed: set[Any]) -> None:
+    """Each host / server-reflexive socket's ``datagram_received`` hands RTP and
+    RTCP to the connection's ``data_received`` without first trying to parse them
+    as STUN (aioice's ``stun.parse_message`` raises ValueError on each, once per
+    received packet). The first byte tells them apart (RFC 7983: STUN 0-3, DTLS
+    20-63, RTP/RTCP 128-191); everything else goes through aioice as before.
+    TURN's protocol is left alone (its datagrams are framed)."""
+    for protocol in protocols:
+        if protocol in bypassed:
+            continue
+        bypassed.add(protocol)
+        if type(protocol) is not _StunProtocol:
+            continue
+        parse_first = protocol.datagram_received
+        receiver = protocol.receiver
+        component = protocol.local_candidate.component
+
+        def datagram_received(
+            data: bytes, addr: tuple[Any, ...], parse_first: Any = parse_first,
+            receiver: Any = receiver, component: int = component,
+        ) -> None:
+            if data and 127 < data[0] < 192:
+                receiver.data_received(data, component)
+            else:
+                parse_first(data, addr)
+
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
 
 
 def srtp_diverted(dtls: RTCDtlsTransport) -> bool:

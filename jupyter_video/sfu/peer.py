@@ -249,6 +249,7 @@ class Peer:
     def _local_sdp(self) -> str:
         description = self.pc.localDescription
         sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
+        sdp = sdp_rewrite.with_video_start_bitrate(sdp)
         return adapter.announce_public_address(sdp, self._public_address)
 
     # ----------------------------------------------------------- publishing
@@ -417,12 +418,15 @@ class Peer:
                     slot = self._slot_by_ssrc.get(block.ssrc)
                     if slot is not None and slot.stream is not None:
                         slot.stream.on_receiver_report(block, ntp)
+                        self._note_rtt(slot.stream.rtt_ms)
             elif packet_type == rtcp.RTPFB and count == rtcp.NACK_FMT and end - start >= 12:
                 slot = self._slot_by_ssrc.get(rtcp.media_ssrc(data, start))
                 if slot is not None:
                     slot.retransmit(rtcp.nacked(data, start, end))
             elif packet_type == rtcp.PSFB and end - start >= 8:
-                if count == rtcp.PLI_FMT:
+                if count == rtcp.REMB_FMT:
+                    self._on_remb(data, start, end)
+                elif count == rtcp.PLI_FMT:
                     slot = self._slot_by_ssrc.get(rtcp.media_ssrc(data, start))
                     if slot is not None:
                         slot.keyframe_requested()
@@ -432,6 +436,27 @@ class Peer:
                         if slot is not None:
                             slot.keyframe_requested()
         return True
+
+    def _on_remb(self, data: bytes, start: int, end: int) -> None:
+        """A subscriber's REMB: what its downlink takes, for its publishers' REMB."""
+        remb = rtcp.remb_bitrate(data, start, end)
+        if remb is None:
+            return
+        bitrate, ssrcs = remb
+        now = now_ms()
+        for ssrc in ssrcs:
+            slot = self._slot_by_ssrc.get(ssrc)
+            if slot is not None and slot.stream is not None:
+                slot.stream.bandwidth.on_remb(bitrate, now)
+
+    def _note_rtt(self, rtt_ms: float | None) -> None:
+        """The round trip a Receiver Report measured is the transport's: the NACKs
+        toward this peer's publications are repeated after it."""
+        if rtt_ms is None:
+            return
+        for publication in set(self._sections.values()):
+            for stream in publication.layers:
+                stream.reported_rtt_ms = rtt_ms
 
     def _slot_ready(self, slot: SendSlot) -> None:
         assert slot.stream is not None

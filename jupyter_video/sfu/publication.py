@@ -25,6 +25,7 @@ from aiortc import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from .rtp import packet as rtp_packet
+from .rtp.bandwidth import publisher_bitrate
 from .rtp.clock import now_ms, ntp_now
 from .rtp.counters import forwarding_counts
 from .rtp.frames import FrameAssembler, FramePacketizer, split_annexb
@@ -110,6 +111,10 @@ class MediaSink(Protocol):
     def push(self, frame: EncodedFrame) -> bool: ...
 
     def resync(self) -> None: ...
+
+    def bandwidth_wanted(self, now: int) -> int | None:
+        """What the subscriber's link can take (bit/s), None: all it gets."""
+        ...
 
     def end(self) -> None: ...
 
@@ -432,7 +437,8 @@ class MediaPublication:
     def receiver_feedback(self) -> bytes:
         """The periodic RTCP for the publisher (Receiver Reports, REMB)."""
         now = now_ms()
-        return b"".join(stream.receiver_feedback(now) for stream in self.layers)
+        bitrate = publisher_bitrate(s.bandwidth_wanted(now) for s in self.subscriptions)
+        return b"".join(stream.receiver_feedback(now, bitrate) for stream in self.layers)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per PLI_INTERVAL."""

@@ -221,6 +221,12 @@ class MediaSubscription:
             on_first_frame(self.subscribed_at)
         return True
 
+    def bandwidth_wanted(self, now: int) -> int | None:
+        slot = self.slot
+        if slot is None or slot.stream is None:
+            return None
+        return slot.stream.bandwidth.wanted(now)
+
     def push(self, frame: EncodedFrame) -> bool:
         raise RuntimeError("a WebRTC subscription takes packets, not frames")
 

@@ -386,6 +386,9 @@ class SocketSubscription:
     def send_packet(self, packet: Packet, now: int, ntp: int) -> bool:
         return False  # frames only (wants_frames)
 
+    def bandwidth_wanted(self, now: int) -> int | None:
+        return None  # the WebSocket's own flow control paces it
+
     def resync(self) -> None:
         self.waiting_for_keyframe = self.publication.kind == "video"
 

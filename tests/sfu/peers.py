@@ -134,8 +134,6 @@ class Client:
         self.rtp: list[RtpPacket] = []
         """Every RTP packet this client received, as it came off the wire (before
         aiortc's jitter buffer)."""
-        self.lose: Callable[[RtpPacket], bool] | None = None
-        """Packets for which this says True are dropped before aiortc sees them."""
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self.channels.put_nowait)
 
@@ -156,10 +154,7 @@ class Client:
         self.tracks.put_nowait(track)
 
     def _observe_rtp(self, data: bytes, arrival_ms: int) -> bool:
-        packet = RtpPacket.parse(data)
-        if self.lose is not None and self.lose(packet):
-            return True  # lost on the way: aiortc never sees it
-        self.rtp.append(packet)
+        self.rtp.append(RtpPacket.parse(data))
         return False  # on to aiortc's receivers
 
     def rtp_of(self, kind: str) -> list[RtpPacket]:

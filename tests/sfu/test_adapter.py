@@ -235,6 +235,12 @@ def test_dtls_transport_unprotects_srtp_then_hands_it_to_handle_rtp_and_rtcp_dat
         aioice.ice.StunProtocol.datagram_received)
     assert "self._queue.put_nowait((data, component))" in source(
         aioice.ice.Connection.data_received)
+    # Each socket's protocol, which the SFU makes skip the STUN parse for SRTP.
+    assert "self._protocols: list[StunProtocol] = []" in source(aioice.ice.Connection.__init__)
+    assert "protocol.local_candidate = Candidate(" in source(
+        aioice.ice.Connection.get_component_candidates)
+    assert "self.receiver = receiver" in source(aioice.ice.StunProtocol.__init__)
+    assert parameters(aioice.ice.StunProtocol.datagram_received) == ["self", "data", "addr"]
     assert "self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()" in source(
         aioice.ice.Connection.__init__)
     assert parameters(aioice.ice.Connection.data_received) == ["self", "data", "component"]
@@ -319,6 +325,25 @@ async def test_diverted_srtp_reaches_the_handlers_unprotected_and_not_aiortc() -
         assert 200 in rtcp  # the sender's Sender Report, unprotected
         [receiving] = receiver_pc.getTransceivers()
         assert adapter.media_ssrcs(receiving.receiver) == []  # aiortc saw none of it
+        # SRTP went past aioice's STUN parse: counted on the receiving sockets.
+        parsed: list[bytes] = []
+        parse_message = aioice.stun.parse_message
+
+        def counting_parse(data: bytes, *args: object) -> object:
+            parsed.append(data[:1])
+            return parse_message(data, *args)  # type: ignore[arg-type]
+
+        aioice.ice.stun.parse_message = counting_parse  # type: ignore[assignment]
+        try:
+            arrived = len(rtp)
+            for _ in range(100):
+                if len(rtp) >= arrived + 10:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            aioice.ice.stun.parse_message = parse_message
+        assert len(rtp) >= arrived + 10
+        assert not [b for b in parsed if 127 < b[0] < 192]
 
         # And back: a PLI protected and sent synchronously reaches aiortc's sender.
         pli = RtcpPsfbPacket(fmt=1, ssrc=0x1234, media_ssrc=media_ssrc)

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtp import is_rtcp
 
 from jupyter_video import _aiortc as adapter
 from jupyter_video.sfu.interface import (
@@ -189,6 +188,20 @@ async def test_subscriber_pli_reaches_the_publisher_at_most_once_per_second(
     assert (gaps > 0.9).all()
 
 
+def resumed(before: list[int], after: list[int], run: int = 10) -> list[int]:
+    """The frames a subscriber decoded once forwarding resumed: ``run`` consecutive
+    ones, after those it still had from before the pause. The client's jitter
+    buffer lets go of the frame it held only at the next packet, and frames
+    decoded before the pause but not yet read come first too (one to a few, as
+    the machine's load falls)."""
+    start = next(
+        (i for i in range(8) if after[i:i + run] == list(range(after[i], after[i] + run))), None
+    )
+    assert start is not None, (before, after)
+    assert all(before[-1] < index < after[start] for index in after[:start]), (before, after)
+    return after[start:start + run]
+
+
 async def test_unsubscribe_stops_frames_and_resubscribe_brings_them_back(
     plane: MediaPlane, clients
 ) -> None:
@@ -209,14 +222,8 @@ async def test_unsubscribe_stops_frames_and_resubscribe_brings_them_back(
 
     assert await plane.subscribe(subscriber.sid, track_sid) is True
     await subscriber.answer()
-    after = await receive_pattern(track, 11)
-
-    # The client's jitter buffer releases the last frame sent before unsubscribing
-    # only when the next packet arrives; after it, frames from a keyframe on.
-    if after[0] == before[-1] + 1:
-        after = after[1:]
-    assert after == list(range(after[0], after[0] + 10))
-    assert after[-1] > before[-1] + 10
+    after = resumed(before, await receive_pattern(track, 18))
+    assert after[0] > before[-1] + 10
     received = subscriber.rtp_of("video")
     assert vp8_keyframe(received[unsubscribed].payload)
     assert continuous(received)  # the same slot: its numbering runs on
@@ -380,10 +387,7 @@ async def test_a_disabled_publication_is_not_forwarded_until_enabled_again(
     assert sum(s.packets_forwarded for s in await plane.stats()) == forwarded
 
     await plane.set_enabled(publisher.sid, track_sid, True)
-    after = await receive_pattern(track, 6)
-    if after[0] == before[-1] + 1:
-        after = after[1:]  # the client's jitter buffer let go of it at the next packet
-    assert after == list(range(after[0], after[0] + len(after)))
+    after = resumed(before, await receive_pattern(track, 14), run=6)
     assert after[0] > before[-1] + 1
     received = subscriber.rtp_of("video")
     last, first = received[held_back - 1], received[held_back]
@@ -491,66 +495,3 @@ async def test_a_subscriber_joining_soon_after_a_keyframe_starts_from_it_without
     assert second.keyframes[0] is True
     [after] = await plane.stats()
     assert after.keyframe_requests_sent == before.keyframe_requests_sent
-
-
-async def test_packets_lost_on_the_publishers_uplink_are_asked_again_and_recovered(
-    plane: MediaPlane, clients
-) -> None:
-    publisher, subscriber = clients(1), clients(2)
-    await publisher.join()
-    [track_sid] = await publisher.publish(PatternTrack())
-    [sending] = publisher.pc.getTransceivers()
-    media_type = sending._codecs[0].payloadType
-    dtls = sending.sender.transport
-    send_rtp = dtls._send_rtp
-    sent = 0
-
-    async def every_tenth_lost(data: bytes) -> None:  # the publisher's uplink
-        nonlocal sent
-        if not is_rtcp(data) and data[1] & 0x7F == media_type:
-            sent += 1
-            if sent % 10 == 0:
-                return
-        await send_rtp(data)
-
-    dtls._send_rtp = every_tenth_lost  # type: ignore[method-assign]
-    await subscriber.join()
-    await subscriber.subscribe(track_sid)
-    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
-    indices = await receive_pattern(track, 60)
-    assert indices == list(range(indices[0], indices[0] + 60))  # not a frame missing
-
-    stats = await plane.stats()
-    assert sent >= 60
-    assert sum(s.nacks_sent for s in stats) >= sent // 10 - 2
-    assert sum(s.retransmissions_received for s in stats) >= sent // 10 - 2
-    assert sum(s.packets_recovered for s in stats) >= sent // 10 - 2
-
-
-async def test_packets_lost_on_a_subscribers_downlink_are_sent_again_as_rtx(
-    plane: MediaPlane, clients
-) -> None:
-    publisher, subscriber = clients(1), clients(2)
-    track_sid = await publish_video(publisher)
-    await subscriber.join()
-    arrived = 0
-
-    def every_tenth(packet: object) -> bool:
-        nonlocal arrived
-        if getattr(packet, "payload_type", None) not in media_types:
-            return False
-        arrived += 1
-        return arrived % 10 == 0
-
-    media_types: set[int] = set()
-    subscriber.lose = every_tenth
-    await subscriber.subscribe(track_sid)
-    track = await asyncio.wait_for(subscriber.tracks.get(), 10)
-    [receiving] = subscriber.pc.getTransceivers()
-    media_types.update(c.payloadType for c in receiving._codecs
-                       if c.mimeType.lower() == "video/vp8")
-    indices = await receive_pattern(track, 60)
-    assert indices == list(range(indices[0], indices[0] + 60))  # not a frame missing
-    rtx_types = {c.payloadType for c in receiving._codecs if c.mimeType.lower() == "video/rtx"}
-    assert any(p.payload_type in rtx_types for p in subscriber.rtp)
-    assert sum(s.retransmissions_sent for s in await plane.stats()) >= arrived // 10 - 3

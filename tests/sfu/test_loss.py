@@ -28,6 +28,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from jupyter_video import _aiortc
 from jupyter_video.sfu import create_media_plane
 from jupyter_video.sfu.interface import MediaPlane, MediaStats
+from jupyter_video.sfu.rtp import rtcp
+from jupyter_video.sfu.rtp.bandwidth import MAX_BITRATE, MIN_BITRATE
 
 from ..lossy_link import Direction, LossyLink
 from .peers import HEIGHT, WIDTH, Client, PatternTrack, next_frame, pattern_error, read_index, sid
@@ -266,3 +268,58 @@ async def test_frames_of_several_packets_arrive_whole_and_in_sequence_under_loss
 
     fps, run = await run_lossy(worker_plane, track, FrameCollector, collect)
     run.assert_recovered(fps)
+
+
+async def test_a_subscriber_on_a_bad_link_lowers_its_publishers_remb_only_when_alone(
+    worker_plane: MediaPlane,
+) -> None:
+    # bandwidth.py's policy, end to end: the publisher is told the cap while any
+    # subscriber takes all it gets; a congested one alone brings it down.
+    rembs: list[tuple[float, int]] = []
+
+    def on_rtcp(data: bytes) -> bool:
+        for kind, fmt, start, end in rtcp.packets(data):
+            remb = rtcp.remb_bitrate(data, start, end) if kind == rtcp.PSFB else None
+            if fmt == rtcp.REMB_FMT and remb is not None:
+                rembs.append((time.monotonic(), remb[0]))
+        return False  # on to aiortc's sender as well
+
+    async def remb_after(since: float, wanted: Callable[[int], bool]) -> int:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            later = [bitrate for at, bitrate in rembs if at > since]
+            if len(later) >= 2 and wanted(later[-1]):
+                return later[-1]
+            await asyncio.sleep(0.1)
+        return rembs[-1][1] if rembs else 0
+
+    async with LossyLink(downlink=0.3, seed=30) as bad_link:
+        publisher = Client(worker_plane, sid("PA", 1))
+        lossy = LossyClient(worker_plane, sid("PA", 2), bad_link)
+        clean = Client(worker_plane, sid("PA", 3))
+        try:
+            await publisher.join()
+            [track_sid] = await publisher.publish(PatternTrack())
+            [sending] = publisher.pc.getTransceivers()
+            _aiortc.divert_srtp(sending.sender.transport, lambda data, at: False, on_rtcp)
+            await lossy.join()
+            await lossy.subscribe(track_sid)
+            await asyncio.wait_for(lossy.tracks.get(), 10)
+            [receiving] = lossy.pc.getTransceivers()
+
+            async def no_nacks(media_ssrc: int, lost: list[int]) -> None:
+                pass  # what the link loses stays lost: the subscriber reports it
+
+            receiving.receiver._send_rtcp_nack = no_nacks  # type: ignore[method-assign]
+            alone = await remb_after(time.monotonic() + 2, lambda b: b < MAX_BITRATE)
+            assert MIN_BITRATE <= alone < MAX_BITRATE, rembs
+
+            await clean.join()
+            await clean.subscribe(track_sid)
+            await asyncio.wait_for(clean.tracks.get(), 10)
+            together = await remb_after(time.monotonic(), lambda b: b == MAX_BITRATE)
+            assert together == MAX_BITRATE, rembs
+        finally:
+            await publisher.close()
+            await lossy.close()
+            await clean.close()

@@ -17,6 +17,13 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
 
 from jupyter_video.sfu.rtp import rtcp
+from jupyter_video.sfu.rtp.bandwidth import (
+    MAX_BITRATE,
+    MIN_BITRATE,
+    REMB_FRESH_MS,
+    SubscriberBandwidth,
+    publisher_bitrate,
+)
 from jupyter_video.sfu.rtp.codecs import Vp8Descriptor, h264_keyframe, vp8_keyframe
 from jupyter_video.sfu.rtp.nack import MAX_RETRIES, NackGenerator
 from jupyter_video.sfu.rtp.packet import Packet
@@ -188,8 +195,9 @@ def test_nack_generator_asks_for_gaps_each_round_trip_then_gives_up() -> None:
     assert nack.due(now_ms=0, rtt_ms=50) == [12, 13]
     assert nack.due(now_ms=30, rtt_ms=50) == []  # not again within a round trip
     assert nack.due(now_ms=50, rtt_ms=50) == [12, 13]
-    assert nack.on_packet(12)  # the retransmission fills the gap
-    assert not nack.on_packet(12)
+    assert nack.on_packet(12, now_ms=60)  # the retransmission fills the gap
+    assert not nack.on_packet(12, now_ms=60)
+    assert nack.rtt_ms is None  # asked twice: which NACK it answers is unknown
     assert nack.recovered == 1
     for k in range(2, MAX_RETRIES):  # asked twice already: MAX_RETRIES in all
         assert nack.due(now_ms=50 * k, rtt_ms=50) == [13]
@@ -197,6 +205,47 @@ def test_nack_generator_asks_for_gaps_each_round_trip_then_gives_up() -> None:
     assert nack.missing == {} and nack.asked == 2 + MAX_RETRIES
     nack.on_packet(5000)  # a gap no retransmission can repair
     assert nack.keyframe_needed and nack.missing == {}
+
+
+def test_nack_round_trip_is_measured_from_packets_asked_for_once() -> None:
+    nack = NackGenerator()
+    for sequence in (1, 3, 5):
+        nack.on_packet(sequence)
+    assert nack.due(now_ms=1000, rtt_ms=100) == [2, 4]
+    assert nack.on_packet(2, now_ms=1040)
+    assert nack.rtt_ms == 40
+    assert nack.on_packet(4, now_ms=1120)
+    assert nack.rtt_ms == pytest.approx(40 + (120 - 40) / 8)
+
+
+def test_nacks_toward_a_publisher_are_repeated_after_the_measured_round_trip() -> None:
+    packets = encoded_stream(Vp8Encoder(), 3, ssrc=0x1111, payload_type=96, first_sequence=100,
+                             first_timestamp=0)
+    stream = ReceiveStream(vp8_params(ssrc=0x1111), local_ssrc=9)
+    for i, data in enumerate(packets):
+        if i not in (1, 3):
+            stream.receive(Packet(data))
+    assert stream.rtt_ms == 100  # nothing measured yet
+
+    def asked(now: int) -> list[int]:
+        feedback = stream.nack_feedback(now_ms=now)
+        if not feedback:
+            return []
+        [(_, _, start, end)] = rtcp.packets(feedback)
+        return rtcp.nacked(feedback, start, end)
+
+    assert asked(0) == [101, 103]
+    assert asked(99) == [] and asked(100) == [101, 103]  # the default 100 ms
+    # One answered after one NACK (the other was asked twice): 30 ms, from now on.
+    stream.nack.missing[101] = [1, 100]
+    assert stream.nack.on_packet(101, now_ms=130)
+    assert stream.rtt_ms == 30
+    assert asked(129) == [] and asked(130) == [103]
+    # A Receiver Report's round trip (the peer's, same transport) is preferred.
+    stream.reported_rtt_ms = 60
+    assert asked(189) == [] and asked(190) == [103]
+    stream.reported_rtt_ms = 5  # loopback: no faster than MIN_INTERVAL_MS
+    assert asked(200) == [] and asked(210) == [103]
 
 
 def test_rtx_is_unwrapped_into_the_packet_it_repairs() -> None:
@@ -462,3 +511,44 @@ async def test_a_simulcast_publication_forwards_the_best_layer_sending_switching
     assert rtcp_sent[-1] == rtcp.pli(9, 11)
     feed(later[0], 3010)
     assert sink.ssrcs[-1] == 11
+
+
+# ------------------------------------------------------------------ bandwidth
+
+
+def test_publishers_are_told_what_the_best_subscriber_takes_never_the_worst() -> None:
+    clean, lossy = SubscriberBandwidth(), SubscriberBandwidth()
+    for sub in (clean, lossy):
+        sub.on_remb(400_000, now_ms=0)  # a receiver's REMB follows what it gets
+    clean.on_receiver_report(fraction_lost=3, octets_sent=0, now_ms=0)
+    clean.on_receiver_report(fraction_lost=3, octets_sent=125_000, now_ms=1000)
+    lossy.on_receiver_report(fraction_lost=64, octets_sent=0, now_ms=0)
+    lossy.on_receiver_report(fraction_lost=64, octets_sent=125_000, now_ms=1000)  # 25 % lost
+    assert clean.wanted(1000) is None  # takes all it gets: REMB does not hold it
+    assert lossy.received_bps == 750_000
+    assert lossy.wanted(1000) == 400_000  # its REMB, below 750k less half the loss
+    assert publisher_bitrate([]) == MAX_BITRATE
+    assert publisher_bitrate([clean.wanted(1000), lossy.wanted(1000)]) == MAX_BITRATE
+    assert publisher_bitrate([lossy.wanted(1000)]) == 400_000
+    # Its REMB gone stale, what it received less half its loss (GCC's rule).
+    assert lossy.wanted(1000 + REMB_FRESH_MS + 1) == 750_000 * (512 - 64) // 512
+    other = SubscriberBandwidth()
+    other.on_remb(1_200_000, now_ms=1000)
+    other.on_receiver_report(fraction_lost=40, octets_sent=0, now_ms=1000)
+    assert publisher_bitrate([lossy.wanted(1000), other.wanted(1000)]) == 1_200_000
+    starving = SubscriberBandwidth()
+    starving.on_remb(20_000, now_ms=0)
+    starving.on_receiver_report(fraction_lost=200, octets_sent=0, now_ms=0)
+    assert publisher_bitrate([starving.wanted(0)]) == MIN_BITRATE
+
+
+def test_receiver_feedback_carries_the_remb_it_is_given() -> None:
+    stream = ReceiveStream(vp8_params(ssrc=0x1111), local_ssrc=9)
+    for data in encoded_stream(Vp8Encoder(), 1, ssrc=0x1111, payload_type=96,
+                               first_sequence=1, first_timestamp=0):
+        stream.receive(Packet(data))
+    feedback = stream.receiver_feedback(0, 400_000)
+    rembs = [rtcp.remb_bitrate(feedback, start, end)
+             for kind, fmt, start, end in rtcp.packets(feedback)
+             if kind == rtcp.PSFB and fmt == rtcp.REMB_FMT]
+    assert rembs == [(400_000, [0x1111])]

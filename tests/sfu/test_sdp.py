@@ -14,6 +14,7 @@ from jupyter_video.sfu.sdp import (
     keep_payload_types,
     only_video_codecs,
     with_opus_parameters,
+    with_video_start_bitrate,
 )
 
 CAPTURES = Path(__file__).resolve().parent.parent / "signaling" / "fixtures"
@@ -204,3 +205,17 @@ def test_opus_gets_fec_and_dtx_only_where_the_client_asked_for_dtx() -> None:
     assert sum(line.startswith("a=fmtp:96") for line in lines) == 1
     plain = with_opus_parameters(answer, client.replace(";usedtx=1", "")).split("\r\n")
     assert plain[at + 1] == "a=fmtp:96 minptime=10;useinbandfec=1"
+
+
+def test_video_codecs_get_chromes_start_bitrate_and_rtx_and_audio_do_not() -> None:
+    lines = with_video_start_bitrate(AIORTC_REOFFER, 1500).split("\r\n")
+    at = lines.index("a=rtpmap:97 VP8/90000")
+    assert lines[at + 1] == "a=fmtp:97 x-google-start-bitrate=1500"
+    assert (
+        "a=fmtp:99 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+        ";x-google-start-bitrate=1500"
+    ) in lines
+    assert "a=fmtp:98 apt=97" in lines and "a=fmtp:100 apt=99" in lines
+    assert sum("x-google" in line for line in lines) == 2
+    # Applied twice (an answer re-read), the parameter is not repeated.
+    assert with_video_start_bitrate("\r\n".join(lines), 1500) == "\r\n".join(lines)

@@ -8,6 +8,8 @@ keyframe instead.
 
 from __future__ import annotations
 
+from .clock import now_ms as monotonic_ms
+
 MAX_RETRIES = 10
 MAX_AGE = 1000
 """Sequence numbers behind the newest packet after which a gap is given up."""
@@ -20,7 +22,7 @@ MIN_INTERVAL_MS = 20
 class NackGenerator:
     """The missing packets of one received stream (extended sequence numbers)."""
 
-    __slots__ = ("asked", "highest", "keyframe_needed", "missing", "recovered")
+    __slots__ = ("asked", "highest", "keyframe_needed", "missing", "recovered", "rtt_ms")
 
     def __init__(self) -> None:
         self.highest: int | None = None
@@ -32,9 +34,14 @@ class NackGenerator:
         """Packets that arrived after being counted missing (retransmitted or late)."""
         self.asked = 0
         """Sequence numbers NACKed so far (each retry counted)."""
+        self.rtt_ms: float | None = None
+        """The round trip as NACK to retransmission measured it (smoothed), None
+        before one was: only packets asked for once count (Karn's rule: after a
+        retry, which NACK an arrival answers is unknown)."""
 
-    def on_packet(self, sequence: int) -> bool:
-        """Note a packet's arrival; True when it fills a gap (a retransmission)."""
+    def on_packet(self, sequence: int, now_ms: int | None = None) -> bool:
+        """Note a packet's arrival (at ``now_ms``, the clock :meth:`due` is given;
+        read when a gap fills and None); True when it fills a gap."""
         highest = self.highest
         if highest is None:
             self.highest = sequence
@@ -52,8 +59,13 @@ class NackGenerator:
                 for old in [s for s in self.missing if s < oldest]:
                     del self.missing[old]
             return False
-        if self.missing.pop(sequence, None) is not None:
+        state = self.missing.pop(sequence, None)
+        if state is not None:
             self.recovered += 1
+            if state[0] == 1:
+                sample = max((monotonic_ms() if now_ms is None else now_ms) - state[1], 0)
+                rtt = self.rtt_ms
+                self.rtt_ms = sample if rtt is None else rtt + (sample - rtt) / 8
             return True
         return False
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import rtcp
+from .bandwidth import MAX_BITRATE
 from .codecs import keyframe_detector
 from .nack import NackGenerator
 from .packet import FIXED_HEADER, Packet
@@ -22,8 +23,8 @@ from .ring import RING_PACKETS, PacketRing
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 KEYFRAME_REQUEST_INTERVAL_MS = 1000
 """At most one PLI/FIR per second toward a publisher, as mediasoup relays them."""
-REMB_BITRATE = 3_000_000
-"""What REMB tells publishers they may send: a 720p30 camera's VP8 at full quality."""
+DEFAULT_RTT_MS = 100
+"""The round trip assumed toward a publisher before one is measured."""
 
 
 @dataclass
@@ -76,7 +77,9 @@ class ReceiveStream:
         self.padding_received = 0
         self.keyframes_received = 0
         self.keyframe_requests_sent = 0
-        self.rtt_ms = 100
+        self.reported_rtt_ms: float | None = None
+        """The peer's round trip from its Receiver Reports of what the SFU sends it
+        (same transport), set by the peer; preferred to the NACK-measured one."""
         self.last_packet_ms = 0
         """Arrival of the last media packet (kept by the publication for simulcast)."""
 
@@ -171,6 +174,17 @@ class ReceiveStream:
             self.jitter += (d - self.jitter) / 16
         self._transit = transit
 
+    @property
+    def rtt_ms(self) -> float:
+        """The round trip to the publisher NACKs are repeated after: from the peer's
+        Receiver Reports where it receives from the SFU, else as NACK to
+        retransmission measured it, else :data:`DEFAULT_RTT_MS`."""
+        if self.reported_rtt_ms is not None:
+            return self.reported_rtt_ms
+        if self.nack.rtt_ms is not None:
+            return self.nack.rtt_ms
+        return DEFAULT_RTT_MS
+
     # ----------------------------------------------------------- RTCP toward the publisher
 
     def on_sender_report(self, ntp_time: int, arrival_ms: int) -> None:
@@ -204,22 +218,23 @@ class ReceiveStream:
             delay_since_last_sr=delay,
         )
 
-    def receiver_feedback(self, now_ms: int) -> bytes:
-        """The periodic RTCP for the publisher: a Receiver Report, and REMB for video."""
+    def receiver_feedback(self, now_ms: int, bitrate: int = MAX_BITRATE) -> bytes:
+        """The periodic RTCP for the publisher: a Receiver Report, and for video a
+        REMB of ``bitrate`` (what its subscribers take: bandwidth.py)."""
         block = self.report_block(now_ms)
         if block is None:
             return b""
         data = rtcp.receiver_report(self.local_ssrc, [block])
         if self.parameters.kind == "video":
             ssrcs = [self.parameters.ssrc] if self.parameters.ssrc is not None else []
-            data += rtcp.remb(self.local_ssrc, REMB_BITRATE, ssrcs)
+            data += rtcp.remb(self.local_ssrc, bitrate, ssrcs)
         return data
 
     def nack_feedback(self, now_ms: int) -> bytes:
         """A NACK for what is missing and due now (b"" when nothing is)."""
         if self.parameters.ssrc is None or self.parameters.kind != "video":
             return b""
-        due = self.nack.due(now_ms, self.rtt_ms)
+        due = self.nack.due(now_ms, round(self.rtt_ms))
         if not due:
             return b""
         return rtcp.nack(self.local_ssrc, self.parameters.ssrc, due)

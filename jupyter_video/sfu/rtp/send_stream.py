@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass, field
 
 from . import rtcp
+from .bandwidth import SubscriberBandwidth
 from .codecs import Vp8Descriptor
 from .packet import FIXED_HEADER, Packet, extension_block, parse_extensions
 
@@ -108,6 +109,8 @@ class SendStream:
         self.nacked = 0
         self.nacks_unanswered = 0
         self.rtt_ms: float | None = None
+        self.bandwidth = SubscriberBandwidth()
+        """The subscriber's REMB and reports, for the publisher's REMB (bandwidth.py)."""
         self.fraction_lost = 0
         self.packets_lost = 0
 
@@ -288,6 +291,8 @@ class SendStream:
         from LSR and DLSR (RFC 3550 section 6.4.1)."""
         self.fraction_lost = block.fraction_lost
         self.packets_lost = block.packets_lost
+        ntp_ms = (ntp_time >> 32) * 1000 + ((ntp_time & 0xFFFFFFFF) * 1000 >> 32)
+        self.bandwidth.on_receiver_report(block.fraction_lost, self.octets_sent, ntp_ms)
         if block.last_sr:
             since = rtcp.ntp_middle(ntp_time) - block.last_sr - block.delay_since_last_sr
             rtt = since & 0xFFFFFFFF
