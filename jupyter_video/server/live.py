@@ -554,6 +554,14 @@ class Conference:
 
     async def refresh_subscriptions(self, participant: LiveParticipant) -> None:
         """Make what ``participant`` receives match its SubscribeRules."""
+        try:
+            await self._refresh_subscriptions(participant)
+        except ParticipantError as error:
+            # It left while this ran, and the media plane dropped its peer first.
+            if error.code != 53204 or not participant.gone:
+                raise
+
+    async def _refresh_subscriptions(self, participant: LiveParticipant) -> None:
         if participant.gone:
             return
         room = participant.room

@@ -25,6 +25,14 @@ from .live import Conference, LiveParticipant
 log = logging.getLogger(__name__)
 
 HEARTBEAT_CHECK_SECONDS = 0.5
+# The largest frame a client may send: an offer for dozens of tracks with every codec
+# stays far below it, and a room is not held up parsing megabytes of JSON.
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+def _ignore_closed(sent: asyncio.Future[None]) -> None:
+    if not sent.cancelled():
+        sent.exception()
 
 
 class SignalingConnection:
@@ -62,6 +70,12 @@ class SignalingConnection:
         self._after_close()
 
     async def _handle(self, text: str | bytes) -> None:
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise SignalingError(
+                53004,
+                f"Signaling message of {len(text)} bytes is over the limit of "
+                f"{MAX_MESSAGE_BYTES} bytes",
+            )
         frame = self.tcmp.receive(text, self.loop.time())
         handler: Callable[[Any], Awaitable[None]] = {
             tcmp.Hello: self.on_hello,
@@ -143,7 +157,11 @@ class SignalingConnection:
 
     def _write(self, frame: str) -> None:
         with contextlib.suppress(WebSocketClosedError):
-            self.socket.write_message(frame)
+            sent = self.socket.write_message(frame)
+            # A socket that closes while the frame is queued fails the future later;
+            # nobody waits for it, so take its exception here instead of asyncio
+            # logging "Task exception was never retrieved".
+            sent.add_done_callback(_ignore_closed)
 
     def close(self) -> None:
         self.left = True
@@ -203,6 +221,12 @@ class SignalingHandler(WebSocketHandler):
 
     def get_compression_options(self) -> dict[str, Any] | None:
         return {}
+
+    @property
+    def max_message_size(self) -> int:
+        # Twice the protocol's limit: a frame over that limit still reaches _handle,
+        # which refuses it with 53004, instead of tornado closing with a bare 1009.
+        return 2 * MAX_MESSAGE_BYTES
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         conference: Conference = self.settings["jupyter_video"].conference
