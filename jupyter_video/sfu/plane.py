@@ -97,6 +97,7 @@ class LocalMediaPlane(MediaPlane):
         if self.host_addresses is not None:
             adapter.use_host_addresses(self.host_addresses)
         adapter.use_fast_sender_clock()
+        adapter.drop_unchecked_datagrams()
         if self._speaker_task is None:
             self._speaker_task = asyncio.ensure_future(self._track_dominant_speakers())
 
