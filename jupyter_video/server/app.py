@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +46,21 @@ class VideoContext:
     recordings: Recordings
     compositions: Compositions
     ice_servers: IceServers = field(default_factory=IceServers)
+
+
+def check_local_address(address: str, setting: str) -> None:
+    """Raise ValueError unless ``address`` is one of this machine's: ICE would gather
+    no candidate on it, and every participant's media would fail."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError as error:
+        raise ValueError(
+            f"{setting}: {address!r} is not an address of this machine ({error.strerror}); "
+            "list addresses its interfaces have (`ip -brief address`), or leave the "
+            "setting unset to use all of them"
+        ) from None
 
 
 def _env(name: str) -> str | None:
@@ -316,6 +333,15 @@ class VideoApp(ExtensionApp):
     def initialize_settings(self) -> None:
         if self.hub_service_url:
             return  # the relay's handlers carry all they need (hub/relay.py)
+        try:
+            self._initialize_settings()
+        except (ValueError, OSError, sqlite3.Error) as error:
+            # Jupyter logs a failed extension and serves on without it: a server that
+            # looks up but has no rooms, or rooms that never carry media. Stop instead.
+            self.log.critical("jupyter_video cannot start: %s", error)
+            raise SystemExit(f"jupyter_video cannot start: {error}") from error
+
+    def _initialize_settings(self) -> None:
         if self.status_callback_method.upper() not in ("GET", "POST"):
             raise ValueError("VideoApp.status_callback_method must be GET or POST")
         self.status_callback_method = self.status_callback_method.upper()
@@ -327,6 +353,8 @@ class VideoApp(ExtensionApp):
         if not 1 <= self.max_participants <= MAX_PARTICIPANTS[RoomType.GROUP]:
             raise ValueError("VideoApp.max_participants must be between 1 and 50")
         ice_servers = IceServers.from_settings(self.ice_servers, self.turn_secret, self.turn_urls)
+        for address in self.ice_host_addresses or ():
+            check_local_address(address, "VideoApp.ice_host_addresses")
         credentials = account.ensure_credentials(
             Path(self.credentials_file),
             {
