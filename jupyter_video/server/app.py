@@ -29,6 +29,7 @@ from .compositions import Compositions
 from .live import Conference, LiveSettings
 from .recordings import Recordings
 from .registry import RoomDefaults, RoomRegistry
+from .signaling import JoinRate
 from .turn import IceServers
 
 
@@ -46,6 +47,7 @@ class VideoContext:
     recordings: Recordings
     compositions: Compositions
     ice_servers: IceServers = field(default_factory=IceServers)
+    join_rate: JoinRate | None = None
 
 
 def check_local_address(address: str, setting: str) -> None:
@@ -237,6 +239,25 @@ class VideoApp(ExtensionApp):
         help="Whether /video/metrics answers without authentication (a Prometheus on a "
         "private network); otherwise it takes REST credentials or a Jupyter session.",
     )
+    joins_per_second = Float(
+        10.0,
+        config=True,
+        help="Joins (signaling connect or sync) one client address may make per second "
+        "on average, beyond join_burst at once; more are told busy (53006) and when to "
+        "retry. 0: no limit.",
+    )
+    join_burst = Int(
+        50,
+        config=True,
+        help="Joins one client address may make at once (a class behind one NAT address) "
+        "before joins_per_second applies.",
+    )
+    max_tracks_per_participant = Int(
+        16,
+        config=True,
+        help="Tracks one participant may publish at once; more are refused with 53203 "
+        "(the room's MaxConcurrentPublishedTracks also applies).",
+    )
     session_timeout = Float(
         30.0,
         config=True,
@@ -392,6 +413,7 @@ class VideoApp(ExtensionApp):
                 ad_hoc_rooms=self.ad_hoc_rooms,
                 session_timeout=self.session_timeout,
                 signaling_region=self.region,
+                max_tracks_per_participant=self.max_tracks_per_participant,
             ),
         )
         status_callbacks = StatusCallbacks(
@@ -430,6 +452,7 @@ class VideoApp(ExtensionApp):
             recordings,
             compositions,
             ice_servers,
+            JoinRate(self.joins_per_second, self.join_burst),
         )
         self.settings["jupyter_video"] = self.context
 
