@@ -2,9 +2,9 @@
 after which the server holds no more than it did before.
 
 Participants are real Python clients (aiortc, one of them publishing a data track
-the 49 others receive: 50 fit on 2 cores beside the server). The figures (join time, resources before and after) are
-printed as JSON lines; timings are not asserted (benchmarks/reliability.py runs the
-long versions and reports them).
+the 49 others receive: 50 fit on 2 cores beside the server). The figures (join time,
+resources before and after) are printed as JSON lines; timings are not asserted
+(benchmarks/reliability.py runs the long versions and reports them).
 """
 
 from __future__ import annotations
