@@ -425,6 +425,7 @@ class VideoApp(ExtensionApp):
                 queue_size=self.status_callback_queue_size,
             ),
             self.log,
+            store,
         )
         # First, so that it numbers events in the order the registry emits them.
         registry.listeners.insert(0, status_callbacks.on_room_event)
