@@ -8,6 +8,7 @@ tests/test_recordings.py; what this suite adds is listed in docs/reliability.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import struct
@@ -138,4 +139,44 @@ def test_status_callback_sequence_numbers_continue_across_a_server_restart(
         assert len(set(numbers)) == len(numbers)  # never the same number twice
         assert numbers == sorted(numbers)
     finally:
+        server.stop()
+
+
+async def test_a_server_restart_under_a_call_ends_it_with_a_clear_error_and_keeps_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_video.client import RoomState, connect
+    from jupyter_video.sfu.adapter import use_host_addresses
+
+    from .. import server_process
+    from ..client.participants import LOOPBACK, Recorder
+
+    server = ServerProcess(tmp_path / "server", video_config=video_config(
+        tmp_path, session_timeout=8.0)).start()
+    use_host_addresses(LOOPBACK)
+    try:
+        name = room_name()
+        room = await connect(token(server, "eve"), name, server.url, ice_host_addresses=LOOPBACK)
+        events = Recorder(room)
+        sid = room.local_participant.sid
+        await asyncio.to_thread(server.stop, True)  # SIGKILL: no goodbye to anyone
+        reconnecting = await events.wait("reconnecting", timeout=15)
+        assert reconnecting.error is not None and reconnecting.error.code == 53001
+        port = server.port
+        monkeypatch.setattr(server_process, "free_port", lambda: port)  # the same address
+        await asyncio.to_thread(server.start)
+        started = time.monotonic()
+        # the new server has no such session: 53001 at once, not a wait for the timeout
+        ended = await events.wait("disconnected", timeout=20)
+        assert ended.error is not None and ended.error.code == 53001, ended.error
+        assert "connect to the room again" in str(ended.error)
+        assert room.state is RoomState.DISCONNECTED
+        print(json.dumps({"server_restart": {"ended_after_restart_s":
+                                             round(time.monotonic() - started, 2)}}))
+        base, auth = rest(server)
+        record = requests.get(f"{base}Rooms/{name}/Participants/{sid}", auth=auth,
+                              timeout=10).json()
+        assert record["identity"] == "eve" and record["status"] == "disconnected"
+    finally:
+        use_host_addresses(None)
         server.stop()
