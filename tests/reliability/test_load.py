@@ -27,10 +27,10 @@ from ..client.participants import LOOPBACK, room_name, token
 from ..server_process import TOKEN, ServerProcess
 from .conftest import tracebacks, video_config
 
-pytestmark = pytest.mark.timeout(400)
-
 PARTICIPANTS = 50
 CHURN_SECONDS = float(os.environ.get("LOAD_CHURN_SECONDS", "60"))  # 600 for the long run
+
+pytestmark = pytest.mark.timeout(int(max(400, CHURN_SECONDS + 300)))
 # What the server may hold after churn beyond what it held before (warm caches, the
 # SQLite page cache, aiortc's codec tables): stated, not tuned to pass.
 FD_BOUND = 16
