@@ -94,10 +94,10 @@ class LocalMediaPlane(MediaPlane):
         }
 
     async def start(self) -> None:
+        adapter.drop_unchecked_datagrams()
         if self.host_addresses is not None:
             adapter.use_host_addresses(self.host_addresses)
         adapter.use_fast_sender_clock()
-        adapter.drop_unchecked_datagrams()
         if self._speaker_task is None:
             self._speaker_task = asyncio.ensure_future(self._track_dominant_speakers())
 
