@@ -237,7 +237,11 @@ class Fuzzer:
         """Check one server frame; what it was."""
         frame = json.loads(reply)
         kind = frame["type"]
-        assert kind in ("welcome", "msg", "heartbeat", "bad", "bye"), frame
+        assert kind in ("welcome", "msg", "heartbeat", "bad", "bye", "busy"), frame
+        if kind == "busy":  # joins over the address's rate: retry later (then closed)
+            assert frame["retryAfter"] > 0, frame
+            self._count("busy")
+            return "bad"
         if kind == "bad":
             code = int(frame["reason"].split(":")[0])
             assert code in CODES and code != 53000, frame
@@ -316,7 +320,8 @@ def test_ten_thousand_fuzzed_signaling_frames_leave_the_server_and_a_live_room_u
                                          "outcomes": outcomes,
                                          "pair_before": before, "pair_after": after}}))
     assert sent >= MESSAGES
-    refused = sum(n for outcome, n in outcomes.items() if outcome.startswith(("error", "bad")))
+    refused = sum(n for outcome, n in outcomes.items()
+                  if outcome.startswith(("error", "bad", "busy")))
     assert outcomes.get("survived", 0) > 0 and refused > 0
     assert after["alice_bad_frames"] == 0 and after["bob_bad_frames"] == 0
     assert tracebacks(server) == []
