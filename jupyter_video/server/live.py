@@ -73,6 +73,7 @@ class LiveSettings:
     ad_hoc_rooms: bool = True
     session_timeout: float = 30.0
     signaling_region: str = "gll"
+    max_tracks_per_participant: int = 16
 
 
 @dataclass
@@ -512,6 +513,16 @@ class Conference:
             raise VideoError(53304, f"Track name '{track.name}' is already published")
         if room.audio_only and track.kind == "video":
             raise VideoError(53125, "This room is audio-only: video tracks are refused")
+        most = self.settings.max_tracks_per_participant
+        if len(participant.tracks) >= most:
+            raise VideoError(
+                53203, f"A participant publishes at most {most} tracks at once "
+                "(VideoApp.max_tracks_per_participant); unpublish one first")
+        published = sum(len(p.tracks) for p in participant.room.participants.values())
+        if published >= room.max_concurrent_published_tracks:
+            raise VideoError(
+                53203, f"Room {room.sid} has its {room.max_concurrent_published_tracks} "
+                "tracks published (MaxConcurrentPublishedTracks)")
         record = self.registry.publish_track(
             room, participant.record, track.name, TrackKind(track.kind), track.enabled
         )
@@ -618,6 +629,14 @@ class Conference:
 
     async def refresh_subscriptions(self, participant: LiveParticipant) -> None:
         """Make what ``participant`` receives match its SubscribeRules."""
+        try:
+            await self._refresh_subscriptions(participant)
+        except ParticipantError as error:
+            # It left while this ran, and the media plane dropped its peer first.
+            if error.code != 53204 or not participant.gone:
+                raise
+
+    async def _refresh_subscriptions(self, participant: LiveParticipant) -> None:
         if participant.gone:
             return
         room = participant.room

@@ -46,6 +46,7 @@ from .registry import Page, RoomRegistry
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_PARAM_LENGTH = 4096
+MAX_OFFSET = 10**12
 _PAGING = ("PageSize", "Page", "PageToken")
 _PAGE_TOKEN = re.compile(r"^PT(\d{1,9})$")
 
@@ -189,6 +190,10 @@ class TwilioHandler(APIHandler):
         # never add them on their own since this server never asks for them.
         if self._basic_authenticated:
             return None
+        if getattr(self, "_jupyter_current_user", "unknown") is None:
+            # Nobody is signed in: prepare() refuses with Twilio's 401/20003, which is
+            # what a Twilio helper library understands, not Jupyter's 403 about _xsrf.
+            return None
         return super().check_xsrf_cookie()
 
     def authorize(self, action: str, participant: Participant | None = None) -> None:
@@ -238,6 +243,12 @@ class TwilioHandler(APIHandler):
         if page < 0:
             raise invalid_parameter("Page must not be negative")
         offset = page * page_size
+        if offset > MAX_OFFSET:
+            # The store's offsets are 64-bit integers; no listing reaches this far.
+            raise invalid_parameter(
+                f"Page {page} of PageSize {page_size} is past the end of any listing; "
+                "follow next_page_url from page 0"
+            )
         token = params.text("PageToken")
         if token is not None:
             match = _PAGE_TOKEN.match(token)
