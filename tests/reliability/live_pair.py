@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.client import (
     LocalDataTrack,
     LocalVideoTrack,
@@ -28,7 +29,6 @@ from jupyter_video.client import (
     RoomState,
     connect,
 )
-from jupyter_video.sfu.adapter import use_host_addresses
 
 from ..client.participants import LOOPBACK, token
 from ..server_process import ServerProcess

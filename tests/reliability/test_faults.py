@@ -145,8 +145,8 @@ def test_status_callback_sequence_numbers_continue_across_a_server_restart(
 async def test_a_server_restart_under_a_call_ends_it_with_a_clear_error_and_keeps_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from jupyter_video._aiortc import use_host_addresses
     from jupyter_video.client import RoomState, connect
-    from jupyter_video.sfu.adapter import use_host_addresses
 
     from .. import server_process
     from ..client.participants import LOOPBACK, Recorder

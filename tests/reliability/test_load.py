@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
+from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.client import LocalDataTrack, RemoteDataTrack, Room, connect
-from jupyter_video.sfu.adapter import use_host_addresses
 
 from ..client.participants import LOOPBACK, room_name, token
 from ..server_process import TOKEN, ServerProcess
