@@ -15,6 +15,7 @@ from .errors import VideoError
 from .tokens import AccessToken, VideoGrant
 
 if TYPE_CHECKING:
+    from .classroom import Classroom
     from .client import (
         LocalAudioTrack,
         LocalDataTrack,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     )
     from .compositions.client import ComposedVideo, compose
     from .recording import TrackRecording, recordings
-    from .widgets import PreviewWidget, RoomWidget
+    from .widgets import PreviewWidget, RoomMonitor, RoomWidget
 
 __version__ = "0.1.0"
 
@@ -47,12 +48,16 @@ _LAZY = {
     )
 }
 _LAZY.update({name: "jupyter_video.recording" for name in ("TrackRecording", "recordings")})
+_LAZY["Classroom"] = "jupyter_video.classroom"
 _LAZY.update({name: "jupyter_video.compositions.client" for name in ("ComposedVideo", "compose")})
 # The widgets import anywidget and ipywidgets: only when a notebook asks for them.
-_LAZY.update({name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget")})
+_LAZY.update(
+    {name: "jupyter_video.widgets" for name in ("RoomWidget", "PreviewWidget", "RoomMonitor")}
+)
 
 __all__ = [
     "AccessToken",
+    "Classroom",
     "ComposedVideo",
     "Credentials",
     "LocalAudioTrack",
@@ -64,6 +69,7 @@ __all__ = [
     "RemoteVideoTrack",
     "Room",
     "RoomEvent",
+    "RoomMonitor",
     "RoomWidget",
     "TrackRecording",
     "VideoError",

@@ -94,6 +94,35 @@ def use_host_addresses(addresses: Sequence[str] | None) -> None:
     aioice.ice.get_host_addresses = get_host_addresses
 
 
+_aioice_datagram_received = aioice.ice.StunProtocol.datagram_received
+
+
+def drop_unchecked_datagrams() -> None:
+    """Make ICE drop non-STUN datagrams from addresses none of its candidate pairs has
+    (process-wide), and empty datagrams from anyone.
+
+    aioice hands every datagram that is not STUN to DTLS, whoever sent it: anyone
+    who can reach the port can feed the DTLS transport, and a single empty datagram
+    ends it (aiortc ``RTCDtlsTransport._recv_next`` reads ``data[0]``), taking the
+    participant's media and data with it. ICE only carries media between checked
+    pairs (RFC 8445 section 7.3.1.4; RFC 7675 for consent).
+    """
+
+    def datagram_received(self: aioice.ice.StunProtocol, data: bytes | str,
+                          addr: tuple[Any, ...]) -> None:
+        if not data:
+            return
+        # RFC 7983: a first byte of 0-3 is STUN, which aioice checks itself.
+        if isinstance(data, bytes) and data[0] > 3 and not any(
+            pair.protocol is self and pair.remote_addr == (addr[0], addr[1])
+            for pair in self.receiver._check_list
+        ):
+            return
+        _aioice_datagram_received(self, data, addr)
+
+    aioice.ice.StunProtocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host.*)$", re.MULTILINE)
 
 

@@ -45,6 +45,19 @@ class DriverHandler(APIHandler):
             track = registry.store.get(PublishedTrack, body["track_sid"])
             registry.record_subscription(subscriber, track, body.get("subscribed", True))
             self.finish({})
+        elif action == "classroom_channels":
+            # The classroom channels open to a room; ``drop`` closes them from this side:
+            # "close" with a close frame (a server going away), "abort" the TCP stream
+            # (a proxy or network dropping it).
+            classrooms = self.settings["jupyter_video_classroom"]
+            channels = sorted(classrooms.channels.get(body["room"], ()), key=id)
+            for channel in channels:
+                if body.get("drop") == "close":
+                    channel.close()
+                elif body.get("drop") == "abort":
+                    channel.ws_connection.stream.close()
+            self.finish({"identities": [channel.identity for channel in channels],
+                         "ids": [id(channel) for channel in channels]})
         else:
             raise web.HTTPError(404)
 

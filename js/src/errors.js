@@ -33,6 +33,7 @@ const CODES = {
   53006: ['The signaling server is too busy to accept new clients.', 'Try joining again after some time.'],
   53105: ['The room is full.', 'Try another room, or raise VideoApp.max_participants.'],
   53106: ['The room does not exist and ad-hoc rooms are disabled.', 'Create the room over REST first (POST /video/v1/Rooms).'],
+  53117: ['Tracks cannot be unsubscribed in a Go or Peer-to-Peer room: every participant receives every track.', 'Create the room as a group room (RoomWidget(type="group")) to choose what each participant receives.'],
   53118: ['The room has ended.', 'Join a new room (the same name starts a new one when ad-hoc rooms are on).'],
   53205: ['Another participant joined the room with the same identity.', 'Use a unique identity (the widget makes one unique when it asks for a token).'],
   53405: ['The media connection to the server failed.', 'Check that the server\'s ICE addresses (VideoApp.ice_host_addresses) are reachable from this browser, and that no firewall blocks UDP.'],

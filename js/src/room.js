@@ -5,6 +5,7 @@ import css from './styles.css';
 import { describeError, isMediaError } from './errors.js';
 import { request, serverBase, signalingUrl } from './jupyter.js';
 import { WebSocketPeerConnection, webSocketMediaSupported } from './websocket_peer_connection.js';
+import { ClassroomPanel } from './classroom.js';
 
 // media_transport "auto": WebRTC first, the media socket when ICE has not
 // connected this long after joining, or stays failed this long later in the call.
@@ -126,12 +127,13 @@ class RoomView {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) { event.preventDefault(); submit(); }
     });
     const chat = element('div', { class: 'jv-chat' }, [this.messageList, form]);
+    this.classroom = new ClassroomPanel(this);
     const bar = element('div', { class: 'jv-bar' }, [
-      this.stateBadge, this.transportBadge, this.title, element('span', { class: 'jv-spacer' }),
-      this.micButton, this.camButton, this.screenButton, this.leaveButton,
+      this.stateBadge, this.transportBadge, this.title, this.classroom.lockBadge, this.classroom.countdown, element('span', { class: 'jv-spacer' }),
+      this.classroom.reactions, this.classroom.handButton, this.micButton, this.camButton, this.screenButton, this.leaveButton,
     ]);
     this.container = element('div', { class: 'jv-room' }, [
-      bar, this.errorBox, this.unlockButton, element('div', { class: 'jv-body' }, [this.grid, chat]), this.audioBox,
+      bar, this.errorBox, this.classroom.node, this.unlockButton, element('div', { class: 'jv-body' }, [this.grid, chat]), this.audioBox,
     ]);
     this.localTile = this.tile('local', this.model.get('identity') || 'you', true);
     this.root.append(this.container);
@@ -188,6 +190,7 @@ class RoomView {
     try {
       const query = new URLSearchParams({ room: this.model.get('room') });
       if (this.model.get('identity')) { query.set('identity', this.model.get('identity')); }
+      if (this.model.get('type')) { query.set('type', this.model.get('type')); }
       grant = await request(this.base, `video/token?${query}`);
     } catch (error) {
       this.showError(error);
@@ -202,7 +205,11 @@ class RoomView {
     if (this.left) { this.stopLocalTracks(); return; }
     this.dataTrack = new Video.LocalDataTrack({ name: 'chat' });
     this.grant = grant;
-    const requested = this.model.get('media_transport') || grant.media_transport || 'auto';
+    // The media socket is the SFU's: in a Go or Peer-to-Peer room media goes between the
+    // participants' own peer connections, and a lone participant has none to watch.
+    const mesh = ['go', 'peer-to-peer'].includes(grant.room_type);
+    this.mesh = mesh;
+    const requested = mesh ? 'webrtc' : this.model.get('media_transport') || grant.media_transport || 'auto';
     const transport = requested === 'websocket' && webSocketMediaSupported() ? 'websocket' : 'webrtc';
     await this.connect(transport, requested === 'auto');
   }
@@ -326,9 +333,71 @@ class RoomView {
     this.save({ room_sid: room.sid, participant_sid: room.localParticipant.sid });
     this.sync();
     this.setState('connected');
+    this.classroom.open(room, this.grant.token);
+  }
+
+  /** A moderator moved this participant (breakout, recall, visit): leave this room
+   *  and join ``name`` with the token the server sent, keeping the local tracks. */
+  moveTo(name, token, reason) {
+    // One after another, in the order sent (a recall right after a breakout).
+    this.moving = (this.moving || Promise.resolve()).then(() => this.move(name, token, reason));
+    return this.moving;
+  }
+
+  async move(name, token, reason) {
+    if (this.left) { return; }
+    const room = this.room;
+    this.grant = { ...this.grant, token, room: name };
+    this.room = null; // its events are the old room's from now on
+    this.setState('reconnecting');
+    if (room) {
+      room.disconnect();
+      for (const sid of Array.from(this.tiles.keys())) {
+        const participant = room.participants.get(sid);
+        if (participant) { this.removeParticipant(participant); }
+      }
+    }
+    this.messages = []; // each room's chat is its own; its history comes on the channel
+    this.messageList.textContent = '';
+    this.classroom.say(reason === 'recall' ? `Back in ${name}` : `Moved to ${name}`, 'move');
+    await this.connect(this.transport || 'webrtc', false);
+  }
+
+  /** Mic or camera held off by a moderator: its button says so and does nothing. */
+  holdButton(kind, held) {
+    const button = kind === 'audio' ? this.micButton : this.camButton;
+    if (held) {
+      this.setEnabled(kind, false);
+      button.setAttribute('data-held', 'true');
+      button.title = 'Muted by the teacher';
+      button.disabled = true;
+    } else if (button.getAttribute('data-held')) {
+      button.removeAttribute('data-held');
+      button.title = '';
+      button.disabled = !this.room;
+    }
+  }
+
+  /** A participant's reaction floats over their tile for a few seconds. */
+  showReaction(identity, emoji) {
+    const local = this.room && this.room.localParticipant.identity === identity;
+    const tile = local ? this.localTile : [...this.tiles.values()].find((t) => t.node.getAttribute('data-identity') === identity);
+    if (!tile || !emoji) { return; }
+    const badge = element('span', { class: 'jv-reaction', text: emoji });
+    tile.node.append(badge);
+    setTimeout(() => badge.remove(), 4000);
+  }
+
+  /** Everyone sees the spotlit participant large. */
+  spotlight(identity) {
+    this.grid.classList.toggle('jv-has-spotlight', Boolean(identity));
+    for (const tile of [this.localTile, ...this.tiles.values()]) {
+      tile.node.classList.toggle('jv-spotlight', Boolean(identity) && tile.node.getAttribute('data-identity') === identity);
+    }
   }
 
   disconnected(error) {
+    this.classroom.close();
     this.stopLocalTracks();
     if (error) { this.showError(error); }
     this.room = null;
@@ -342,6 +411,7 @@ class RoomView {
     this.tiles.set(participant.sid, this.tile(participant.sid, participant.identity));
     participant.tracks.forEach((publication) => { if (publication.track) { this.attach(publication.track, participant); } });
     this.renderTracks(participant);
+    this.classroom.refreshTiles();
   }
 
   removeParticipant(participant) {
@@ -406,6 +476,10 @@ class RoomView {
         text: `${publication.kind}${publication.isTrackEnabled ? '' : ' (off)'}`,
       });
       button.onclick = () => (this.excluded.has(publication.trackSid) ? this.subscribe(publication.trackSid) : this.unsubscribe(publication.trackSid));
+      if (this.mesh) { // no SubscribeRules: each peer connection carries all of its sender's tracks
+        button.disabled = true;
+        button.title = `${publication.trackName}: every track is received in a ${this.grant.room_type} room`;
+      }
       tile.tracks.append(button);
     });
   }
@@ -534,6 +608,19 @@ class RoomView {
     if (!this.room || !this.dataTrack) { return; }
     this.dataTrack.send(text);
     this.addMessage(this.room.localParticipant, text);
+    // Kept in the room's history; everyone in the room had it on the data track.
+    this.classroom.act('chat', { text, relay: false });
+  }
+
+  /** The room's chat before this participant joined (the classroom channel's). */
+  showHistory(messages) {
+    if (this.messages.length) { return; }
+    for (const message of messages) { this.addMessage(message, message.text, new Date(message.time), true); }
+  }
+
+  /** A message sent through the classroom (a kernel's Classroom or seat). */
+  addRelayed(message) {
+    this.addMessage(message, message.text, new Date(message.time));
   }
 
   received(data, participant) {
@@ -541,12 +628,12 @@ class RoomView {
     this.addMessage(participant, text);
   }
 
-  addMessage(participant, text) {
-    const now = new Date();
+  addMessage(participant, text, now = new Date(), history = false) {
     const message = { sid: participant.sid, identity: participant.identity, text, time: now.toISOString() };
     this.messages.push(message);
     const local = this.room && participant === this.room.localParticipant;
-    this.messageList.append(element('li', { class: local ? 'jv-message jv-own' : 'jv-message' }, [
+    const cls = `jv-message${local ? ' jv-own' : ''}${history ? ' jv-history' : ''}`;
+    this.messageList.append(element('li', { class: cls }, [
       element('span', { class: 'jv-time', text: clock(now) }),
       element('span', { class: 'jv-who', text: participant.identity }),
       element('span', { class: 'jv-text', text }),
@@ -566,12 +653,16 @@ class RoomView {
       case 'mute': this.setEnabled(message.kind, false); break;
       case 'unmute': this.setEnabled(message.kind, true); break;
       case 'leave': this.leave(); break;
+      case 'raise_hand': this.classroom.act('raise_hand'); break;
+      case 'lower_hand': this.classroom.act('lower_hand', message.identity ? { identity: message.identity } : {}); break;
+      case 'classroom': this.classroom.act(message.action, message.args || {}); break;
       default: break;
     }
   }
 
   leave() {
     this.left = true;
+    this.classroom.close();
     if (this.room) { this.room.disconnect(); } else { this.stopLocalTracks(); }
   }
 

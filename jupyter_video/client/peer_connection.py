@@ -45,6 +45,7 @@ from aiortc.sdp import candidate_from_sdp
 from .. import _aiortc as adapter
 from ..errors import MediaError
 from ..signaling import rsp
+from .mesh import TrackCopies, TrackCopy, keep_remote_numbering, sends
 from .track import LocalDataTrack, LocalMediaTrack
 from .websocket_peer_connection import WebSocketPeerConnection
 
@@ -199,6 +200,9 @@ class PeerConnection:
         self._unapplied_offer: RTCSessionDescription | None = None  # sent, not yet set
         self._ice = IceBox()
         self._retired: set[RTCRtpTransceiver] = set()  # sent a track once: not reused
+        # Our offers keep the other end's numbering (a peer of a Go or Peer-to-Peer
+        # room that may have offered first: :func:`.mesh.keep_remote_numbering`).
+        self.keeps_remote_numbering = False
 
     def _move_to(self, state: Negotiation) -> None:
         """The one place negotiation state changes."""
@@ -208,7 +212,7 @@ class PeerConnection:
 
     # ----------------------------------------------------------------- local media
 
-    def add_track(self, track: LocalMediaTrack) -> RTCRtpTransceiver:
+    def add_track(self, track: LocalMediaTrack | TrackCopy) -> RTCRtpTransceiver:
         """Send ``track``, on a transceiver that only receives if there is one
         (peerconnection.js ``_addOrUpdateTransceiver``), else a new one.
 
@@ -225,10 +229,18 @@ class PeerConnection:
                 return transceiver
         return self.pc.addTransceiver(track, direction="sendrecv")
 
+    def share_tracks(self, copies: TrackCopies) -> None:
+        """Send a copy of each local track from now on, so that other peer connections
+        can send it too (:mod:`.mesh`)."""
+        for transceiver in self.pc.getTransceivers():
+            track = transceiver.sender.track
+            if isinstance(track, LocalMediaTrack):
+                transceiver.sender.replaceTrack(copies.copy(track))
+
     def remove_track(self, track: LocalMediaTrack) -> None:
         """Stop sending ``track``; its transceiver keeps receiving what the server sends."""
         for transceiver in self.pc.getTransceivers():
-            if transceiver.sender.track is track:
+            if sends(transceiver.sender.track, track):
                 # aiortc's sender idles while its track is None
                 transceiver.sender.replaceTrack(None)
                 transceiver.direction = "recvonly"
@@ -266,6 +278,11 @@ class PeerConnection:
         self._offer_wanted = False
         try:
             offer = await self.pc.createOffer()
+            remote = self.pc.remoteDescription
+            if self.keeps_remote_numbering and remote is not None:
+                offer = RTCSessionDescription(keep_remote_numbering(offer.sdp, remote.sdp),
+                                              "offer")
+                adapter.use_offered_parameters(self.pc, offer.sdp)
             if self.pc.localDescription is None:
                 await self.pc.setLocalDescription(offer)
                 offer = self.pc.localDescription  # with the candidates just gathered

@@ -1,9 +1,11 @@
 """Rooms: ``await connect(token, name)`` and everything that happens while you are in one.
 
 A :class:`Room` is twilio-video's Room in Python: one signaling connection
-(TCMP v2 + RSP v2, :mod:`.signaling`), one peer connection
-(:mod:`.peer_connection`), the room state the server sends (``participants``,
-``published``, ``subscribed``, each revisioned), and events. See
+(TCMP v2 + RSP v2, :mod:`.signaling`), its peer connections
+(:mod:`.peer_connection`: one with the SFU in a group room, one per other
+participant in a Go or Peer-to-Peer room, :mod:`.mesh`), the room state the
+server sends (``participants``, ``published``, ``subscribed``, each revisioned),
+and events. See
 docs/signaling.md; room.js ``_update`` is the reference for how server state is
 applied.
 """
@@ -18,12 +20,13 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from aiortc import RTCDataChannel, RTCRtpTransceiver
+from aiortc import RTCBundlePolicy, RTCDataChannel, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import SignalingError, VideoError
 from ..signaling import rsp
 from .events import EventEmitter, EventStream, Listener
+from .mesh import TrackCopies
 from .participant import LocalParticipant, ParticipantState, RemoteParticipant
 from .peer_connection import (
     PeerConnection,
@@ -129,6 +132,11 @@ class Room:
         self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
             self._ice_servers or [], "all" if ice_servers is None else ice_transport_policy),
             transport)
+        # RSP id -> peer connection: the first one (``_pc``, offered in connect), and
+        # in a Go or Peer-to-Peer room one more per other participant, opened when the
+        # server names a new id (peerconnectionmanager.js ``_getOrCreate``).
+        self._peer_connections: dict[str, PeerConnection] = {self._pc.id: self._pc}
+        self._copies = TrackCopies()
         self._revisions = rsp.RevisionFilter()
         self._lock = asyncio.Lock()  # one change to the peer connection at a time
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -137,7 +145,7 @@ class Room:
         self._subscriptions: dict[str, RemoteTrack] = {}  # track sid -> matched track
         self._channels: dict[str, _IncomingChannel] = {}  # label -> server's channel
         self._pumps: dict[RTCRtpTransceiver, _MediaPump] = {}
-        self._local_channels: dict[str, RTCDataChannel] = {}  # data track id -> channel
+        self._local_channels: dict[str, list[RTCDataChannel]] = {}  # data track id -> its channels
         self._msp_labels: dict[str, str] = {}  # label -> MSP channel name
         self._msp_ready: set[str] = set()
 
@@ -158,6 +166,19 @@ class Room:
     async def disconnect(self) -> None:
         """Leave the room (``disconnect``, ``bye``); every task of the room ends."""
         await self._end(None)
+
+    async def get_stats(self) -> Any:
+        """The peer connection's statistics (aiortc's ``RTCStatsReport``)."""
+        return await self._pc.pc.getStats()
+
+    async def chat_history(self) -> list[dict[str, Any]]:
+        """The room's chat as the server keeps it, oldest first: ``sid``, ``identity``,
+        ``text``, ``time``, ``room`` (docs/classroom.md)."""
+        from ..classroom.channel import request, room_path
+
+        body = await asyncio.to_thread(request, self._url, room_path(self.name or "") + "/chat",
+                                       headers={"X-Video-Token": self._token})
+        return list(body["messages"])
 
     async def __aenter__(self) -> Room:
         return self
@@ -226,6 +247,7 @@ class Room:
         unused = self._pc
         self._pc = PeerConnection(self._on_datachannel, rtc_configuration(
             message.ice_servers, self._ice_transport_policy), self.transport)
+        self._peer_connections = {self._pc.id: self._pc}
         await unused.close()
 
     async def _open_media_socket(self) -> None:
@@ -241,7 +263,12 @@ class Room:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            if self._pc.pc.connectionState == "connected":
+            if self._pc.id not in self._peer_connections:
+                # The server closed it: a Go or Peer-to-Peer room, alone in it so far;
+                # its media never goes to the server, over ICE or the media socket.
+                return True
+            if any(pc.pc.connectionState == "connected"
+                   for pc in self._peer_connections.values()):
                 return True
             if self._pc.pc.connectionState == "failed" or self.state is RoomState.DISCONNECTED:
                 return False
@@ -416,15 +443,56 @@ class Room:
         self._events.emit("participant_disconnected", participant=participant)
 
     async def _update_peer_connection(self, state: rsp.PeerConnectionState) -> None:
-        if state.id != self._pc.id:
-            log.warning("ignored unknown peer connection %s", state.id)
-            return
+        pc = self._peer_connections.get(state.id)
+        opened = pc is None
+        if pc is None:
+            if state.description is None or state.description.type not in (
+                    "offer", "create-offer"):
+                log.debug("ignored peer connection %s (unknown or closed)", state.id)
+                return
+            pc = self._open_peer_connection(state.id)
         if state.description is not None:
-            for description in await self._pc.apply(state.description):
-                await self._send_description(description)
+            if opened and state.description.type == "create-offer":
+                self._send_local_tracks(pc)  # in the offer it is asked for
+            for description in await pc.apply(state.description):
+                await self._send_description(description, pc)
+            if opened and state.description.type == "offer":
+                # Only now: added before the other end's first offer is answered, a
+                # track's transceiver would come first in aiortc's list without being
+                # the BUNDLE's first m-section, and aiortc would stop the transport all
+                # of them share when the answer to our next offer bundles it.
+                self._send_local_tracks(pc)
+                for description in await pc.renegotiate():
+                    await self._send_description(description, pc)
+            if state.description.type == "close":
+                self._peer_connections.pop(pc.id, None)
             self._adopt_receivers()
         if state.ice is not None:
-            await self._pc.add_ice(state.ice)
+            await pc.add_ice(state.ice)
+
+    def _open_peer_connection(self, id_: str) -> PeerConnection:
+        """A peer connection with another participant of a Go or Peer-to-Peer room,
+        under the id the server named (its local tracks come with the first
+        description, :meth:`_send_local_tracks`)."""
+        configuration = rtc_configuration(self._ice_servers or [], self._ice_transport_policy)
+        # One transport for every m-section from the start, as twilio-video asks of its
+        # RTCPeerConnections: tracks added before the other end's first offer was
+        # answered must not bring candidates of their own into a later offer.
+        configuration.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+        pc = PeerConnection(self._on_datachannel, configuration, self.transport)
+        pc.id = id_
+        pc.keeps_remote_numbering = True
+        self._peer_connections[id_] = pc
+        for pc_before in self._peer_connections.values():
+            pc_before.share_tracks(self._copies)  # no two senders pull from one track
+        return pc
+
+    def _send_local_tracks(self, pc: PeerConnection) -> None:
+        """Every local track on ``pc`` (a copy of each, :mod:`.mesh`), receiving audio
+        and video as the first peer connection does."""
+        for track in self.local_participant._announced.values():
+            self._attach_local(track, [pc])
+        pc.receive_audio_and_video()
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -453,15 +521,19 @@ class Room:
 
     def _adopt_receivers(self) -> None:
         """Drain every receiving transceiver's track from the moment it exists."""
-        for transceiver in self._pc.pc.getTransceivers():
-            track = transceiver.receiver.track
-            if track is not None and transceiver not in self._pumps:
-                self._pumps[transceiver] = _MediaPump(track)
+        for pc in self._peer_connections.values():
+            for transceiver in pc.pc.getTransceivers():
+                track = transceiver.receiver.track
+                if track is not None and transceiver not in self._pumps:
+                    self._pumps[transceiver] = _MediaPump(track)
 
     def _match(self) -> None:
         """Pair each ``subscribed`` entry with its m-section (by ``a=msid`` track id) or
         data channel (by label); fire ``track_subscribed`` once both exist."""
-        mids = {track_id: mid for mid, track_id in self._pc.remote_track_ids().items()}
+        # a track id -> the peer connection and m-section it arrives on (mids are
+        # per peer connection; track ids are the publishers' own, unique in the room)
+        mids = {track_id: (pc, mid) for pc in self._peer_connections.values()
+                for mid, track_id in pc.remote_track_ids().items()}
         for sid, track_id in self._subscribed.items():
             if sid in self._subscriptions:
                 continue
@@ -476,7 +548,7 @@ class Room:
                 track = RemoteDataTrack(sid, publication.track_name)
                 incoming.sink = track
             else:
-                pump = self._pump_for_mid(mids.get(track_id))
+                pump = self._pump_for_mid(*mids.get(track_id, (None, None)))
                 if pump is None:
                     continue
                 track = (RemoteVideoTrack if publication.kind == "video"
@@ -490,13 +562,13 @@ class Room:
             if isinstance(track, RemoteDataTrack):
                 self._flush_channel(track_id)
 
-    def _pump_for_mid(self, mid: str | None) -> _MediaPump | None:
-        if mid is None:
+    def _pump_for_mid(self, pc: PeerConnection | None, mid: str | None) -> _MediaPump | None:
+        if pc is None or mid is None:
             return None
         self._adopt_receivers()
-        for transceiver, pump in self._pumps.items():
-            if transceiver.mid == mid:
-                return pump
+        for transceiver in pc.pc.getTransceivers():
+            if transceiver.mid == mid and transceiver in self._pumps:
+                return self._pumps[transceiver]
         return None
 
     def _unsubscribe(self, sid: str) -> None:
@@ -612,27 +684,33 @@ class Room:
 
     # ------------------------------------------------------------------ local tracks
 
-    def _attach_local(self, track: LocalTrack) -> None:
-        if isinstance(track, LocalDataTrack):
-            channel = self._pc.add_data_track(track)
-            self._local_channels[track.id] = channel
-            track._attach(channel)
-        else:
-            self._pc.add_track(track)
+    def _attach_local(self, track: LocalTrack,
+                      pcs: Iterable[PeerConnection] | None = None) -> None:
+        """Send ``track`` on ``pcs`` (default: every peer connection of the room)."""
+        several = len(self._peer_connections) > 1
+        for pc in self._peer_connections.values() if pcs is None else pcs:
+            if isinstance(track, LocalDataTrack):
+                channel = pc.add_data_track(track)
+                self._local_channels.setdefault(track.id, []).append(channel)
+                track._attach(channel)
+            else:
+                pc.add_track(self._copies.copy(track) if several else track)
 
     async def _publish(self, track: LocalTrack) -> LocalTrackPublication:
         if self.state is not RoomState.CONNECTED:
             raise SignalingError(53001, f"Cannot publish while the room is {self.state.value}")
         async with self._lock:
-            data_ready = has_application_section(
-                self._pc.pc.localDescription.sdp if self._pc.pc.localDescription else None)
+            data_ready = {pc: has_application_section(
+                pc.pc.localDescription.sdp if pc.pc.localDescription else None)
+                for pc in self._peer_connections.values()}
             future = self.local_participant._announce(track)
             self._attach_local(track)
             await self._send_participant()
             # peerconnectionmanager.js: a data track on a negotiated SCTP needs no offer
-            if not (isinstance(track, LocalDataTrack) and data_ready):
-                for description in await self._pc.renegotiate():
-                    await self._send_description(description)
+            for pc, ready in data_ready.items():
+                if not (isinstance(track, LocalDataTrack) and ready):
+                    for description in await pc.renegotiate():
+                        await self._send_description(description, pc)
         return await future
 
     async def _unpublish(self, track: LocalTrack) -> LocalTrackPublication | None:
@@ -641,15 +719,16 @@ class Room:
         async with self._lock:
             publication = self.local_participant._withdraw(track)
             if isinstance(track, LocalDataTrack):
-                channel = self._local_channels.pop(track.id, None)
-                if channel is not None:
+                for channel in self._local_channels.pop(track.id, []):
                     track._detach(channel)
                 await self._send_participant()
             else:
-                self._pc.remove_track(track)
+                for pc in self._peer_connections.values():
+                    pc.remove_track(track)
                 await self._send_participant()
-                for description in await self._pc.renegotiate():
-                    await self._send_description(description)
+                for pc in list(self._peer_connections.values()):
+                    for description in await pc.renegotiate():
+                        await self._send_description(description, pc)
         return publication
 
     def _local_track_changed(self) -> None:
@@ -675,8 +754,9 @@ class Room:
     async def _send_participant(self) -> None:
         await self._send_update(None)
 
-    async def _send_description(self, description: rsp.Description) -> None:
-        await self._send_update([rsp.PeerConnectionState(self._pc.id,
+    async def _send_description(self, description: rsp.Description,
+                                pc: PeerConnection | None = None) -> None:
+        await self._send_update([rsp.PeerConnectionState((pc or self._pc).id,
                                                          description=description)])
 
     # ------------------------------------------------------------------ reconnecting
@@ -694,11 +774,11 @@ class Room:
         while loop.time() < deadline and self.state is RoomState.RECONNECTING:
             await asyncio.sleep(delay)
             delay = min(delay * factor, cap)
-            description = self._pc.local_description()
             sync = rsp.Sync(session=self._session, token=self._token, name=self.name,
                             participant=self.local_participant._state(),
-                            peer_connections=[rsp.PeerConnectionState(
-                                self._pc.id, description=description)])
+                            peer_connections=[
+                                rsp.PeerConnectionState(pc.id, description=pc.local_description())
+                                for pc in self._peer_connections.values()])
             signaling = SignalingConnection(self._url)
             try:
                 await signaling.open(sync.to_dict())
@@ -740,7 +820,8 @@ class Room:
             self._unsubscribe(sid)
         for participant in self.participants.values():
             participant.state = ParticipantState.DISCONNECTED
-        await self._pc.close()
+        for pc in {self._pc, *self._peer_connections.values()}:
+            await pc.close()
         pumps = [pump.task for pump in self._pumps.values()]
         for task in pumps:
             task.cancel()

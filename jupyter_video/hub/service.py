@@ -21,10 +21,12 @@ from tornado import web
 from tornado.ioloop import PeriodicCallback
 from traitlets import Float, default
 
+from ..classroom.grant import ClassroomVideoGrant
 from ..errors import VideoError
 from ..server.app import VideoApp
 from ..server.standalone import VideoServerApp
 from ..server.token import TokenHandler
+from ..tokens import VideoGrant
 from .activity import HubActivity, users_in_rooms
 from .identity import HubIdentityProvider, HubUser
 from .roles import HubRoles
@@ -95,6 +97,16 @@ class HubTokenHandler(TokenHandler):
 
     def granted_room(self, room: str) -> str:
         return self._grant
+
+    def video_grant(self, room: str, identity: str) -> VideoGrant:
+        # The hub's roles reach the classroom channel in the signed token: the channel
+        # sees only the token, and only this service knows the user's scopes and groups.
+        user = self.current_user
+        moderator = isinstance(user, HubUser) and self.settings["jupyter_video"].app.roles \
+            .is_moderator(user)
+        if moderator:  # a locked room admits the teacher before their channel opens
+            self.settings["jupyter_video_classroom"].grant_moderator(identity)
+        return ClassroomVideoGrant(room=room, moderator=moderator)
 
     def _user_name(self) -> str:
         user = self.current_user

@@ -10,6 +10,7 @@ from .record import Record, utcnow
 from .recording import Recording, RecordingStatus
 from .room import Room, RoomStatus, RoomType
 from .rules import RecordingRules, Rule, SubscribeRules, TrackFacts, parse_rules
+from .status_callback import StatusCallbackSequence
 from .track import PublishedTrack, SubscribedTrack, TrackKind
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RoomStatus",
     "RoomType",
     "Rule",
+    "StatusCallbackSequence",
     "SubscribeRules",
     "SubscribedTrack",
     "TrackFacts",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -24,9 +25,35 @@ class RoomType(str, enum.Enum):
     GROUP = "group"
     GROUP_SMALL = "group-small"
 
+    @property
+    def is_peer_to_peer(self) -> bool:
+        """Media goes straight between participants (Go and Peer-to-Peer rooms):
+        the server relays their negotiation and never sees a packet."""
+        return self in (RoomType.GO, RoomType.PEER_TO_PEER)
 
-SUPPORTED_TYPES = (RoomType.GROUP, RoomType.GROUP_SMALL)
-MAX_PARTICIPANTS = {RoomType.GROUP: 50, RoomType.GROUP_SMALL: 4}
+
+SUPPORTED_TYPES = tuple(RoomType)
+# Twilio's limits per type (seeds 000 and 003): a mesh of up to 10, WebRTC Go is one to one.
+MAX_PARTICIPANTS = {
+    RoomType.GROUP: 50,
+    RoomType.GROUP_SMALL: 4,
+    RoomType.PEER_TO_PEER: 10,
+    RoomType.GO: 2,
+}
+# Room parameters that need the SFU, and the code Twilio refuses each with in a
+# Go or Peer-to-Peer room: 53122 "recording operation not supported for the Room
+# type", 53124 "AudioOnly not supported for the Room type", 53117 "subscription
+# operation not supported", 53114 for the rest.
+GROUP_ONLY_PARAMETERS = {
+    "RecordParticipantsOnConnect": 53122,
+    "RecordingRules": 53122,
+    "AudioOnly": 53124,
+    "VideoCodecs": 53114,
+    "MediaRegion": 53114,
+    "LargeRoom": 53114,
+    # every participant receives every track over its own peer connections
+    "SubscribeRules": 53117,
+}
 VIDEO_CODECS = ("VP8", "H264")
 MEDIA_REGIONS = ("gll", "au1", "br1", "de1", "ie1", "in1", "jp1", "sg1", "us1", "us2")
 ROOM_TIMEOUT_RANGE = (1, 60)  # minutes
@@ -47,15 +74,28 @@ def check_room_type(value: str) -> RoomType:
         room_type = RoomType(value)
     except ValueError:
         raise VideoError(
-            53108, f"Type '{value}' is not a room type; use 'group' or 'group-small'"
-        ) from None
-    if room_type not in SUPPORTED_TYPES:
-        raise VideoError(
             53108,
-            f"Type '{value}' rooms are not supported by this server yet; "
-            "use 'group' or 'group-small' (media is routed through the SFU)",
-        )
+            f"Type '{value}' is not a room type; use one of "
+            + ", ".join(f"'{t.value}'" for t in SUPPORTED_TYPES),
+        ) from None
     return room_type
+
+
+def check_type_parameters(room_type: RoomType, given: Iterable[str]) -> None:
+    """Refuse, with Twilio's code, a parameter ``room_type`` cannot honour: in Go and
+    Peer-to-Peer rooms media never reaches the server, so it cannot record, pick a
+    media region or codecs, or drop video. ``given`` names the parameters set (to a
+    value other than their default)."""
+    if not room_type.is_peer_to_peer:
+        return
+    for name in given:
+        code = GROUP_ONLY_PARAMETERS.get(name)
+        if code is not None:
+            raise VideoError(
+                code,
+                f"{name} is not available in {room_type.value} rooms (media goes "
+                "straight between participants); leave it out or create a 'group' room",
+            )
 
 
 def check_unique_name(name: str) -> str:

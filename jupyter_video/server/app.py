@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ from .compositions import Compositions
 from .live import Conference, LiveSettings
 from .recordings import Recordings
 from .registry import RoomDefaults, RoomRegistry
+from .signaling import JoinRate
 from .turn import IceServers
 
 
@@ -44,6 +47,22 @@ class VideoContext:
     recordings: Recordings
     compositions: Compositions
     ice_servers: IceServers = field(default_factory=IceServers)
+    join_rate: JoinRate | None = None
+
+
+def check_local_address(address: str, setting: str) -> None:
+    """Raise ValueError unless ``address`` is one of this machine's: ICE would gather
+    no candidate on it, and every participant's media would fail."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError as error:
+        raise ValueError(
+            f"{setting}: {address!r} is not an address of this machine ({error.strerror}); "
+            "list addresses its interfaces have (`ip -brief address`), or leave the "
+            "setting unset to use all of them"
+        ) from None
 
 
 def _env(name: str) -> str | None:
@@ -93,7 +112,9 @@ class VideoApp(ExtensionApp):
     default_room_type = Unicode(
         "group",
         config=True,
-        help="Type of rooms created without a Type: 'group' or 'group-small'.",
+        help="Type of rooms created without a Type (over REST, or ad hoc on connect): "
+        "'group' or 'group-small' (media through the SFU), 'peer-to-peer' or 'go' "
+        "(media straight between participants).",
     )
     max_participants = Int(
         50,
@@ -220,6 +241,25 @@ class VideoApp(ExtensionApp):
         help="Whether /video/metrics answers without authentication (a Prometheus on a "
         "private network); otherwise it takes REST credentials or a Jupyter session.",
     )
+    joins_per_second = Float(
+        10.0,
+        config=True,
+        help="Joins (signaling connect or sync) one client address may make per second "
+        "on average, beyond join_burst at once; more are told busy (53006) and when to "
+        "retry. 0: no limit.",
+    )
+    join_burst = Int(
+        50,
+        config=True,
+        help="Joins one client address may make at once (a class behind one NAT address) "
+        "before joins_per_second applies.",
+    )
+    max_tracks_per_participant = Int(
+        16,
+        config=True,
+        help="Tracks one participant may publish at once; more are refused with 53203 "
+        "(the room's MaxConcurrentPublishedTracks also applies).",
+    )
     session_timeout = Float(
         30.0,
         config=True,
@@ -255,6 +295,13 @@ class VideoApp(ExtensionApp):
         config=True,
         help="Hub service only: hub groups whose members moderate (create, complete and "
         "record rooms, disconnect participants), as the scope custom:video:moderate does.",
+    )
+    moderators = List(
+        Unicode(),
+        config=True,
+        help="Identities that moderate classrooms (mute, remove, lock, spotlight, breakouts: "
+        "docs/classroom.md) when they join with an Access Token; the REST API key's holder "
+        "always does, and on a hub service the hub's moderators.",
     )
     student_room_policy = Unicode(
         "",
@@ -316,6 +363,15 @@ class VideoApp(ExtensionApp):
     def initialize_settings(self) -> None:
         if self.hub_service_url:
             return  # the relay's handlers carry all they need (hub/relay.py)
+        try:
+            self._initialize_settings()
+        except (ValueError, OSError, sqlite3.Error) as error:
+            # Jupyter logs a failed extension and serves on without it: a server that
+            # looks up but has no rooms, or rooms that never carry media. Stop instead.
+            self.log.critical("jupyter_video cannot start: %s", error)
+            raise SystemExit(f"jupyter_video cannot start: {error}") from error
+
+    def _initialize_settings(self) -> None:
         if self.status_callback_method.upper() not in ("GET", "POST"):
             raise ValueError("VideoApp.status_callback_method must be GET or POST")
         self.status_callback_method = self.status_callback_method.upper()
@@ -327,6 +383,8 @@ class VideoApp(ExtensionApp):
         if not 1 <= self.max_participants <= MAX_PARTICIPANTS[RoomType.GROUP]:
             raise ValueError("VideoApp.max_participants must be between 1 and 50")
         ice_servers = IceServers.from_settings(self.ice_servers, self.turn_secret, self.turn_urls)
+        for address in self.ice_host_addresses or ():
+            check_local_address(address, "VideoApp.ice_host_addresses")
         credentials = account.ensure_credentials(
             Path(self.credentials_file),
             {
@@ -364,6 +422,7 @@ class VideoApp(ExtensionApp):
                 ad_hoc_rooms=self.ad_hoc_rooms,
                 session_timeout=self.session_timeout,
                 signaling_region=self.region,
+                max_tracks_per_participant=self.max_tracks_per_participant,
             ),
         )
         status_callbacks = StatusCallbacks(
@@ -375,6 +434,7 @@ class VideoApp(ExtensionApp):
                 queue_size=self.status_callback_queue_size,
             ),
             self.log,
+            store,
         )
         # First, so that it numbers events in the order the registry emits them.
         registry.listeners.insert(0, status_callbacks.on_room_event)
@@ -402,8 +462,17 @@ class VideoApp(ExtensionApp):
             recordings,
             compositions,
             ice_servers,
+            JoinRate(self.joins_per_second, self.join_burst),
         )
         self.settings["jupyter_video"] = self.context
+        # Imported here: the classroom builds on this package (server.live, server.rest).
+        from ..classroom.control import Classrooms
+
+        self.settings["jupyter_video_classroom"] = Classrooms(
+            conference, registry, store,
+            (credentials.account_sid, credentials.api_key_sid, credentials.api_key_secret),
+            self.moderators,
+        )
 
     @property
     def status_listeners(self) -> list[StatusListener]:
@@ -425,7 +494,10 @@ class VideoApp(ExtensionApp):
 
             self.handlers.extend(relay.handlers(self.hub_service_url))
             return
+        from ..classroom import handlers as classroom
+
         self.handlers.extend(signaling.handlers)
+        self.handlers.extend(classroom.handlers)
         self.handlers.extend(media_socket.handlers)
         self.handlers.extend(composition_resources.handlers)  # before rest's catch-all
         self.handlers.extend(rest.handlers)

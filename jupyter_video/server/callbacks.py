@@ -32,7 +32,8 @@ from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from ..model import Room, utcnow
+from ..model import Room, StatusCallbackSequence, utcnow
+from ..store import Store
 from .registry import RoomEvent
 
 __all__ = [
@@ -210,8 +211,11 @@ class StatusCallbacks:
         auth_token: str,
         delivery: Delivery | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        store: Store | None = None,
     ) -> None:
         self.auth_token = auth_token
+        self.store = store
+        """Where each room's next SequenceNumber is kept (none: numbering is per process)."""
         self.delivery = delivery or Delivery()
         self.log = logger or log
         self.listeners: list[StatusListener] = []
@@ -264,6 +268,8 @@ class StatusCallbacks:
 
     def _publish(self, queue: _RoomQueue, room: Room, params: dict[str, str]) -> None:
         queue.sequence += 1
+        if self.store is not None:
+            self.store.save(StatusCallbackSequence(room.sid, queue.sequence))
         if params["StatusCallbackEvent"] == "room-ended":
             queue.ended = True
         self._notify(params)
@@ -281,6 +287,10 @@ class StatusCallbacks:
             ended_at = self._ended.pop(room_sid, None)
             if ended_at is not None:  # a late event (a recording completing) numbers on
                 queue.sequence, queue.ended = ended_at, True
+            elif self.store is not None:  # a room this process has not numbered yet
+                kept = self.store.get(StatusCallbackSequence, room_sid)
+                if kept is not None:
+                    queue.sequence = kept.next
         return queue
 
     def _notify(self, params: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ from ..sfu import interface as media
 from ..sfu.interface import QUALITY_CHANNELS, MediaPlane
 from ..signaling import rsp
 from ..tokens import TokenClaims, verify_token
+from .peer_to_peer import GroupMediaPlane, Mesh
 from .recordings import Recordings, Selection
 from .registry import RoomEvent, RoomRegistry
 
@@ -47,6 +48,12 @@ def _subscribe_rules(subscribe: dict[str, Any] | None) -> list[Rule] | None:
     if subscribe is None or subscribe.get("rules") is None:
         return None
     return parse_rules(subscribe, rsp.CLIENT_INVALID)
+
+
+Admission = Callable[[Room, str], None]
+"""``admit(room, identity)``: raise a VideoError to refuse a join."""
+TrackHold = Callable[[Room, str, str], bool]
+"""``held(room, identity, kind)``: True keeps that participant's track of ``kind`` off."""
 
 
 class Connection(Protocol):
@@ -66,6 +73,7 @@ class LiveSettings:
     ad_hoc_rooms: bool = True
     session_timeout: float = 30.0
     signaling_region: str = "gll"
+    max_tracks_per_participant: int = 16
 
 
 @dataclass
@@ -181,6 +189,8 @@ class LiveRoom:
         self.participants: dict[str, LiveParticipant] = {}
         self.is_recording = False
         self.recording_revision = rsp.Revision(1)  # twilio-video's recording.js starts at 1
+        # Go and Peer-to-Peer rooms: negotiation relayed between participants (peer_to_peer.py)
+        self.mesh = Mesh() if record.type.is_peer_to_peer else None
 
     def recording(self) -> rsp.Recording:
         """Whether any track is being recorded, as twilio-video's ``room.isRecording``."""
@@ -209,7 +219,7 @@ class Conference:
         settings: LiveSettings | None = None,
     ) -> None:
         self.registry = registry
-        self.media = media_plane
+        self.media: MediaPlane = GroupMediaPlane(media_plane, self._is_peer_to_peer_room)
         self.account_sid = account_sid
         self.api_keys = api_keys
         self.settings = settings or LiveSettings()
@@ -219,7 +229,16 @@ class Conference:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.recordings: Recordings | None = None
         """Set by the server app: where RecordingRules are applied."""
+        self.admission: list[Admission] = []
+        """Checks a client passes before it joins (the classroom's lock): each raises to refuse."""
+        self.track_hold: TrackHold | None = None
+        """Whether a participant may not enable a track of a kind now (a moderator's mute)."""
         registry.listeners.append(self._on_room_event)
+
+    def _is_peer_to_peer_room(self, room_sid: str) -> bool:
+        room = self.rooms.get(room_sid)
+        record = room.record if room is not None else self.registry.store.get(Room, room_sid)
+        return record is not None and record.type.is_peer_to_peer
 
     # -- background work -----------------------------------------------------
 
@@ -297,13 +316,15 @@ class Conference:
                 53201, f"Identity is {len(identity)} characters; the limit is {MAX_IDENTITY_LENGTH}"
             )
         record_room = self._room_for(claims, message.name)
+        for admit in self.admission:
+            admit(record_room, identity)
         existing = self.rooms.get(record_room.sid)
         for other in list(existing.participants.values()) if existing else []:
             if other.identity == identity:
                 await self.kick(other, ParticipantError(53205))
-        record = self.registry.connect_participant(
-            record_room, identity, _subscribe_rules(message.subscribe)
-        )
+        # In a mesh every peer connection carries every track: nothing to leave out.
+        rules = None if record_room.type.is_peer_to_peer else _subscribe_rules(message.subscribe)
+        record = self.registry.connect_participant(record_room, identity, rules)
         room = self.rooms.setdefault(record_room.sid, LiveRoom(record_room))
         participant = LiveParticipant(room, record, connection)
         room.participants[record.sid] = participant
@@ -337,6 +358,8 @@ class Conference:
                         media_signaling=granted or None,
                     ).to_dict()
                 )
+                if room.mesh is not None:
+                    room.mesh.join(participant, message.peer_connections)
         except BaseException:
             await self.leave(participant)
             raise
@@ -360,6 +383,8 @@ class Conference:
         the media plane with them."""
         granted: dict[str, str] = {}
         needs_offer = False
+        if participant.room.mesh is not None:
+            return granted, needs_offer  # they all need the SFU's data channel
         if "active_speaker" in message.media_signaling:
             label = f"active_speaker-{uuid.uuid4().hex[:8]}"
             needs_offer = await self.media.grant_active_speaker(participant.sid, label)
@@ -399,6 +424,8 @@ class Conference:
                 if participant.pc_id and participant.local_description
                 else []
             )
+            if participant.room.mesh is not None:
+                current = participant.room.mesh.states_for(participant.sid)
             participant.send(
                 rsp.Synced(
                     participant=rsp.ParticipantRef(participant.sid, participant.identity),
@@ -477,6 +504,8 @@ class Conference:
                 except VideoError as error:
                     participant.failed[client_id] = error
             elif live_track.record.enabled != track.enabled:
+                if track.enabled and self._held(participant, track.kind):
+                    continue  # a moderator holds it off: others keep seeing it disabled
                 self.registry.set_track_enabled(
                     room, participant.record, live_track.record, track.enabled
                 )
@@ -504,20 +533,66 @@ class Conference:
             raise VideoError(53304, f"Track name '{track.name}' is already published")
         if room.audio_only and track.kind == "video":
             raise VideoError(53125, "This room is audio-only: video tracks are refused")
+        most = self.settings.max_tracks_per_participant
+        if len(participant.tracks) >= most:
+            raise VideoError(
+                53203, f"A participant publishes at most {most} tracks at once "
+                "(VideoApp.max_tracks_per_participant); unpublish one first")
+        published = sum(len(p.tracks) for p in participant.room.participants.values())
+        if published >= room.max_concurrent_published_tracks:
+            raise VideoError(
+                53203, f"Room {room.sid} has its {room.max_concurrent_published_tracks} "
+                "tracks published (MaxConcurrentPublishedTracks)")
         record = self.registry.publish_track(
             room, participant.record, track.name, TrackKind(track.kind), track.enabled
         )
         await self.media.bind_publication(participant.sid, track.id, record.sid, track.kind)  # type: ignore[arg-type]
-        if not track.enabled:
+        if track.enabled and self._held(participant, track.kind):
+            # A moderator holds it off (the classroom's mute on join): disabled at once.
+            self.registry.set_track_enabled(room, participant.record, record, False)
+        if not record.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
         if track.priority != "standard":
             await self.media.set_track_priority(participant.sid, record.sid, track.priority)
-        return LiveTrack(track.id, record, track.priority, ready=track.kind != "data")
+        # In a mesh the data channel goes to each subscriber directly: nothing to wait for.
+        ready = track.kind != "data" or participant.room.mesh is not None
+        return LiveTrack(track.id, record, track.priority, ready=ready)
+
+    def _held(self, participant: LiveParticipant, kind: str) -> bool:
+        hold = self.track_hold
+        return hold is not None and hold(participant.room.record, participant.identity, kind)
+
+    async def set_track_enabled(
+        self, participant: LiveParticipant, kind: str, enabled: bool
+    ) -> list[str]:
+        """Enable or disable every track of ``kind`` the participant publishes, from the
+        server's side (a moderator's mute): the media plane stops forwarding at once and
+        everyone sees the track disabled. The SIDs of the tracks changed."""
+        changed = []
+        async with participant.lock:
+            for track in participant.tracks.values():
+                record = track.record
+                if record.track_kind.value != kind or record.enabled == enabled:
+                    continue
+                await self.media.set_enabled(participant.sid, record.sid, enabled)
+                self.registry.set_track_enabled(
+                    participant.room.record, participant.record, record, enabled
+                )
+                changed.append(record.sid)
+            if changed:
+                participant.state_revision.next()
+                self._announce(participant)
+        return changed
 
     async def _apply_descriptions(
         self, participant: LiveParticipant, states: list[rsp.PeerConnectionState]
     ) -> list[rsp.PeerConnectionState]:
         """Answer offers, apply answers, add ICE candidates; the answers to send."""
+        mesh = participant.room.mesh
+        if mesh is not None:  # the other end of each pair answers
+            for state in states:
+                mesh.relay(participant, state)
+            return []
         answers = []
         for state in states:
             if participant.pc_id is None:
@@ -576,6 +651,14 @@ class Conference:
 
     async def refresh_subscriptions(self, participant: LiveParticipant) -> None:
         """Make what ``participant`` receives match its SubscribeRules."""
+        try:
+            await self._refresh_subscriptions(participant)
+        except ParticipantError as error:
+            # It left while this ran, and the media plane dropped its peer first.
+            if error.code != 53204 or not participant.gone:
+                raise
+
+    async def _refresh_subscriptions(self, participant: LiveParticipant) -> None:
         if participant.gone:
             return
         room = participant.room
@@ -696,6 +779,8 @@ class Conference:
             self.registry.disconnect_participant(record)
         with contextlib.suppress(VideoError):
             await self.media.remove_peer(participant.sid)
+        if room.mesh is not None:
+            room.mesh.leave(participant.sid)
         participant.state_revision.next()
         self._announce(participant, "disconnected")
         for other in room.others(participant):

@@ -32,7 +32,13 @@ from ..model import (
     RoomStatus,
     parse_rules,
 )
-from ..model.room import MEDIA_REGIONS, VIDEO_CODECS, check_room_type
+from ..model.room import (
+    MEDIA_REGIONS,
+    VIDEO_CODECS,
+    RoomType,
+    check_room_type,
+    check_type_parameters,
+)
 from . import resources
 from .recordings import MEDIA_TYPES, RecordingFilter, Recordings
 from .registry import Page, RoomRegistry
@@ -40,6 +46,7 @@ from .registry import Page, RoomRegistry
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_PARAM_LENGTH = 4096
+MAX_OFFSET = 10**12
 _PAGING = ("PageSize", "Page", "PageToken")
 _PAGE_TOKEN = re.compile(r"^PT(\d{1,9})$")
 
@@ -183,6 +190,10 @@ class TwilioHandler(APIHandler):
         # never add them on their own since this server never asks for them.
         if self._basic_authenticated:
             return None
+        if getattr(self, "_jupyter_current_user", "unknown") is None:
+            # Nobody is signed in: prepare() refuses with Twilio's 401/20003, which is
+            # what a Twilio helper library understands, not Jupyter's 403 about _xsrf.
+            return None
         return super().check_xsrf_cookie()
 
     def authorize(self, action: str, participant: Participant | None = None) -> None:
@@ -232,6 +243,12 @@ class TwilioHandler(APIHandler):
         if page < 0:
             raise invalid_parameter("Page must not be negative")
         offset = page * page_size
+        if offset > MAX_OFFSET:
+            # The store's offsets are 64-bit integers; no listing reaches this far.
+            raise invalid_parameter(
+                f"Page {page} of PageSize {page_size} is past the end of any listing; "
+                "follow next_page_url from page 0"
+            )
         token = params.text("PageToken")
         if token is not None:
             match = _PAGE_TOKEN.match(token)
@@ -319,11 +336,22 @@ _ROOM_LIST = ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore", *
 _PARTICIPANT_LIST = ("Status", "Identity", "DateCreatedAfter", "DateCreatedBefore", *_PAGING)
 
 
-def _room_settings(params: Params) -> dict[str, Any]:
+def _room_settings(params: Params, default_type: RoomType) -> dict[str, Any]:
     """Keyword arguments for ``RoomRegistry.create_room`` from a create request."""
     settings: dict[str, Any] = {}
     if "Type" in params:
         settings["room_type"] = check_room_type(params.text("Type") or "")
+    # What a Go or Peer-to-Peer room cannot do (no media reaches the server) is
+    # refused before anything else is looked at, as Twilio does.
+    check_type_parameters(
+        settings.get("room_type", default_type),
+        [name for name in ("VideoCodecs", "MediaRegion", "RecordingRules") if name in params]
+        + [
+            name
+            for name in ("RecordParticipantsOnConnect", "AudioOnly", "LargeRoom")
+            if params.boolean(name)
+        ],
+    )
     # An empty UniqueName is as good as none: the room is named by its SID (as Twilio does).
     if params.text("UniqueName"):
         settings["unique_name"] = params.text("UniqueName")
@@ -381,7 +409,7 @@ class RoomsHandler(TwilioHandler):
     def post(self) -> None:
         self.authorize("create_room")
         params = self.params(_ROOM_CREATE, "creating a Room")
-        settings = _room_settings(params)
+        settings = _room_settings(params, self.registry.defaults.room_type)
         recording = params.text("RecordingRules")
         rules = parse_rules(recording, 53120) if recording is not None else None
         room = self.registry.create_room(**settings)
@@ -537,6 +565,7 @@ class SubscribeRulesHandler(TwilioHandler):
         params = self.params(("Rules",), "updating SubscribeRules")
         participant = self.participant(room_sid, participant_sid)
         self.authorize("update_subscribe_rules", participant)
+        check_type_parameters(self.room(room_sid).type, ["SubscribeRules"])
         rules = parse_rules(params.text("Rules"), 53215)
         updated = self.registry.update_subscribe_rules(participant, rules)
         self.reply(resources.subscribe_rules_json(updated))
@@ -555,6 +584,7 @@ class RecordingRulesHandler(TwilioHandler):
         self.authorize("update_recording_rules")
         params = self.params(("Rules",), "updating RecordingRules")
         room = self.room(room_sid)
+        check_type_parameters(room.type, ["RecordingRules"])
         rules = parse_rules(params.text("Rules"), 53120)
         self.reply(
             resources.recording_rules_json(self.registry.update_recording_rules(room, rules))

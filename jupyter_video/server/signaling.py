@@ -25,6 +25,46 @@ from .live import Conference, LiveParticipant
 log = logging.getLogger(__name__)
 
 HEARTBEAT_CHECK_SECONDS = 0.5
+# The largest frame a client may send: an offer for dozens of tracks with every codec
+# stays far below it, and a room is not held up parsing megabytes of JSON.
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+class JoinRate:
+    """Joins (``connect`` and ``sync``) one client address may make: ``per_second`` on
+    average, ``burst`` at once (a token bucket per address).
+
+    A script that reconnects in a loop must not take the server's loop from everyone
+    else; a class behind one NAT address still joins at once within ``burst``.
+    """
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, time)
+
+    def admit(self, address: str, now: float) -> float:
+        """0 if a join from ``address`` goes ahead now (and is counted), else the seconds
+        until one would."""
+        if self.per_second <= 0:
+            return 0.0
+        tokens, then = self._buckets.get(address, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.per_second)
+        if tokens < 1.0:
+            self._buckets[address] = (tokens, now)
+            return (1.0 - tokens) / self.per_second
+        self._buckets[address] = (tokens - 1.0, now)
+        if len(self._buckets) > 10_000:  # forget addresses whose buckets are full again
+            self._buckets = {
+                a: (t, at) for a, (t, at) in self._buckets.items()
+                if t + (now - at) * self.per_second < self.burst
+            }
+        return 0.0
+
+
+def _ignore_closed(sent: asyncio.Future[None]) -> None:
+    if not sent.cancelled():
+        sent.exception()
 
 
 class SignalingConnection:
@@ -37,6 +77,7 @@ class SignalingConnection:
         self.tcmp = tcmp.ServerSession(self.loop.time())
         self.participant: LiveParticipant | None = None
         self.left = False  # the client said disconnect (or was told to go)
+        self._join_admitted = False  # its one join was counted against its address
         self._heartbeats = self.loop.create_task(self._keep_alive())
         self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self._reader = self.loop.create_task(self._read())
@@ -62,6 +103,12 @@ class SignalingConnection:
         self._after_close()
 
     async def _handle(self, text: str | bytes) -> None:
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise SignalingError(
+                53004,
+                f"Signaling message of {len(text)} bytes is over the limit of "
+                f"{MAX_MESSAGE_BYTES} bytes",
+            )
         frame = self.tcmp.receive(text, self.loop.time())
         handler: Callable[[Any], Awaitable[None]] = {
             tcmp.Hello: self.on_hello,
@@ -72,6 +119,14 @@ class SignalingConnection:
         await handler(frame)
 
     async def on_hello(self, frame: tcmp.Hello) -> None:
+        if frame.body is not None and frame.body.get("type") in ("connect", "sync"):
+            wait = self._join_wait()
+            if wait:
+                # Before welcome, twilio-video takes busy as "retry after retryAfter ms".
+                self._write(tcmp.busy(int(wait * 1000) + 1))
+                self.left = True
+                self.socket.close(1000)
+                return
         self._write(self.tcmp.welcome_frame(self.loop.time()))
         if frame.body is not None:
             await self.on_rsp(frame.body)
@@ -100,14 +155,33 @@ class SignalingConnection:
         }[type(message)]  # type: ignore[assignment]
         await handler(message)
 
+    def _join_wait(self) -> float:
+        rate: JoinRate | None = getattr(self.socket.settings["jupyter_video"], "join_rate", None)
+        if rate is None or self._join_admitted:
+            return 0.0
+        wait = rate.admit(self.socket.request.remote_ip or "", self.loop.time())
+        self._join_admitted = not wait
+        return wait
+
+    def _check_join_rate(self) -> None:
+        wait = self._join_wait()
+        if wait:
+            raise SignalingError(
+                53006,
+                f"Too many joins from this address; retry in {wait:.1f} s "
+                "(VideoApp.joins_per_second)",
+            )
+
     async def on_connect(self, message: rsp.Connect) -> None:
         if self.participant is not None:
             raise SignalingError(53004, "connect was already sent on this connection")
+        self._check_join_rate()
         self.participant = await self.conference.join(self, message)
 
     async def on_sync(self, message: rsp.Sync) -> None:
         if self.participant is not None:
             raise SignalingError(53004, "sync is only for a new connection")
+        self._check_join_rate()
         self.participant = await self.conference.resume(self, message)
 
     async def on_update(self, message: rsp.Update) -> None:
@@ -143,7 +217,11 @@ class SignalingConnection:
 
     def _write(self, frame: str) -> None:
         with contextlib.suppress(WebSocketClosedError):
-            self.socket.write_message(frame)
+            sent = self.socket.write_message(frame)
+            # A socket that closes while the frame is queued fails the future later;
+            # nobody waits for it, so take its exception here instead of asyncio
+            # logging "Task exception was never retrieved".
+            sent.add_done_callback(_ignore_closed)
 
     def close(self) -> None:
         self.left = True
@@ -203,6 +281,12 @@ class SignalingHandler(WebSocketHandler):
 
     def get_compression_options(self) -> dict[str, Any] | None:
         return {}
+
+    @property
+    def max_message_size(self) -> int:
+        # Twice the protocol's limit: a frame over that limit still reaches _handle,
+        # which refuses it with 53004, instead of tornado closing with a bare 1009.
+        return 2 * MAX_MESSAGE_BYTES
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         conference: Conference = self.settings["jupyter_video"].conference

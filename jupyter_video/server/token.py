@@ -3,10 +3,12 @@
 The widgets' browser half asks here with the page's own Jupyter session, so the
 kernel never holds a secret. Query: ``room`` (default ``lab``) and optionally
 ``identity`` (a display name; made unique among the room's participants, else the
-Jupyter user's name is used). Reply: ``{"token", "identity", "room", "ice_servers",
-"ws_server", "media_server", "rest_base", "media_transport"}``: ``ice_servers`` being
-``VideoApp.ice_servers`` and, with ``VideoApp.turn_secret``, TURN REST API credentials
-for ``VideoApp.turn_urls`` that last as long as the token; the three URLs absolute, so
+Jupyter user's name is used) and ``type`` (a room type: the room is created with it
+when no room of that name is in progress; one in progress keeps its own). Reply:
+``{"token", "identity", "room", "ice_servers", "ws_server", "media_server",
+"rest_base", "media_transport", "room_type"}``: ``ice_servers`` being ``VideoApp.ice_servers``
+and, with ``VideoApp.turn_secret``, TURN REST API credentials for
+``VideoApp.turn_urls`` that last as long as the token; the three URLs absolute, so
 a page or kernel that asked a relay (a hub user's server, see jupyter_video.hub)
 connects where the room is; ``media_transport`` ``auto``, ``webrtc`` or ``websocket``
 (see :func:`.media_socket.media_transport`).
@@ -22,6 +24,8 @@ from typing import Any
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..errors import VideoError
+from ..model.room import check_room_type
 from ..tokens import AccessToken, VideoGrant
 from .media_socket import media_transport
 
@@ -49,6 +53,13 @@ class TokenHandler(APIHandler):
             requested = ""
         identity = self._unique_identity(room, requested or self._user_name())
         context = self.settings["jupyter_video"]
+        try:
+            room_type = self._room_type(room, self.get_query_argument("type", ""))
+        except VideoError as error:
+            self.set_status(error.status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps(error.to_dict()))
+            return
         credentials = context.credentials
         token = AccessToken(
             credentials.account_sid,
@@ -57,7 +68,7 @@ class TokenHandler(APIHandler):
             identity=identity,
             ttl=TOKEN_TTL,
         )
-        token.add_grant(VideoGrant(room=self.granted_room(room)))
+        token.add_grant(self.video_grant(self.granted_room(room), identity))
         self.set_header("Cache-Control", "no-store")
         ice_servers = context.ice_servers.for_identity(identity, TOKEN_TTL)
         self.finish(
@@ -71,9 +82,37 @@ class TokenHandler(APIHandler):
                     "media_server": self._absolute("video/media", websocket=True),
                     "rest_base": self._absolute("video/v1"),
                     "media_transport": media_transport(context.app.media_transport, os.environ),
+                    "room_type": room_type,
                 }
             )
         )
+
+    def _room_type(self, room: str, room_type: str) -> str:
+        """The type of the room the token joins. ``RoomWidget(type=...)``: the room is
+        created with that type unless one is in progress (whoever created it decided);
+        without a type, a room not in progress will be created on connect with the
+        server's default type."""
+        registry = self.settings["jupyter_video"].registry
+        wanted = check_room_type(room_type) if room_type else None
+        try:
+            in_progress = registry.find_joinable(room)
+        except VideoError:  # a SID of no room in progress: connecting will say so
+            if wanted is not None:
+                raise
+            return str(registry.defaults.room_type.value)
+        if in_progress is None and wanted is not None:
+            try:
+                in_progress = registry.create_room(unique_name=room, room_type=wanted)
+            except VideoError as error:
+                if error.code != 53113:  # created meanwhile: join it
+                    raise
+                in_progress = registry.find_joinable(room)
+        record = in_progress.type if in_progress is not None else registry.defaults.room_type
+        return str(record.value)
+
+    def video_grant(self, room: str, identity: str) -> VideoGrant:
+        """The token's Video grant (the hub service's says whether a teacher moderates)."""
+        return VideoGrant(room=room)
 
     def granted_room(self, room: str) -> str:
         """What the token's VideoGrant names: the room asked for (a name or a SID)."""

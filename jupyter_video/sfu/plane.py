@@ -110,6 +110,7 @@ class LocalMediaPlane(MediaPlane):
         }
 
     async def start(self) -> None:
+        adapter.drop_unchecked_datagrams()
         if self.host_addresses is not None:
             adapter.use_host_addresses(self.host_addresses)
         if self._speaker_task is None:

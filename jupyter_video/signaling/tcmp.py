@@ -131,6 +131,9 @@ def _load(text: str | bytes, code: int) -> dict[str, Any]:
         frame = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SignalingError(code, f"TCMP frame is not JSON: {exc}") from None
+    except RecursionError:
+        # json.loads recurses once per nesting level; no message of the protocol nests deep.
+        raise SignalingError(code, "TCMP frame nests too deep to be a signaling message") from None
     if not isinstance(frame, dict):
         raise SignalingError(code, f"TCMP frame must be a JSON object, got {type(frame).__name__}")
     if not isinstance(frame.get("type"), str):

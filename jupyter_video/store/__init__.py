@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from .base import Query, Store
@@ -16,5 +17,12 @@ def open_store(url: str) -> Store:
     if url == "memory://":
         return MemoryStore()
     if url.startswith("sqlite:///"):
-        return SQLiteStore(Path(url[len("sqlite:///") :]))
+        path = Path(url[len("sqlite:///") :])
+        try:
+            return SQLiteStore(path)
+        except (OSError, sqlite3.Error) as error:
+            raise ValueError(
+                f"store_url {url!r} cannot be opened ({error}): give a path in a directory "
+                "this server may create and write"
+            ) from None
     raise ValueError(f"store_url {url!r} is not memory:// or sqlite:///<absolute path>")

@@ -24,6 +24,8 @@ CREATE INDEX IF NOT EXISTS records_created ON records (kind, date_created, sid);
 CREATE INDEX IF NOT EXISTS records_room ON records (kind, json_extract(data, '$.room_sid'));
 CREATE INDEX IF NOT EXISTS records_participant
     ON records (kind, json_extract(data, '$.participant_sid'));
+CREATE INDEX IF NOT EXISTS records_room_name
+    ON records (kind, json_extract(data, '$.room_name'));
 """
 _FIELD = re.compile(r"^[a-z_]+$")
 

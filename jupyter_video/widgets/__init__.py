@@ -5,7 +5,8 @@
     room            # joins on display; room.participants, room.messages, ... update live
 """
 
+from .monitor import RoomMonitor
 from .preview import PreviewWidget
 from .room import RoomWidget
 
-__all__ = ["PreviewWidget", "RoomWidget"]
+__all__ = ["PreviewWidget", "RoomMonitor", "RoomWidget"]

@@ -36,6 +36,13 @@ class RoomWidget(anywidget.AnyWidget):
         allow_none=True,
         help="Display identity asked for (made unique in the room); once joined, the one used.",
     ).tag(sync=True)
+    type = t.Enum(
+        ["", "group", "group-small", "peer-to-peer", "go"], "",
+        help="Type of the room if this widget creates it: 'group' or 'group-small' (media "
+        "through the server's SFU), 'peer-to-peer' or 'go' (media straight between the "
+        "participants); '' takes the server's VideoApp.default_room_type. A room already "
+        "in progress keeps the type it was created with.",
+    ).tag(sync=True)
     audio = t.Bool(True, help="Publish the microphone.").tag(sync=True)
     video = t.Bool(True, help="Publish the camera.").tag(sync=True)
     audio_device = t.Unicode(None, allow_none=True, help="Microphone deviceId.").tag(sync=True)
@@ -75,6 +82,13 @@ class RoomWidget(anywidget.AnyWidget):
         allow_none=True,
         help="Last error: code (Twilio's, or None), name, message, remedy.",
     ).tag(sync=True)
+    classroom = t.Dict(
+        default_value=None,
+        allow_none=True,
+        help="The room's classroom state (docs/classroom.md): locked, mute_on_join, "
+        "spotlight, hands (identity, waiting_seconds), breakouts, and 'you' (identity, "
+        "moderator, held: kinds a moderator holds off).",
+    ).tag(sync=True)
 
     def __init__(
         self,
@@ -92,7 +106,9 @@ class RoomWidget(anywidget.AnyWidget):
         self.observe(self._on_participants, names="participants")
 
     def __repr__(self) -> str:
-        return f"RoomWidget(room={self.room!r}, state={self.state!r}, identity={self.identity!r})"
+        kind = f", type={self.type!r}" if self.type else ""
+        return (f"RoomWidget(room={self.room!r}{kind}, state={self.state!r}, "
+                f"identity={self.identity!r})")
 
     # -- commands to the browser -------------------------------------------------
 
@@ -119,6 +135,23 @@ class RoomWidget(anywidget.AnyWidget):
     def leave(self) -> None:
         """Disconnect the browser from the room."""
         self._command("leave")
+
+    def raise_hand(self) -> None:
+        """Raise this participant's hand (the teacher's list shows it, in order)."""
+        self._command("raise_hand")
+
+    def lower_hand(self, identity: str | None = None) -> None:
+        """Lower this participant's hand (a moderator may lower ``identity``'s)."""
+        self._command("lower_hand", identity=identity)
+
+    def react(self, reaction: str = "thumbs_up") -> None:
+        """Show a reaction to everyone: thumbs_up, clap, laugh, surprised, heart, celebrate."""
+        self._command("classroom", action="react", args={"reaction": reaction})
+
+    @property
+    def hands(self) -> list[dict[str, Any]]:
+        """Raised hands in order, as this widget last saw them."""
+        return list((self.classroom or {}).get("hands", []))
 
     def _command(self, command: str, **fields: Any) -> None:
         if self.state not in ("connected", "reconnecting"):

@@ -4,7 +4,8 @@
 (fake cameras), open JupyterLab on their own servers behind the hub's proxy and
 run the same cell, ``RoomWidget(room="lecture")``. Every page must show the two
 others' video (decoded, changing), named by their hub user names; the teacher's
-chat reaches both students; a student's unsubscribe button works through their
+widget has the moderator's controls by the hub's roles alone, the students' none; the
+teacher's chat reaches both students; a student's unsubscribe button works through their
 own server's relay; a browser signs in to the service itself by Hub OAuth.
 """
 
@@ -132,6 +133,20 @@ async def test_teacher_and_students_see_and_chat_with_each_other_through_the_hub
                 later = await sample(driver, other)
                 assert later["mean"] > 10, f"{user} sees {other}'s video black: {later}"
                 assert later["hash"] != first["hash"], f"{user} sees {other}'s video frozen"
+
+        # The hub's roles reach the widgets' classroom channels (the token the service
+        # minted says who moderates): the teacher's page has the moderator's controls,
+        # the students' pages have none.
+        await asyncio.to_thread(drivers["teacher"].wait_for, """() =>
+            !document.querySelector('.jv-teacher').hidden
+            && document.querySelector('.jv-tile[data-identity="s1"] .jv-mod-mute')""", None, 30)
+        for student in ("s1", "s2"):
+            await asyncio.to_thread(drivers[student].wait_for, """() =>
+                document.querySelector('.jv-hand:not([disabled])')""", None, 30)
+            controls = await asyncio.to_thread(drivers[student].eval, """() =>
+                String(document.querySelector('.jv-teacher').hidden
+                       && !document.querySelector('.jv-mod-mute'))""")
+            assert controls == "true", f"{student}'s widget shows a moderator's controls"
 
         # One room for everyone, with the hub user names as identities.
         token = hub.user_token("teacher", ["access:services!service=video"])
