@@ -106,6 +106,7 @@ class Classrooms:
                 self.main_of[name] = record.room_name
         conference.admission.append(self._admit)
         conference.track_hold = self._holds
+        conference.spotlight = self._spotlit
         registry.listeners.append(self._on_room_event)
 
     # -- who and where -----------------------------------------------------------
@@ -212,6 +213,10 @@ class Classrooms:
     def _holds(self, room: Room, identity: str, kind: str) -> bool:
         state = self._known(self.main(room.unique_name))
         return state is not None and state.holds(identity, kind, self.is_moderator(identity))
+
+    def _spotlit(self, room: Room, identity: str) -> bool:
+        state = self._known(self.main(room.unique_name))
+        return state is not None and state.spotlight == identity
 
     def _on_room_event(self, event: RoomEvent) -> None:
         participant = event.participant
@@ -356,11 +361,17 @@ class Classrooms:
                 setattr(state, name, value)
         return {"mute_on_join": state.mute_on_join, "self_unmute": state.self_unmute}
 
-    def _spotlight(self, actor: Actor, room: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _spotlight(self, actor: Actor, room: str, args: dict[str, Any]) -> dict[str, Any]:
         identity = args.get("identity")
         if identity is not None:
             self._live(room, _text(args, "identity"))
-        self.state(room).spotlight = identity
+        state = self.state(room)
+        before, state.spotlight = state.spotlight, identity
+        # Bandwidth follows the layout: the spotlit video goes at high priority.
+        for name in {before, identity} - {None}:
+            for participant in self.live_participants(room):
+                if participant.identity == name:
+                    await self.conference.refresh_priorities(participant)
         return {"spotlight": identity}
 
     def _raise_hand(self, actor: Actor, room: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,8 @@ Admission = Callable[[Room, str], None]
 """``admit(room, identity)``: raise a VideoError to refuse a join."""
 TrackHold = Callable[[Room, str, str], bool]
 """``held(room, identity, kind)``: True keeps that participant's track of ``kind`` off."""
+Spotlight = Callable[[Room, str], bool]
+"""``spotlit(room, identity)``: True while that participant is in the spotlight."""
 
 
 class Connection(Protocol):
@@ -233,6 +235,10 @@ class Conference:
         """Checks a client passes before it joins (the classroom's lock): each raises to refuse."""
         self.track_hold: TrackHold | None = None
         """Whether a participant may not enable a track of a kind now (a moderator's mute)."""
+        self.spotlight: Spotlight | None = None
+        """Whether a participant is in the spotlight (the classroom's): the media plane
+        then gets their video at high priority, so it keeps its layers and is the last
+        switched off when bandwidth is short (docs/quality.md)."""
         registry.listeners.append(self._on_room_event)
 
     def _is_peer_to_peer_room(self, room_sid: str) -> bool:
@@ -515,7 +521,8 @@ class Conference:
                 # LocalTrackPublication.setPriority: the layers subscribers get follow it.
                 live_track.priority = track.priority
                 await self.media.set_track_priority(
-                    participant.sid, live_track.record.sid, track.priority)
+                    participant.sid, live_track.record.sid,
+                    self._media_priority(participant, live_track))
                 changed = True
         if changed or participant.failed:
             if announce:
@@ -552,11 +559,31 @@ class Conference:
             self.registry.set_track_enabled(room, participant.record, record, False)
         if not record.enabled:
             await self.media.set_enabled(participant.sid, record.sid, False)
-        if track.priority != "standard":
-            await self.media.set_track_priority(participant.sid, record.sid, track.priority)
         # In a mesh the data channel goes to each subscriber directly: nothing to wait for.
         ready = track.kind != "data" or participant.room.mesh is not None
-        return LiveTrack(track.id, record, track.priority, ready=ready)
+        live_track = LiveTrack(track.id, record, track.priority, ready=ready)
+        priority = self._media_priority(participant, live_track)
+        if priority != "standard":
+            await self.media.set_track_priority(participant.sid, record.sid, priority)
+        return live_track
+
+    def _media_priority(self, participant: LiveParticipant, track: LiveTrack) -> str:
+        """The priority the media plane gets for ``track``: its publisher's, or high
+        for the video of a participant in the spotlight."""
+        spotlight = self.spotlight
+        if (track.record.track_kind is TrackKind.VIDEO and spotlight is not None
+                and spotlight(participant.room.record, participant.identity)):
+            return "high"
+        return track.priority
+
+    async def refresh_priorities(self, participant: LiveParticipant) -> None:
+        """Tell the media plane the priorities of ``participant``'s tracks again (the
+        spotlight moved to or from them)."""
+        async with participant.lock:
+            for track in participant.tracks.values():
+                if track.record.track_kind is TrackKind.VIDEO:
+                    await self.media.set_track_priority(
+                        participant.sid, track.record.sid, self._media_priority(participant, track))
 
     def _held(self, participant: LiveParticipant, kind: str) -> bool:
         hold = self.track_hold

@@ -192,6 +192,34 @@ async def test_priorities_decide_which_track_is_switched_off_under_a_cap(page: A
         switched(page, "bob", "alice") is True and switched(page, "bob", "dave") is False))
 
 
+async def test_a_classrooms_spotlight_keeps_its_video_on_under_a_cap(
+    page: App, server: ServerProcess
+) -> None:
+    """Bandwidth follows the spotlight: two standard-priority cameras and a cap that
+    carries one; the teacher's spotlight (the classroom's, over its REST handler)
+    decides which stays on, and moving it turns the choice around."""
+    from jupyter_video.account import Credentials
+    from jupyter_video.classroom import Classroom
+
+    raw = server.credentials()
+    teacher = Classroom(name := room_name(), server=server.url, credentials=Credentials(
+        raw["account_sid"], raw["auth_token"], raw["api_key_sid"], raw["api_key_secret"],
+        server.url))
+    await asyncio.to_thread(page.connect, "alice", name, options=SIMULCAST)
+    await asyncio.to_thread(page.call, "publishCameraOf", "alice", 640, 360, "standard")
+    await asyncio.to_thread(page.connect, "dave", name, options=SIMULCAST)
+    await asyncio.to_thread(page.call, "publishCameraOf", "dave", 640, 360, "standard")
+    capped = {"bandwidthProfile": {"video": {"mode": "collaboration",
+                                             "maxSubscriptionBitrate": 220_000}}}
+    await asyncio.to_thread(page.connect, "bob", name, options=capped)
+    for lit, dark in (("dave", "alice"), ("alice", "dave")):
+        await asyncio.to_thread(teacher.spotlight, lit)
+        await asyncio.to_thread(until, page, f"{lit} spotlit: {dark}'s track off, {lit}'s on",
+                                lambda lit=lit, dark=dark: (
+                                    switched(page, "bob", dark) is True
+                                    and switched(page, "bob", lit) is False))
+
+
 async def test_publisher_hints_turn_off_a_layer_nobody_needs(page: App) -> None:
     """Adaptive simulcast: while the only subscriber renders a small tile, the
     publisher's 640-wide encoding goes inactive (Chrome's getStats); rendered large,
