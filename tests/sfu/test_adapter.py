@@ -231,8 +231,10 @@ def test_dtls_transport_unprotects_srtp_then_hands_it_to_handle_rtp_and_rtcp_dat
 
     # Datagrams reach the ICE connection's queue through data_received, which the
     # SFU replaces on the instance to take SRTP at once.
+    # (aioice's own method: drop_unchecked_datagrams wraps it process-wide once a
+    # media plane has started in this process.)
     assert "self.receiver.data_received(data, self.local_candidate.component)" in source(
-        aioice.ice.StunProtocol.datagram_received)
+        adapter._aioice_datagram_received)
     assert "self._queue.put_nowait((data, component))" in source(
         aioice.ice.Connection.data_received)
     # Each socket's protocol, which the SFU makes skip the STUN parse for SRTP.
@@ -240,7 +242,12 @@ def test_dtls_transport_unprotects_srtp_then_hands_it_to_handle_rtp_and_rtcp_dat
     assert "protocol.local_candidate = Candidate(" in source(
         aioice.ice.Connection.get_component_candidates)
     assert "self.receiver = receiver" in source(aioice.ice.StunProtocol.__init__)
-    assert parameters(aioice.ice.StunProtocol.datagram_received) == ["self", "data", "addr"]
+    assert parameters(adapter._aioice_datagram_received) == ["self", "data", "addr"]
+    # What drop_unchecked_datagrams reads to know a datagram's sender is a checked pair.
+    assert "self._check_list: list[CandidatePair] = []" in source(aioice.ice.Connection.__init__)
+    pair = source(aioice.ice.CandidatePair.__init__)
+    assert "self.protocol = protocol" in pair and "self.remote_candidate = remote_candidate" in pair
+    assert "def remote_addr(self)" in source(aioice.ice.CandidatePair)
     assert "self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()" in source(
         aioice.ice.Connection.__init__)
     assert parameters(aioice.ice.Connection.data_received) == ["self", "data", "component"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,12 +143,20 @@ async def test_room_widget_without_udp_falls_back_to_the_media_socket(
 
 @pytest.fixture(scope="module")
 def veth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """ICE on the test's veth pair only (tests/websocket/no_udp.py, give_udp_path)."""
-    process = ServerProcess(tmp_path_factory.mktemp("widget-udp-lost"),
-                            video_config={"media_workers": 1, "ice_host_addresses": [UDP_HERE]}
-                            ).start()
-    yield process
-    process.stop()
+    """ICE on the test's veth pair only (tests/websocket/no_udp.py, give_udp_path).
+
+    The server refuses to start on an ICE address this machine lacks, and the veth
+    appears only with the browser's namespace: the address is lent to lo first, as a
+    /32 (no route, so the veth's /24 carries the traffic once it is there)."""
+    subprocess.run(["ip", "addr", "add", f"{UDP_HERE}/32", "dev", "lo"], check=True)
+    try:
+        process = ServerProcess(tmp_path_factory.mktemp("widget-udp-lost"),
+                                video_config={"media_workers": 1,
+                                              "ice_host_addresses": [UDP_HERE]}).start()
+        yield process
+        process.stop()
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{UDP_HERE}/32", "dev", "lo"], check=False)
 
 
 async def test_room_widget_switches_to_the_media_socket_when_udp_is_lost_mid_call(
