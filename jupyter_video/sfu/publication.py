@@ -290,8 +290,8 @@ class MediaPublication:
         forwarding_counts.packets_recovered += stream.nack.recovered - recovered
         forwarding_counts.retransmissions_received += (
             stream.retransmissions_received - retransmitted)
-        if stream.nack.missing and self._nack_timer is None:
-            self._send_nacks()
+        if stream.nack.missing and self._nack_timer is None and self.kind == "video":
+            self._send_nacks()  # (audio is never asked again: nack_feedback)
         if stream.nack.keyframe_needed:
             stream.nack.keyframe_needed = False
             self.request_keyframe()

@@ -513,6 +513,28 @@ async def test_a_simulcast_publication_forwards_the_best_layer_sending_switching
     assert sink.ssrcs[-1] == 11
 
 
+async def test_an_audio_publication_with_loss_asks_for_nothing_and_arms_no_nack_timer() -> None:
+    """Audio is never NACKed (Opus is not retransmitted; twilio-video negotiates no
+    nack for it), so a gap in an audio stream must not start the 20 ms NACK timer,
+    which would then run for as long as the publication lives."""
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from jupyter_video.sfu.publication import MediaPublication
+
+    rtcp_sent: list[bytes] = []
+    publication = MediaPublication("PA" + "1" * 32, "microphone", "audio")
+    publication.attach([RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000,
+                                              channels=2, payloadType=111)], {},
+                       rtcp_sent.append, 9)
+    for sequence in (1, 2, 5, 6, 9):  # 3, 4, 7 and 8 lost
+        header = RtpPacket(payload_type=111, sequence_number=sequence,
+                           timestamp=960 * sequence, ssrc=77, payload=b"\xfc\xff\xfe")
+        publication.receive_packet(Packet(header.serialize(), arrival_ms=20 * sequence))
+    assert publication.stream is not None and publication.stream.packets_received == 5
+    assert publication._nack_timer is None
+    assert rtcp_sent == []
+
+
 # ------------------------------------------------------------------ bandwidth
 
 
