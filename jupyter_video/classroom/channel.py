@@ -189,7 +189,7 @@ class _RateMeter:
     def samples(self, report: Any) -> list[dict[str, Any]]:
         now = time.monotonic()
         stats = list(report.values())
-        # What the SFU's receiver reports of our stream (RTCP RR): cumulative loss,
+        # What the SFU's receiver reports of our stream (RTCP RR): fraction lost,
         # jitter in RTP timestamp units.
         remote = {s.kind: s for s in stats if s.type == "remote-inbound-rtp"}
         out = []
@@ -197,29 +197,36 @@ class _RateMeter:
             if stat.type not in ("outbound-rtp", "inbound-rtp"):
                 continue
             rate = 48000 if stat.kind == "audio" else 90000
-            jitter = None
-            if stat.type == "outbound-rtp":
-                direction, total, count = "send", stat.bytesSent, stat.packetsSent
-                report_ = remote.get(stat.kind)
-                lost = float(report_.packetsLost) if report_ is not None else 0.0
-                if report_ is not None and report_.jitter is not None:
-                    jitter = report_.jitter / rate * 1000
-            elif stat.type == "inbound-rtp":
-                # aiortc counts no bytes received: no receive bitrate from a kernel
-                direction, total = "receive", getattr(stat, "bytesReceived", None)
-                count, lost = stat.packetsReceived, float(stat.packetsLost or 0)
-                jitter = stat.jitter / rate * 1000 if stat.jitter is not None else None
             key = f"{stat.type}:{stat.id}"
             last = self._last.get(key)
+            sample: dict[str, Any] = {"kind": stat.kind, "source": "aiortc", "fps": None,
+                                      "jitter_ms": None, "packet_loss": None}
+            if stat.type == "outbound-rtp":
+                sample["direction"] = "send"
+                total, count, lost = stat.bytesSent, stat.packetsSent, 0.0
+                received = remote.get(stat.kind)
+                if received is not None:
+                    # The receiver's own fraction lost over its last report interval
+                    # (RFC 3550 6.4.1, in 1/256). Reports come about once a second,
+                    # as these samples do: its cumulative loss counted against our
+                    # packets sent read 0 between two reports and double after.
+                    sample["packet_loss"] = received.fractionLost / 256
+                    if received.jitter is not None:
+                        sample["jitter_ms"] = received.jitter / rate * 1000
+            else:
+                # aiortc counts no bytes received: no receive bitrate from a kernel
+                sample["direction"] = "receive"
+                total = getattr(stat, "bytesReceived", None)
+                count, lost = stat.packetsReceived, float(stat.packetsLost or 0)
+                if stat.jitter is not None:
+                    sample["jitter_ms"] = stat.jitter / rate * 1000
+                if last is not None:
+                    packets, missed = count - last[2], max(0.0, lost - last[3])
+                    expected = packets + missed
+                    sample["packet_loss"] = min(1.0, missed / expected) if expected > 0 else 0.0
             self._last[key] = (now, float(total or 0), float(count), lost)
-            sample: dict[str, Any] = {"direction": direction, "kind": stat.kind,
-                                      "source": "aiortc", "fps": None, "jitter_ms": jitter}
-            if last is not None and now > last[0]:
-                if total is not None:
-                    sample["bitrate_kbps"] = (total - last[1]) * 8 / (now - last[0]) / 1000
-                packets, missed = count - last[2], max(0.0, lost - last[3])
-                expected = packets if direction == "send" else packets + missed
-                sample["packet_loss"] = min(1.0, missed / expected) if expected > 0 else 0.0
+            if last is not None and now > last[0] and total is not None:
+                sample["bitrate_kbps"] = (total - last[1]) * 8 / (now - last[0]) / 1000
             out.append(sample)
         return out
 
