@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jupyter_video._aiortc import use_host_addresses
 from jupyter_video.account import Credentials
 from jupyter_video.classroom import Classroom, Seat, attend
 from jupyter_video.client import LocalAudioTrack, LocalVideoTrack
 
+from ..client.conftest import loopback_only  # noqa: F401 - ICE on 127.0.0.1, as there
 from ..client.participants import LOOPBACK, token
 from ..server_process import ServerProcess
 
@@ -38,13 +38,6 @@ def media_tracks() -> list[Any]:
 
 def room_name() -> str:
     return f"lecture-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> Iterator[None]:
-    use_host_addresses(LOOPBACK)
-    yield
-    use_host_addresses(None)
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ..server_process import REPO, ServerProcess
+from ..waiting import wait_until
 from ..widgets.browser import LOOPBACK, JupyterLab, kernel_state, requires_browser, write_notebook
 from ..widgets.driver import PageDriver
 from .conftest import media_tracks, room_name
@@ -55,16 +55,6 @@ def video_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     ).start()
     yield process
     process.stop()
-
-
-async def wait_until(predicate: Any, timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
 class Lab:

@@ -6,7 +6,6 @@ raised hand). The drop is made inside the server by the test-only registry drive
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from jupyter_video.classroom import Classroom, attend
 
 from ..client.participants import LOOPBACK, token
 from ..server_process import ServerProcess
+from ..waiting import wait_until
 from .conftest import room_name
 
 
@@ -31,16 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def channels(server: ServerProcess, room: str, drop: str | None = None) -> dict[str, Any]:
     """The classroom channels open to ``room`` in the server (and drop them)."""
     return server.drive("classroom_channels", room=room, **({"drop": drop} if drop else {}))
-
-
-async def wait_until(predicate: Any, timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.parametrize("drop", ["close", "abort"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +30,7 @@ from jupyter_video.errors import AccessTokenError, ParticipantError, RoomError, 
 from jupyter_video.tokens import AccessToken, VideoGrant
 
 from ..server_process import ServerProcess
+from ..waiting import wait_until
 from .participants import LOOPBACK, WAIT, Recorder, room_name, token
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,16 +75,6 @@ async def first_frame(track: RemoteVideoTrack, timeout: float = WAIT) -> np.ndar
         raise AssertionError("the track ended before any frame")
 
     return await asyncio.wait_for(take(), timeout)
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not true within {timeout}s")
 
 
 def video_of(recorder: Recorder) -> Callable[[Any], bool]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from jupyter_video.tokens import AccessToken, VideoGrant
 
 from ..conftest import make_twilio_client
 from ..server_process import ServerProcess
+from ..waiting import wait_until
 from .participants import LOOPBACK, WAIT, room_name, token
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,15 +55,6 @@ def bright(value: int) -> Iterator[np.ndarray]:
     frame = np.full((240, 320, 3), value, np.uint8)
     while True:
         yield frame
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check}")
-        await asyncio.sleep(0.05)
-    return result
 
 
 def test_rooms_created_without_or_with_an_empty_unique_name_are_named_by_their_sid(

@@ -24,7 +24,7 @@ from ..conftest import make_twilio_client
 from ..server_process import ServerProcess
 from ..widgets.browser import (
     LOOPBACK,
-    MEDIA_ON_LOOPBACK,
+    media_on_loopback_server,
     moving_frames,
     requires_browser,
     room_name,
@@ -36,12 +36,7 @@ from .mesh import MeshPage, media_plane_counters
 pytestmark = [requires_browser, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("p2p-browser"),
-                            video_config=MEDIA_ON_LOOPBACK).start()
-    yield process
-    process.stop()
+server = media_on_loopback_server("p2p-browser")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ nothing through the SFU."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from jupyter_video.client import (
 )
 from jupyter_video.errors import RoomError
 
+from ..client import conftest as client_suite
 from ..client.conftest import loopback_only  # noqa: F401 - ICE on 127.0.0.1, as there
 from ..client.participants import LOOPBACK, WAIT, Recorder, room_name, subscribed_to, token
 from ..client.test_client_e2e import (
@@ -40,30 +41,10 @@ from .mesh import media_plane_counters
 
 pytestmark = pytest.mark.timeout(120)
 
-
-@pytest.fixture(scope="module")
-def video_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("p2p-client"),
-        video_config={"ice_host_addresses": LOOPBACK, "media_workers": 1},
-    ).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-async def join(video_server: ServerProcess) -> AsyncIterator[Callable[..., Any]]:
-    rooms: list[Room] = []
-
-    async def _join(identity: str, name: str, **options: Any) -> tuple[Room, Recorder]:
-        room = await connect(token(video_server, identity), name, video_server.url,
-                             ice_host_addresses=LOOPBACK, **options)
-        rooms.append(room)
-        return room, Recorder(room)
-
-    yield _join
-    for room in rooms:
-        await room.disconnect()
+# The client suite's server (one media worker, for the module) and its join() ->
+# (room, recorder), everyone leaving at the end.
+video_server = client_suite.video_server
+join = client_suite.join
 
 
 def peer_to_peer_room(server: ServerProcess, room_type: str = "peer-to-peer") -> str:

@@ -6,9 +6,6 @@ participant, media straight between them."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -18,12 +15,13 @@ from jupyter_video.client import LocalVideoTrack, RemoteVideoTrack, RoomEvent, c
 
 from ..conftest import make_twilio_client
 from ..server_process import TOKEN, ServerProcess
+from ..waiting import wait_until
 from ..widgets.browser import (
     LOOPBACK,
-    MEDIA_ON_LOOPBACK,
     SAMPLE_VIDEO,
     JupyterLab,
     kernel_state,
+    media_on_loopback_server,
     moving_frames,
     requires_browser,
     room_name,
@@ -34,13 +32,7 @@ from ..widgets.browser import (
 from ..widgets.driver import PageDriver
 from .mesh import media_plane_counters
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("p2p-widget"),
-                            video_config=MEDIA_ON_LOOPBACK).start()
-    yield process
-    process.stop()
+server = media_on_loopback_server("p2p-widget")
 
 
 def get_token(server: ServerProcess, **params: str) -> requests.Response:
@@ -103,16 +95,6 @@ SUBSCRIBE_TOGGLES = """() => [...document.querySelectorAll('.jv-sub')].map(
     (button) => ({kind: button.dataset.kind, disabled: button.disabled}))"""
 
 
-async def wait_until(predicate: Any, timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @requires_browser
 @pytest.mark.timeout(240)
 async def test_a_go_room_widget_in_jupyterlab_with_a_python_participant(
@@ -130,7 +112,7 @@ async def test_a_go_room_widget_in_jupyterlab_with_a_python_participant(
         await asyncio.to_thread(lab.run_first_cell)
         state = await wait_until(lambda: kernel_state(server, "go_state.json").get("state")
                                  == "connected" and kernel_state(server, "go_state.json"),
-                                 what="the widget connected")
+                                 what="the widget connected", timeout=60)
         fetched = make_twilio_client(server).video.v1.rooms(state["room_sid"]).fetch()
         assert (fetched.type, fetched.unique_name) == ("go", room)
         # Alone, the widget has no peer connection: longer than the 'auto' transport
@@ -150,14 +132,15 @@ async def test_a_go_room_widget_in_jupyterlab_with_a_python_participant(
                 widget_video.append(event.track)
 
         python.on("track_subscribed", on_subscribed)
-        track = await wait_until(lambda: widget_video and widget_video[-1], what="widget video")
+        track = await wait_until(lambda: widget_video and widget_video[-1], timeout=60,
+                                 what="widget video")
         frames = await asyncio.wait_for(take_frames(track, 10), 30)
         assert frames[-1].mean() > 10  # Chromium's fake camera, decoded in the kernel
         shown = await asyncio.to_thread(driver.wait_for, SAMPLE_VIDEO, "python-bot", 60)
         assert shown["mean"] > 60 and (shown["width"], shown["height"]) == (320, 240)
         await wait_until(lambda: [p["identity"] for p in
                                   kernel_state(server, "go_state.json").get("participants", [])]
-                         == ["python-bot"], what="the widget's participants")
+                         == ["python-bot"], what="the widget's participants", timeout=60)
         # no subscribe toggles: there are no SubscribeRules in a mesh
         toggles = await asyncio.to_thread(driver.eval, SUBSCRIBE_TOGGLES)
         assert toggles and all(toggle["disabled"] for toggle in toggles), toggles

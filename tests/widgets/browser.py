@@ -44,6 +44,21 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
+def media_on_loopback_server(name: str) -> Any:
+    """A module's ``server`` fixture: ``jupyter server`` with the extension, its media
+    plane in process on 127.0.0.1, where Chromium looks for it; ``name`` names its
+    directory."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+        process = ServerProcess(tmp_path_factory.mktemp(name),
+                                video_config=MEDIA_ON_LOOPBACK).start()
+        yield process
+        process.stop()
+
+    return server
+
+
 requires_browser = pytest.mark.skipif(
     bool(missing_prerequisites()), reason="missing: " + ", ".join(missing_prerequisites())
 )

@@ -11,8 +11,6 @@ stops the video element, and leaving disconnects.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +27,13 @@ from jupyter_video.client import (
 )
 
 from ..server_process import ServerProcess
+from ..waiting import wait_until
 from .browser import (
     LOOPBACK,
-    MEDIA_ON_LOOPBACK,
     SAMPLE_VIDEO,
     JupyterLab,
     kernel_state,
+    media_on_loopback_server,
     moving_frames,
     requires_browser,
     room_name,
@@ -82,23 +81,7 @@ w
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server whose media plane answers on 127.0.0.1, where Chromium looks for it."""
-    process = ServerProcess(tmp_path_factory.mktemp("widget-server"),
-                            video_config=MEDIA_ON_LOOPBACK).start()
-    yield process
-    process.stop()
-
-
-async def wait_until(predicate: Any, timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+server = media_on_loopback_server("widget-server")
 
 
 class Page:

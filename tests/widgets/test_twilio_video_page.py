@@ -14,7 +14,6 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,9 +31,9 @@ from jupyter_video.client import (
 from ..server_process import ServerProcess
 from .browser import (
     LOOPBACK,
-    MEDIA_ON_LOOPBACK,
     REPO,
     first_track,
+    media_on_loopback_server,
     moving_frames,
     requires_browser,
     room_name,
@@ -126,12 +125,7 @@ SAMPLE = """(identity) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("page-server"),
-                            video_config=MEDIA_ON_LOOPBACK).start()
-    yield process
-    process.stop()
+server = media_on_loopback_server("page-server")
 
 
 def signaling(server: ServerProcess) -> str:
