@@ -6,19 +6,26 @@ Twilio's helper library is (HTTP Basic with the API key), looping over what a
 Twilio app does most: list rooms, create a room, fetch it, list its participants,
 complete it. Nothing is asserted; one JSON line is printed.
 
-    python benchmarks/rest_load.py --clients 100 --seconds 60
+    python benchmarks/rest_load.py --clients 100 --seconds 60 [--profile out.txt]
+
+``--profile`` samples the server process with py-spy for the run and adds where
+its CPU time went to the line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import requests
-from rooms import BenchServer, percentile
+from bench_server import BenchServer, percentile
+from processes import profile_summary
 
 
 def client_loop(base: str, auth: tuple[str, str], until: float,
@@ -53,7 +60,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--profile", metavar="PATH",
+                        help="sample the server with py-spy into PATH (collapsed stacks)")
     args = parser.parse_args()
+    spy = None
     with BenchServer(media_workers=1) as server:
         creds = server.credentials()
         base = server.url + "video/v1/"
@@ -66,11 +76,20 @@ def main() -> None:
             for _ in range(args.clients)
         ]
         started = time.monotonic()
+        if args.profile:
+            assert server.process is not None
+            spy = subprocess.Popen([
+                str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                str(server.process.pid), "--duration", str(max(1, round(args.seconds))),
+                "--rate", "250", "--format", "raw", "--output", args.profile, "--nonblocking",
+            ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         wall = time.monotonic() - started
+        if spy is not None:
+            spy.wait(timeout=60)
     ms = [1000 * value for value in latencies]
     print(json.dumps({
         "benchmark": "rest_load",
@@ -84,6 +103,7 @@ def main() -> None:
         "p95_ms": round(percentile(ms, 95), 1),
         "p99_ms": round(percentile(ms, 99), 1),
         "max_ms": round(max(ms), 1) if ms else None,
+        **({"profile": profile_summary(args.profile, top=12)} if args.profile else {}),
     }))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
@@ -43,21 +44,39 @@ class Record:
 
     @classmethod
     def from_record(cls: type[T], data: dict[str, Any]) -> T:
-        hints = typing.get_type_hints(cls)
         kwargs: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if field.name not in data:
+        for name, convert in _converters(cls):
+            if name not in data:
                 continue
-            value = data[field.name]
-            hint = hints[field.name]
-            if value is not None and _is(hint, datetime):
-                value = parse_time(value)
-            else:
-                enum_type = _enum_in(hint)
-                if value is not None and enum_type is not None:
-                    value = enum_type(value)
-            kwargs[field.name] = value
+            value = data[name]
+            kwargs[name] = convert(value) if convert is not None and value is not None else value
         return cls(**kwargs)
+
+
+Converters = tuple[tuple[str, Callable[[Any], Any] | None], ...]
+_CONVERTERS: dict[type, Converters] = {}
+
+
+def _converters(cls: type[Record]) -> Converters:
+    """Each field of ``cls`` and what turns its JSON value back into the field's type
+    (None: as it is). Resolving the type hints cost more than a REST request's SQL
+    (a quarter of the server's CPU under benchmarks/rest_load.py), and they never
+    change, so once per class."""
+    known = _CONVERTERS.get(cls)
+    if known is not None:
+        return known
+    hints = typing.get_type_hints(cls)
+    out: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint = hints[field.name]
+        convert: Callable[[Any], Any] | None = None
+        if _is(hint, datetime):
+            convert = parse_time
+        elif (enum_type := _enum_in(hint)) is not None:
+            convert = enum_type
+        out.append((field.name, convert))
+    _CONVERTERS[cls] = tuple(out)
+    return _CONVERTERS[cls]
 
 
 def _members(hint: Any) -> tuple[Any, ...]:
