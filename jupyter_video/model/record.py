@@ -43,21 +43,37 @@ class Record:
 
     @classmethod
     def from_record(cls: type[T], data: dict[str, Any]) -> T:
-        hints = typing.get_type_hints(cls)
         kwargs: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if field.name not in data:
+        for name, is_time, enum_type in _conversions(cls):
+            if name not in data:
                 continue
-            value = data[field.name]
-            hint = hints[field.name]
-            if value is not None and _is(hint, datetime):
+            value = data[name]
+            if value is not None and is_time:
                 value = parse_time(value)
-            else:
-                enum_type = _enum_in(hint)
-                if value is not None and enum_type is not None:
-                    value = enum_type(value)
-            kwargs[field.name] = value
+            elif value is not None and enum_type is not None:
+                value = enum_type(value)
+            kwargs[name] = value
         return cls(**kwargs)
+
+
+Conversions = tuple[tuple[str, bool, "type[enum.Enum] | None"], ...]
+_conversions_of: dict[type, Conversions] = {}
+
+
+def _conversions(cls: type) -> Conversions:
+    """Each field of ``cls``: its name, whether it is a datetime, its enum type if any.
+    Worked out once per class: ``typing.get_type_hints`` evaluates every annotation
+    string again on each call, and every record the store reads comes through here
+    (it was most of the server's CPU while 50 participants joined)."""
+    conversions = _conversions_of.get(cls)
+    if conversions is None:
+        hints = typing.get_type_hints(cls)
+        conversions = tuple(
+            (field.name, _is(hints[field.name], datetime), _enum_in(hints[field.name]))
+            for field in dataclasses.fields(cls)
+        )
+        _conversions_of[cls] = conversions
+    return conversions
 
 
 def _members(hint: Any) -> tuple[Any, ...]:
