@@ -415,7 +415,9 @@ class RoomView {
         if (participant) { this.removeParticipant(participant); }
       }
     }
-    if (error) { this.offerRejoin(); }
+    // Not after the room completed, or another page joined as this identity (53205:
+    // rejoining would push that one out in turn).
+    if (error && ![53118, 53205].includes(error.code)) { this.offerRejoin(); }
   }
 
   /** The room ended with an error, not by leaving: a button joins again. */
