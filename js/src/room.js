@@ -107,6 +107,10 @@ class RoomView {
     this.leaveButton.onclick = () => this.leave();
     for (const button of [this.micButton, this.camButton, this.screenButton, this.leaveButton]) { button.disabled = true; }
     this.errorBox = element('div', { class: 'jv-error', hidden: '' });
+    // Shown when the room ended under us (the server restarted, the media failed): the
+    // kernel may be gone with the old server, so the page fetches a new token itself.
+    this.rejoinButton = element('button', { class: 'jv-rejoin', type: 'button', hidden: '', text: 'Rejoin' });
+    this.rejoinButton.onclick = () => this.rejoin();
     this.unlockButton = element('button', { class: 'jv-audio-unlock', type: 'button', hidden: '', text: 'Click to enable audio' });
     this.unlockButton.onclick = () => this.unlockAudio();
     this.grid = element('div', { class: 'jv-grid' });
@@ -133,7 +137,7 @@ class RoomView {
       this.classroom.reactions, this.classroom.handButton, this.micButton, this.camButton, this.screenButton, this.leaveButton,
     ]);
     this.container = element('div', { class: 'jv-room' }, [
-      bar, this.errorBox, this.classroom.node, this.unlockButton, element('div', { class: 'jv-body' }, [this.grid, chat]), this.audioBox,
+      bar, this.errorBox, this.rejoinButton, this.classroom.node, this.unlockButton, element('div', { class: 'jv-body' }, [this.grid, chat]), this.audioBox,
     ]);
     this.localTile = this.tile('local', this.model.get('identity') || 'you', true);
     this.root.append(this.container);
@@ -195,6 +199,7 @@ class RoomView {
     } catch (error) {
       this.showError(error);
       this.setState('disconnected');
+      this.offerRejoin();
       return;
     }
     if (this.left) { return; }
@@ -243,6 +248,7 @@ class RoomView {
       this.stopLocalTracks();
       this.showError(error);
       this.setState('disconnected');
+      this.offerRejoin();
       return;
     }
     if (this.left) { room.disconnect(); return; }
@@ -400,8 +406,35 @@ class RoomView {
     this.classroom.close();
     this.stopLocalTracks();
     if (error) { this.showError(error); }
+    const room = this.room;
     this.room = null;
     this.setState('disconnected');
+    if (room) {
+      for (const sid of Array.from(this.tiles.keys())) {
+        const participant = room.participants.get(sid);
+        if (participant) { this.removeParticipant(participant); }
+      }
+    }
+    // Not after the room completed, or another page joined as this identity (53205:
+    // rejoining would push that one out in turn).
+    if (error && ![53118, 53205].includes(error.code)) { this.offerRejoin(); }
+  }
+
+  /** The room ended with an error, not by leaving: a button joins again. */
+  offerRejoin() {
+    if (!this.left) { this.rejoinButton.removeAttribute('hidden'); }
+  }
+
+  /** Join the same room again from the start: a new token, new local tracks. */
+  async rejoin() {
+    this.rejoinButton.setAttribute('hidden', '');
+    this.errorBox.setAttribute('hidden', '');
+    this.save({ error: null });
+    for (const tile of this.tiles.values()) { tile.node.remove(); }
+    this.tiles.clear();
+    this.messages = [];
+    this.messageList.textContent = '';
+    await this.start();
   }
 
   // ------------------------------------------------------------------ participants and tracks

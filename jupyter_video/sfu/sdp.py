@@ -301,3 +301,22 @@ def _start_bitrate(section: list[str], kbps: int) -> list[str]:
             at = next(i for i, line in enumerate(lines) if line.startswith(f"a=rtpmap:{pt} "))
             lines.insert(at + 1, f"a=fmtp:{pt} {parameter}")
     return lines
+
+
+def with_max_message_size(sdp: str, size: int) -> str:
+    """``sdp`` (the SFU's answer or offer) announcing ``size`` as the largest data
+    channel message it takes (``a=max-message-size``, RFC 8841 section 6): a WebRTC
+    sender's ``send()`` then refuses a larger message itself (Chrome, aiortc).
+    0 leaves aiortc's own figure."""
+    if size <= 0:
+        return sdp
+    out = []
+    for section in _sections(sdp):
+        if section and section[0].startswith("m=application"):
+            lines = [line for line in section if not line.startswith("a=max-message-size:")]
+            end = len(lines)
+            while end and not lines[end - 1]:  # the SDP's last CRLF
+                end -= 1
+            section = [*lines[:end], f"a=max-message-size:{size}", *lines[end:]]
+        out.extend(section)
+    return "\r\n".join(out)

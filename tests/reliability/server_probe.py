@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import psutil
@@ -38,6 +39,19 @@ class ProbeHandler(APIHandler):
         }))
 
 
+class StallHandler(APIHandler):
+    """``GET video-probe/stall?seconds=N``: block the server's event loop N seconds, as a
+    burst of work (or a machine that swapped the server out) does."""
+
+    @web.authenticated
+    def get(self) -> None:
+        time.sleep(float(self.get_argument("seconds")))
+        self.finish("{}")
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     base = serverapp.web_app.settings["base_url"]
-    serverapp.web_app.add_handlers(".*$", [(url_path_join(base, r"/video-probe"), ProbeHandler)])
+    serverapp.web_app.add_handlers(".*$", [
+        (url_path_join(base, r"/video-probe"), ProbeHandler),
+        (url_path_join(base, r"/video-probe/stall"), StallHandler),
+    ])

@@ -133,11 +133,11 @@ async def test_a_stalled_subscriber_is_disconnected_with_53405(join) -> None:
             received += 1
 
     reading = asyncio.ensure_future(read())
-    blob = b"\x00" * 200_000
+    blob = b"\x00" * 16384  # the largest data message the SFU forwards (max_data_message_bytes)
     began = time.monotonic()
     try:
         while stalled.state.value != "disconnected" and time.monotonic() - began < 40:
-            chat.send(blob)  # 4 MB/s: the stalled socket's buffers fill within a second
+            chat.send(blob)  # 20 a second: the stalled socket acks none, its window is full
             await asyncio.sleep(0.05)
     finally:
         reading.cancel()
