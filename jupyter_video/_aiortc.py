@@ -346,6 +346,16 @@ def take_sender(sender: RTCRtpSender, on_send: SendHandler) -> None:
     sender.send = send  # type: ignore[method-assign]
 
 
+def keep_sender_identity(sender: RTCRtpSender, previous: RTCRtpSender) -> None:
+    """Give ``sender`` (of a new peer connection) the SSRCs and stream id that
+    ``previous`` announced in SDP, so the remote end's receiver of that m-section
+    takes its packets as the same stream (an ICE restart answered by a new peer
+    connection, sfu/peer.py)."""
+    sender._ssrc = previous._ssrc
+    sender._rtx_ssrc = previous._rtx_ssrc
+    sender._stream_id = previous._stream_id
+
+
 # ------------------------------------------- aiortc's own receivers and senders
 # (clients and the tests' clients; the SFU never starts them)
 

@@ -116,6 +116,27 @@ def _checked(sdp: str) -> str:
     return sdp
 
 
+def _ice_ufrag(sdp: str) -> str | None:
+    """The first ``a=ice-ufrag`` of ``sdp`` (bundled: the one of the session)."""
+    for line in sdp.splitlines():
+        if line.startswith("a=ice-ufrag:"):
+            return line.removeprefix("a=ice-ufrag:").strip()
+    return None
+
+
+def _mids(sdp: str) -> set[str]:
+    return {m.rtp.muxId for m in SessionDescription.parse(sdp).media if m.rtp.muxId}
+
+
+OLD_CONNECTION_GRACE = 10.0
+"""Seconds the peer connection an ICE restart replaced stays open, at most, for the
+new one to connect: closing it sends an SCTP ABORT over its DTLS, which would close
+the client's data channels while its new association is not up yet."""
+KEYFRAME_WAIT = 5.0
+"""Seconds after an ICE restart that the publisher's first packet is waited for, to
+ask it for a keyframe."""
+
+
 class Peer:
     """A participant's peer connection, its publications and its subscriptions."""
 
@@ -154,14 +175,22 @@ class Peer:
         self.rtcp_ssrc = random.getrandbits(32)
         """The SSRC of the SFU's RTCP toward this participant's publications."""
         self._rtcp_timer: asyncio.TimerHandle | None = None
+        self.restarts = 0
+        """ICE restarts answered with a new peer connection (:meth:`_restart`)."""
+        self._retiring: asyncio.Task[None] | None = None
+        """Closes the connection the last ICE restart replaced (PeerRestart)."""
+        self.pc = self._new_connection()
+
+    def _new_connection(self) -> RTCPeerConnection:
         # One transport for every m-section, as twilio-video.js asks of its own peer
         # connection (peerconnection.js: bundlePolicy max-bundle).
-        self.pc = RTCPeerConnection(
+        pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        self.pc.on("track", self._on_track)
-        self.pc.on("datachannel", self._on_datachannel)
-        self.pc.on("connectionstatechange", self._on_connectionstatechange)
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connectionstatechange)
+        return pc
 
     # ----------------------------------------------------------- state machine
 
@@ -184,6 +213,7 @@ class Peer:
             sdp = sdp_rewrite.only_video_codecs(_checked(sdp), self.video_codecs)
         except ValueError as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
+        restart = self._restart(sdp) if self._is_ice_restart(sdp) else None
         self._remote_sdp = sdp  # read by _on_track, which runs inside setRemoteDescription
         self._client_extmap = {**sdp_rewrite.extmap_ids(sdp), **self._client_extmap}
         try:
@@ -192,13 +222,36 @@ class Peer:
             )
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
+        if restart is not None:
+            restart.carry_over()
         self._follow_reused_sections()
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:
             raise MediaError(53401, f"Server is unable to create an answer: {exc}") from exc
         self._divert()
+        if restart is not None:
+            restart.finish()
         return self._local_sdp()
+
+    # ----------------------------------------------------------- ICE restart
+
+    def _is_ice_restart(self, sdp: str) -> bool:
+        """An offer on a negotiated session with new ICE credentials (JSEP 5.2.1):
+        the client restarts ICE (twilio-video does when its media stops, 53405)."""
+        current = self.pc.remoteDescription
+        if current is None:
+            return False
+        return _ice_ufrag(sdp) != _ice_ufrag(current.sdp)
+
+    def _restart(self, sdp: str) -> PeerRestart:
+        """Answer an ICE restart with a new peer connection: aiortc cannot restart
+        ICE (or DTLS) on one. See :class:`PeerRestart`."""
+        restart = PeerRestart(self, sdp)
+        self.restarts += 1
+        logger.info("%s restarts ICE: a new peer connection (%s)", self.participant_sid,
+                    "same m-sections" if restart.kept else "a new client peer connection")
+        return restart
 
     async def create_offer(self) -> str:
         """An offer carrying every subscription (new ones get a transceiver)."""
@@ -625,3 +678,148 @@ class Peer:
             self.media_signaling.close()
         await self.pc.close()
         self._move_to(PeerState.CLOSED)
+        if self._retiring is not None:
+            await self._retiring
+
+
+class PeerRestart:
+    """One ICE restart of a :class:`Peer`: its new RTCPeerConnection takes over
+    what the old one carried.
+
+    Chromium takes the new connection's DTLS fingerprint and ICE credentials in the
+    answer to its restart offer (a DTLS restart), carries SRTP to it, and lets the
+    new SCTP association take its open data channels on the same stream ids
+    (docs/reliability.md, "ICE restart"). So when the offer still has every
+    m-section of the session (the client *kept* its peer connection, as
+    twilio-video does), the SFU's send slots move to the same m-sections with the
+    same SSRCs, and its data channels are opened again as negotiated channels on
+    their old stream ids: nothing changes for the client's transceivers, tracks
+    and channels. An offer from a *new* client peer connection (fewer m-sections)
+    gets the publications back from its tracks and channels, and every
+    subscription again through an SFU offer.
+    """
+
+    def __init__(self, peer: Peer, sdp: str) -> None:
+        self.peer = peer
+        self.old = peer.pc
+        current = self.old.remoteDescription
+        assert current is not None
+        self.kept = _mids(current.sdp) <= _mids(sdp)
+        self.old.remove_all_listeners()
+        self._old_slots = {slot.transceiver.mid: slot for slot in peer.slots}
+        peer.pc = peer._new_connection()
+        peer._dtls = None
+        peer._sections = {}
+        peer._by_ssrc = {}
+        peer._by_mid = {}
+
+    def carry_over(self) -> None:
+        """After the restart offer is applied to the new connection, before answering."""
+        peer = self.peer
+        for publication in set(peer._sections.values()):
+            # A new receive stream, numbered afresh: subscribers go on from its next
+            # keyframe, numbered on from what they got.
+            for subscription in publication.subscriptions:
+                if isinstance(subscription, MediaSubscription):
+                    subscription.restart_source()
+        if self.kept:
+            by_mid = {t.mid: t for t in peer.pc.getTransceivers()}
+            for mid, slot in self._old_slots.items():
+                transceiver = by_mid.get(mid)
+                if transceiver is None:
+                    continue
+                sending = slot.transceiver.direction in _SENDING
+                slot.move_to(transceiver)
+                transceiver.direction = _direction(
+                    sending=sending, receiving=transceiver in peer._sections)
+            self._reopen_data_channels(keep_ids=True)
+        else:
+            self._subscribe_again()
+            self._reopen_data_channels(keep_ids=False)
+
+    def finish(self) -> None:
+        """After the answer: close the old connection once the new one connected."""
+        peer = self.peer
+        if not self.kept:
+            # The subscriptions and SFU channels need an SFU offer on the new connection.
+            peer._report(RenegotiationNeeded(peer.participant_sid))
+        previous = peer._retiring
+        if previous is not None and not previous.done():
+            previous.cancel()  # a restart of a restart: the one before is gone too
+        peer._retiring = asyncio.ensure_future(self._close_old())
+
+    def _subscribe_again(self) -> None:
+        peer = self.peer
+        subscriptions = list(peer.subscriptions.values())
+        peer.subscriptions.clear()
+        for slot in peer.slots:
+            slot.track.stop()
+        peer.slots = []
+        peer._slot_by_ssrc = {}
+        for subscription in subscriptions:
+            subscription.end()
+            peer.subscribe(subscription.publication)
+
+    def _reopen_data_channels(self, keep_ids: bool) -> None:
+        """The SFU's channels (and, kept, the client's) on the new connection, with
+        the handlers they had."""
+        peer = self.peer
+        if keep_ids:
+            for publication in peer.room.publications.values():
+                if (isinstance(publication, DataPublication) and publication.channel is not None
+                        and publication.publisher_sid == peer.participant_sid):
+                    publication.channel = self._reopen(publication.channel, keep_ids)
+        for subscription in peer.subscriptions.values():
+            if isinstance(subscription, DataSubscription) and subscription.channel is not None:
+                subscription.channel = self._reopen(subscription.channel, keep_ids)
+        if peer._active_speaker is not None:
+            peer._active_speaker = self._reopen(peer._active_speaker, keep_ids)
+        if peer.media_signaling is not None:
+            channels = peer.media_signaling.channels
+            for name, channel in list(channels.items()):
+                channels[name] = self._reopen(channel, keep_ids)
+
+    def _reopen(self, old: RTCDataChannel, keep_id: bool) -> RTCDataChannel:
+        negotiated = keep_id and old.id is not None
+        channel = self.peer.pc.createDataChannel(
+            old.label,
+            ordered=old.ordered,
+            maxPacketLifeTime=old.maxPacketLifeTime,
+            maxRetransmits=old.maxRetransmits,
+            protocol=old.protocol,
+            negotiated=negotiated,
+            id=old.id if negotiated else None,
+        )
+        for event in ("open", "message"):
+            for listener in old.listeners(event):
+                channel.on(event, listener)
+        old.remove_all_listeners()
+        return channel
+
+    async def _close_old(self) -> None:
+        peer = self.peer
+        deadline = time.monotonic() + OLD_CONNECTION_GRACE
+        try:
+            while peer.pc.connectionState != "connected" and time.monotonic() < deadline:
+                if peer.state == PeerState.CLOSED:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await asyncio.shield(self.old.close())
+        # The media resumes on a keyframe both ways. The publisher's streams on the
+        # new connection take a PLI only once a packet named their SSRC (the
+        # subscribers' decoders would wait for the publisher's next keyframe,
+        # which Chromium sends only when asked).
+        for subscription in peer.subscriptions.values():
+            if isinstance(subscription, MediaSubscription):
+                subscription.publication.request_keyframe()
+        waiting = {p: p.keyframe_requests_sent for p in set(peer._sections.values())
+                   if p.kind == "video"}
+        deadline = time.monotonic() + KEYFRAME_WAIT
+        while waiting and time.monotonic() < deadline and peer.state != PeerState.CLOSED:
+            for publication, sent in list(waiting.items()):
+                if publication.keyframe_requests_sent > sent:
+                    del waiting[publication]
+                else:
+                    publication.request_keyframe()
+            await asyncio.sleep(0.1)
