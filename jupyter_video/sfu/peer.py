@@ -765,13 +765,15 @@ class PeerRestart:
         the handlers they had."""
         peer = self.peer
         if keep_ids:
+            # (A new client peer connection opens its channels again itself, and
+            # _subscribe_again opened the data subscriptions' anew.)
             for publication in peer.room.publications.values():
                 if (isinstance(publication, DataPublication) and publication.channel is not None
                         and publication.publisher_sid == peer.participant_sid):
                     publication.channel = self._reopen(publication.channel, keep_ids)
-        for subscription in peer.subscriptions.values():
-            if isinstance(subscription, DataSubscription) and subscription.channel is not None:
-                subscription.channel = self._reopen(subscription.channel, keep_ids)
+            for subscription in peer.subscriptions.values():
+                if isinstance(subscription, DataSubscription) and subscription.channel is not None:
+                    subscription.channel = self._reopen(subscription.channel, keep_ids)
         if peer._active_speaker is not None:
             peer._active_speaker = self._reopen(peer._active_speaker, keep_ids)
         if peer.media_signaling is not None:

@@ -20,7 +20,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -31,6 +31,7 @@ from jupyter_video.client import (
     LocalVideoTrack,
     RemoteDataTrack,
     RemoteVideoTrack,
+    Room,
     RoomEvent,
     connect,
 )
@@ -162,7 +163,7 @@ def in_namespace(pid: int, *command: str) -> None:
     subprocess.run(["nsenter", "-t", str(pid), "-n", *command], check=True)
 
 
-async def until(what: str, check: object, timeout: float) -> float:
+async def until(what: str | Callable[[], str], check: object, timeout: float) -> float:
     """Wait for ``check()`` (sync or async) to be truthy; when it was, in monotonic time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -172,7 +173,7 @@ async def until(what: str, check: object, timeout: float) -> float:
         if result:
             return time.monotonic()
         await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    raise AssertionError(f"not within {timeout} s: {what if isinstance(what, str) else what()}")
 
 
 async def test_a_dead_media_path_is_restarted_with_an_ice_restart_keeping_the_sid(
@@ -283,3 +284,139 @@ async def chatter(track: LocalDataTrack) -> None:
         number += 1
         with contextlib.suppress(Exception):
             track.send(f"python {number}")
+
+
+# ---------------------------------------------------------------- the Python client
+
+GONE, NEW = "10.231.9.5", "10.231.9.6"
+"""The Python participant's addresses (lent to lo): the one it joins on, which the
+test takes away, and the one it moves to."""
+
+
+def lend(address: str) -> None:
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+
+
+def take_back(address: str) -> None:
+    subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False,
+                   capture_output=True)
+
+
+class Participant:
+    """A Python participant sending flat frames of one red ``level`` and a message
+    every 100 ms, counting the other's frames (right colour and size) and messages."""
+
+    def __init__(self, identity: str, level: int, other_level: int) -> None:
+        self.identity = identity
+        self.level = level
+        self.other_level = other_level
+        self.frames = 0
+        self.bad_frames = 0
+        self.messages = 0
+        self.events: list[tuple[str, int | None, float]] = []
+        self.chat = LocalDataTrack(name="chat")
+        self.tasks: list[asyncio.Task[None]] = []
+        self.room: Room | None = None
+
+    async def join(self, server: ServerProcess, name: str, addresses: list[str]) -> None:
+        frames = live_frames(self.level)
+        self.room = await connect(token(server, self.identity), name, server.url,
+                                  ice_host_addresses=addresses,
+                                  tracks=[LocalVideoTrack.from_frames(frames, fps=10),
+                                          self.chat])
+        room = self.room
+        room.on("track_subscribed", self._received)
+        for event in ("reconnecting", "reconnected", "disconnected"):
+            room.on(event, self._note)
+        for participant in room.participants.values():
+            for publication in participant.tracks.values():
+                if publication.track is not None:
+                    self._received(RoomEvent("track_subscribed", track=publication.track))
+        self.tasks.append(asyncio.ensure_future(chatter(self.chat)))
+
+    def _note(self, event: RoomEvent) -> None:
+        self.events.append((event.name, getattr(event.error, "code", None), time.monotonic()))
+
+    def _received(self, event: RoomEvent) -> None:
+        if isinstance(event.track, RemoteVideoTrack):
+            self.tasks.append(asyncio.ensure_future(self._watch(event.track)))
+        elif isinstance(event.track, RemoteDataTrack):
+            self.tasks.append(asyncio.ensure_future(self._listen(event.track)))
+
+    async def _watch(self, track: RemoteVideoTrack) -> None:
+        async for frame in track.frames():
+            if frame.shape[:2] == PYTHON_SHAPE and abs(
+                    float(frame[..., 0].mean()) - self.other_level) <= 12:
+                self.frames += 1
+            else:
+                self.bad_frames += 1
+
+    async def _listen(self, track: RemoteDataTrack) -> None:
+        async for _ in track.messages():
+            self.messages += 1
+
+    async def leave(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.room is not None:
+            await self.room.disconnect()
+
+
+def live_frames(level: int) -> Iterator[np.ndarray]:
+    frame = np.empty((*PYTHON_SHAPE, 3), np.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = level, 255 - level, 128
+    while True:
+        yield frame
+
+
+async def test_the_python_client_restarts_ice_when_its_media_path_dies(
+        server: ServerProcess) -> None:
+    """Alice's address goes away mid-call (Bob's stays): her client sees no byte for
+    3 s, fires ``reconnecting`` (53405), offers from a new aiortc peer connection on
+    her new address under the same peer connection id, and fires ``reconnected``
+    when media flows again; the frames and messages her application gets resume in
+    the same RemoteTrack objects, and Bob's from her."""
+    name = room_name()
+    lend(GONE)
+    alice, bob = Participant("alice", 60, 200), Participant("bob", 200, 60)
+    try:
+        await bob.join(server, name, LOOPBACK)  # Bob gathers now, on 127.0.0.1 only
+        await alice.join(server, name, [GONE, NEW])  # NEW is not there yet
+        await until("media both ways", lambda: all(
+            p.frames > 10 and p.messages > 10 for p in (alice, bob)), 40)
+        assert alice.room is not None and bob.room is not None
+        sids = (alice.room.local_participant.sid, bob.room.local_participant.sid)
+
+        take_back(GONE)
+        lend(NEW)
+        cut = time.monotonic()
+        await until("alice reconnected",
+                    lambda: any(e[0] == "reconnected" for e in alice.events), 30)
+        assert [e[:2] for e in alice.events[:2]] == [("reconnecting", 53405),
+                                                      ("reconnected", None)], alice.events
+        counts = {p.identity: (p.frames, p.messages) for p in (alice, bob)}
+        back = await until(lambda: f"media both ways again: before {counts}, now " + str({
+            p.identity: (p.frames, p.messages, p.bad_frames) for p in (alice, bob)}), lambda: all(
+            p.frames >= counts[p.identity][0] + 10 and p.messages >= counts[p.identity][1] + 10
+            for p in (alice, bob)), 30)
+        assert bob.events == [], bob.events  # his path never broke
+        assert (alice.room.local_participant.sid, bob.room.local_participant.sid) == sids
+        assert alice.room.state.value == "connected"
+        assert alice.bad_frames <= 2 and bob.bad_frames <= 2, (alice.bad_frames, bob.bad_frames)
+        creds = server.credentials()
+        records = requests.get(
+            f"{server.url}video/v1/Rooms/{name}/Participants",
+            auth=(creds["api_key_sid"], creds["api_key_secret"]), timeout=10).json()
+        statuses = {p["sid"]: p["status"] for p in records["participants"]}
+        assert statuses == {sids[0]: "connected", sids[1]: "connected"}, statuses
+        reconnecting, reconnected = alice.events[0][2], alice.events[1][2]
+        print(json.dumps({"ice_restart_python": {
+            "reconnecting_after_cut_s": round(reconnecting - cut, 2),
+            "reconnected_after_reconnecting_s": round(reconnected - reconnecting, 2),
+            "media_back_after_cut_s": round(back - cut, 2),
+        }}))
+    finally:
+        await alice.leave()
+        await bob.leave()
+        take_back(GONE)
+        take_back(NEW)
