@@ -21,7 +21,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -179,6 +180,12 @@ class Peer:
         """ICE restarts answered with a new peer connection (:meth:`_restart`)."""
         self._retiring: asyncio.Task[None] | None = None
         """Closes the connection the last ICE restart replaced (PeerRestart)."""
+        self._resumed: SessionResume | None = None
+        """The session of a peer lost with its media worker (:meth:`restore`), taken
+        up by the first offer."""
+        self._resumable: dict[str, tuple[RTCRtpTransceiver, SendSection]] = {}
+        """Publication track id -> the m-section (and sender identity) that carried it
+        to this participant before its worker exited."""
         self.pc = self._new_connection()
 
     def _new_connection(self) -> RTCPeerConnection:
@@ -190,6 +197,17 @@ class Peer:
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_connectionstatechange)
+        create = pc.createDataChannel
+
+        def create_reported(label: str, *args: Any, **kwargs: Any) -> RTCDataChannel:
+            # Every channel the SFU opens (data subscriptions, media signaling) tells
+            # the control plane its stream id, which a RestorePeer gives back.
+            channel = create(label, *args, **kwargs)
+            channel.on("open", lambda: self._report(DataChannelOpened(
+                self.participant_sid, channel.label, channel.id, local=True)))
+            return channel
+
+        pc.createDataChannel = create_reported  # type: ignore[method-assign]
         return pc
 
     # ----------------------------------------------------------- state machine
@@ -216,6 +234,8 @@ class Peer:
         restart = self._restart(sdp) if self._is_ice_restart(sdp) else None
         self._remote_sdp = sdp  # read by _on_track, which runs inside setRemoteDescription
         self._client_extmap = {**sdp_rewrite.extmap_ids(sdp), **self._client_extmap}
+        if self.pc.remoteDescription is None:
+            adapter.bundle_early_sctp(self.pc)
         try:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=_checked(sdp), type="offer")
@@ -224,6 +244,9 @@ class Peer:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
         if restart is not None:
             restart.carry_over()
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.carry_over(self, sdp)
         self._follow_reused_sections()
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -232,6 +255,10 @@ class Peer:
         self._divert()
         if restart is not None:
             restart.finish()
+        if resumed is not None and self.needs_negotiation():
+            # Subscriptions this answer could not carry (a new client peer connection,
+            # or publishers not negotiated here yet) go in an offer of the SFU's.
+            self._report(RenegotiationNeeded(self.participant_sid))
         return self._local_sdp()
 
     # ----------------------------------------------------------- ICE restart
@@ -243,6 +270,29 @@ class Peer:
         if current is None:
             return False
         return _ice_ufrag(sdp) != _ice_ufrag(current.sdp)
+
+    def restore(self, session_sdp: str, client_channels: dict[str, int],
+                server_channels: dict[str, int]) -> None:
+        """Take up the session of this participant's peer on a media worker that
+        exited, with the participant's ICE-restart offer (see :class:`SessionResume`)."""
+        self._resumed = SessionResume(session_sdp, client_channels, server_channels)
+
+    def _resume_slot(self, subscription: MediaSubscription) -> bool:
+        """Send ``subscription`` on the m-section that carried it before the worker
+        exited, with the same SSRCs: the client's receiver goes on."""
+        publication = subscription.publication
+        entry = self._resumable.get(publication.track_id)
+        if entry is None or not publication.ready:
+            return False
+        del self._resumable[publication.track_id]
+        transceiver, section = entry
+        slot = SendSlot(transceiver, publication, self._send, self._slot_ready)
+        adapter.set_sender_identity(transceiver.sender, section.ssrc, section.rtx_ssrc,
+                                    section.stream_id)
+        self.slots.append(slot)
+        subscription.start(slot)
+        transceiver.direction = _direction(sending=True, receiving=transceiver in self._sections)
+        return True
 
     def _restart(self, sdp: str) -> PeerRestart:
         """Answer an ICE restart with a new peer connection: aiortc cannot restart
@@ -557,7 +607,7 @@ class Peer:
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         publication = self.room.data_publication(self.participant_sid, channel.label)
         publication.attach(channel)
-        self._report(DataChannelOpened(self.participant_sid, channel.label))
+        self._report(DataChannelOpened(self.participant_sid, channel.label, channel.id))
 
     # ----------------------------------------------------------- media signaling
 
@@ -640,7 +690,7 @@ class Peer:
 
     def _start_in_new_slot(self, subscription: MediaSubscription) -> None:
         publication = subscription.publication
-        if not publication.ready:
+        if not publication.ready or self._resume_slot(subscription):
             return
         transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(publication))
@@ -782,21 +832,7 @@ class PeerRestart:
                 channels[name] = self._reopen(channel, keep_ids)
 
     def _reopen(self, old: RTCDataChannel, keep_id: bool) -> RTCDataChannel:
-        negotiated = keep_id and old.id is not None
-        channel = self.peer.pc.createDataChannel(
-            old.label,
-            ordered=old.ordered,
-            maxPacketLifeTime=old.maxPacketLifeTime,
-            maxRetransmits=old.maxRetransmits,
-            protocol=old.protocol,
-            negotiated=negotiated,
-            id=old.id if negotiated else None,
-        )
-        for event in ("open", "message"):
-            for listener in old.listeners(event):
-                channel.on(event, listener)
-        old.remove_all_listeners()
-        return channel
+        return _reopen_channel(self.peer.pc, old, old.id if keep_id else None)
 
     async def _close_old(self) -> None:
         peer = self.peer
@@ -825,3 +861,105 @@ class PeerRestart:
                 else:
                     publication.request_keyframe()
             await asyncio.sleep(0.1)
+
+
+def _reopen_channel(pc: RTCPeerConnection, old: RTCDataChannel,
+                    stream_id: int | None) -> RTCDataChannel:
+    """``old``'s channel on ``pc``, with the handlers it had: negotiated on
+    ``stream_id`` (a channel the client keeps open across the restart), else opened
+    anew (DCEP)."""
+    channel = pc.createDataChannel(
+        old.label,
+        ordered=old.ordered,
+        maxPacketLifeTime=old.maxPacketLifeTime,
+        maxRetransmits=old.maxRetransmits,
+        protocol=old.protocol,
+        negotiated=stream_id is not None,
+        id=stream_id,
+    )
+    for event in ("open", "message"):
+        for listener in old.listeners(event):
+            channel.on(event, listener)
+    old.remove_all_listeners()
+    return channel
+
+
+@dataclass
+class SendSection:
+    """An m-section the SFU sent on, as its SDP announced it."""
+
+    kind: str
+    track_id: str
+    stream_id: str | None
+    ssrc: int
+    rtx_ssrc: int | None
+
+
+def _send_sections(sdp: str) -> dict[str, SendSection]:
+    """mid -> what the SFU announced sending there, in its own SDP ``sdp``."""
+    sections = {}
+    for media in SessionDescription.parse(sdp).media:
+        if not media.rtp.muxId or not media.msid or not media.ssrc:
+            continue
+        parts = media.msid.split()
+        if len(parts) != 2:
+            continue
+        rtx = next((int(g.items[1]) for g in media.ssrc_group
+                    if g.semantic == "FID" and len(g.items) == 2), None)
+        primary = next(s.ssrc for s in media.ssrc if s.ssrc != rtx)
+        sections[media.rtp.muxId] = SendSection(media.kind, parts[1], parts[0], primary, rtx)
+    return sections
+
+
+class SessionResume:
+    """A participant's session carried over from a media worker that exited (a
+    RestorePeer) to the new worker's peer, by the participant's ICE-restart offer.
+
+    twilio-video keeps its peer connection (every m-section of the session is in
+    the offer): the SFU's m-sections take their subscriptions again with the SSRCs
+    and msids the session's SDP announced (each as soon as its publisher's media is
+    negotiated here), and the data channels are opened again on the stream ids they
+    had, as an ICE restart on one worker does (:class:`PeerRestart`). A new client
+    peer connection (the Python client's) takes everything anew.
+    """
+
+    def __init__(self, session_sdp: str, client_channels: dict[str, int],
+                 server_channels: dict[str, int]) -> None:
+        self.session_sdp = session_sdp
+        self.client_channels = client_channels
+        self.server_channels = server_channels
+
+    def carry_over(self, peer: Peer, offer: str) -> None:
+        """After the offer is applied to ``peer``'s connection, before answering."""
+        if not _mids(self.session_sdp) <= _mids(offer):
+            return
+        by_mid = {t.mid: t for t in peer.pc.getTransceivers()}
+        peer._resumable = {
+            section.track_id: (by_mid[mid], section)
+            for mid, section in _send_sections(self.session_sdp).items()
+            if mid in by_mid and by_mid[mid].kind == section.kind
+        }
+        for subscription in list(peer.subscriptions.values()):
+            if isinstance(subscription, MediaSubscription) and subscription.slot is None:
+                peer._resume_slot(subscription)
+        for label, stream_id in self.client_channels.items():
+            peer._on_datachannel(peer.pc.createDataChannel(label, negotiated=True, id=stream_id))
+        for subscription in peer.subscriptions.values():
+            if isinstance(subscription, DataSubscription) and subscription.channel is not None:
+                subscription.channel = self._on_old_id(peer, subscription.channel)
+        if peer._active_speaker is not None:
+            peer._active_speaker = self._on_old_id(peer, peer._active_speaker)
+        if peer.media_signaling is not None:
+            channels = peer.media_signaling.channels
+            for name, channel in list(channels.items()):
+                channels[name] = self._on_old_id(peer, channel)
+
+    def _on_old_id(self, peer: Peer, channel: RTCDataChannel) -> RTCDataChannel:
+        """The SFU's ``channel`` (not announced yet) on the stream id it had before,
+        where the client still has it open."""
+        stream_id = self.server_channels.get(channel.label)
+        if stream_id is None:
+            return channel  # it opens anew
+        reopened = _reopen_channel(peer.pc, channel, stream_id)
+        channel.close()  # never announced: it closes at once
+        return reopened
