@@ -113,6 +113,7 @@ class LiveParticipant:
         # What a media worker that exits takes along, to restore on another one:
         self.media_signaling: dict[str, str] = {}  # MSP channel -> label granted
         self.bandwidth_profile: dict[str, Any] | None = None
+        self.session_sdp: str | None = None  # the SFU's SDP of the last agreed session
         self.client_channels: dict[str, int] = {}  # its data channels: label -> stream id
         self.server_channels: dict[str, int] = {}  # the SFU's channels to it, likewise
         self.restoring: asyncio.TimerHandle | None = None
@@ -660,6 +661,7 @@ class Conference:
             sdp = await self.media.apply_offer(participant.sid, description.sdp)
             participant.pc_revision = description.revision
             participant.local_description = rsp.Description("answer", description.revision, sdp)
+            participant.session_sdp = sdp
             if participant.restoring is not None:
                 # Its ICE restart reached the new media worker: record its tracks again.
                 participant.restoring.cancel()
@@ -672,6 +674,8 @@ class Conference:
             assert description.sdp is not None
             await self.media.apply_answer(participant.sid, description.sdp)
             participant.offer_pending = False
+            if participant.local_description is not None:
+                participant.session_sdp = participant.local_description.sdp
             if participant.renegotiate_again:
                 participant.renegotiate_again = False
                 self.spawn(self.renegotiate(participant))
@@ -982,10 +986,9 @@ class Conference:
     async def _restore_peer(self, participant: LiveParticipant) -> None:
         """The participant's peer, publications and media signaling on a live worker."""
         room = participant.room.record
-        session = participant.local_description
         await self.media.restore_peer(media.RestorePeer(
             participant.sid, room.sid, list(room.video_codecs),
-            session_sdp=session.sdp if session is not None else None,
+            session_sdp=participant.session_sdp,
             client_channels=dict(participant.client_channels),
             server_channels=dict(participant.server_channels)))
         participant.offer_pending = False  # an offer out to the dead worker is void

@@ -190,12 +190,19 @@ async def test_a_killed_media_worker_moves_its_room_to_a_live_one_and_recordings
         assert page_before is not None
         frames, messages, bad = side.frames, side.messages, side.bad_frames
 
+        first_frame: dict[str, float] = {}
+
         async def page_resumed() -> bool:
             now = await sample()
+            if now and now["decoded"] > page_before["decoded"]:
+                first_frame.setdefault("page", time.monotonic())
+            if side.frames > frames:
+                first_frame.setdefault("python", time.monotonic())
             return bool(now and now["decoded"] >= page_before["decoded"] + 10
                         and now["messages"] >= page_before["messages"] + 10)
 
         page_back = await until("the page's media resumes", page_resumed, 30)
+        first_frame.setdefault("python", time.monotonic())
         python_back = await until(
             lambda: f"the Python participant's media resumes: {side.frames - frames} frames, "
                     f"{side.messages - messages} messages",
@@ -225,6 +232,8 @@ async def test_a_killed_media_worker_moves_its_room_to_a_live_one_and_recordings
             "page_reconnecting_after_kill_s": round((events[0]["at"] - killed_at) / 1000, 2),
             "page_reconnected_after_kill_s": round((events[1]["at"] - killed_at) / 1000, 2),
             "python_reconnected_after_kill_s": round(python_events[1][2] - killed, 2),
+            "page_first_frame_after_kill_s": round(first_frame["page"] - killed, 2),
+            "python_first_frame_after_kill_s": round(first_frame["python"] - killed, 2),
             "page_media_back_after_kill_s": round(page_back - killed, 2),
             "python_media_back_after_kill_s": round(python_back - killed, 2),
         }}))
