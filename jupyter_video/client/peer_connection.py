@@ -224,12 +224,10 @@ class PeerConnection:
         return any(t.currentDirection in ("sendrecv", "sendonly", "recvonly")
                    for t in self.pc.getTransceivers())
 
-    async def bytes_received(self) -> int:
+    def bytes_received(self) -> int:
         """What the peer connection's transports received so far (RTP, RTCP, SCTP),
         as twilio-video's IceConnectionMonitor reads the candidate pair's."""
-        report = await self.pc.getStats()
-        return sum(int(getattr(stats, "bytesReceived", 0) or 0)
-                   for stats in report.values() if getattr(stats, "type", "") == "transport")
+        return adapter.bytes_received(self.pc)
 
     def _move_to(self, state: Negotiation) -> None:
         """The one place negotiation state changes."""

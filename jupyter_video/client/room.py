@@ -844,10 +844,7 @@ class Room:
             now = loop.time()
             if pc is not watched:
                 watched, received, changed_at, flowing = pc, 0, now, False
-            try:
-                total = await pc.bytes_received()
-            except Exception:  # closed meanwhile
-                continue
+            total = pc.bytes_received()
             if total != received:
                 received, changed_at, flowing = total, now, True
                 if restarted_at is not None and pc.pc.connectionState == "connected":

@@ -42,7 +42,7 @@ from ..websocket.no_udp import UDP_HERE, Bridge, requires_namespaces
 from ..widgets.browser import REPO, requires_browser
 from ..widgets.driver import PageDriver
 
-pytestmark = [pytest.mark.timeout(150), requires_browser, requires_namespaces]
+pytestmark = [pytest.mark.timeout(150), requires_namespaces]
 
 TWILIO_VIDEO = REPO / "tests" / "browser" / "node_modules" / "twilio-video" / "dist"
 MOVED_TO = "10.231.9.3"
@@ -176,6 +176,7 @@ async def until(what: str | Callable[[], str], check: object, timeout: float) ->
     raise AssertionError(f"not within {timeout} s: {what if isinstance(what, str) else what()}")
 
 
+@requires_browser
 async def test_a_dead_media_path_is_restarted_with_an_ice_restart_keeping_the_sid(
         veth_server: ServerProcess) -> None:
     server = veth_server
