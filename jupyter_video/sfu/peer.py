@@ -222,6 +222,8 @@ class Peer:
 
     def _on_connectionstatechange(self) -> None:
         self._move_to(_STATES.get(self.pc.connectionState, self.state))
+        if self.state == PeerState.CONNECTED:
+            self._start_rtcp()
 
     # ----------------------------------------------------------- negotiation
 
@@ -580,14 +582,20 @@ class Peer:
         publication received."""
         self._rtcp_timer = None
         now, ntp = now_ms(), ntp_now()
+        sent = False
         for slot in self.slots:
             report = slot.sender_report(now, ntp)
             if report:
-                self._send(report)
+                sent = self._send(report) or sent
         for publication in set(self._sections.values()):
             feedback = publication.receiver_feedback()
             if feedback:
-                self._send(feedback)
+                sent = self._send(feedback) or sent
+        if not sent and (self.slots or self._sections):
+            # Nothing to report yet (a subscription that never carried a packet): an
+            # empty Receiver Report still tells the client its path is alive; the
+            # Python client restarts ICE after 3 s without a byte, as twilio-video.
+            self._send(rtcp.receiver_report(self.rtcp_ssrc, []))
         self._start_rtcp()
 
     def _msid(self, transceiver: RTCRtpTransceiver) -> tuple[str | None, str | None]:

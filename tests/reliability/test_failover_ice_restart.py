@@ -21,6 +21,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -421,3 +422,30 @@ async def test_the_python_client_restarts_ice_when_its_media_path_dies(
         await bob.leave()
         take_back(GONE)
         take_back(NEW)
+
+
+async def test_a_quiet_subscription_is_not_taken_for_a_dead_path(server: ServerProcess) -> None:
+    """Bob subscribes to Alice's video, whose source has not given a frame yet: no
+    media reaches him, but the SFU's empty Receiver Reports do, so his client does
+    not restart ICE (it would after 3 s of silence)."""
+
+    async def never() -> Any:
+        await asyncio.Event().wait()
+
+    name = room_name()
+    alice = await connect(token(server, "alice"), name, server.url, ice_host_addresses=LOOPBACK,
+                          tracks=[LocalVideoTrack.from_frames(never)])
+    bob = await connect(token(server, "bob"), name, server.url, ice_host_addresses=LOOPBACK)
+    events: list[str] = []
+    for event in ("reconnecting", "reconnected", "disconnected"):
+        bob.on(event, lambda e: events.append(e.name))
+    try:
+        await until("bob subscribed", lambda: any(
+            p.track is not None for participant in bob.participants.values()
+            for p in participant.tracks.values()), 20)
+        await asyncio.sleep(3 * 3.0)  # three times the client's silence threshold
+        assert events == []
+        assert bob.state.value == "connected"
+    finally:
+        await bob.disconnect()
+        await alice.disconnect()
