@@ -35,7 +35,7 @@ import aiortc
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import pylibsrtp
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -344,6 +344,51 @@ def take_sender(sender: RTCRtpSender, on_send: SendHandler) -> None:
         on_send(parameters, sender._ssrc, sender._rtx_ssrc)
 
     sender.send = send  # type: ignore[method-assign]
+
+
+def bytes_received(pc: RTCPeerConnection) -> int:
+    """What ``pc``'s DTLS transports received so far (RTP, RTCP, SCTP, every datagram):
+    the counter of their transport stats (``bytesReceived``), read without building
+    a stats report, as a client checks twice a second."""
+    transports: set[RTCDtlsTransport] = {t.receiver.transport for t in pc.getTransceivers()}
+    if pc.sctp is not None:
+        transports.add(pc.sctp.transport)
+    total = 0
+    for transport in transports:
+        total += transport._RTCDtlsTransport__rx_bytes  # type: ignore[attr-defined]
+    return total
+
+
+def bundle_early_sctp(pc: RTCPeerConnection) -> None:
+    """Let a peer connection whose SCTP transport exists before any transceiver (data
+    channels opened before the first remote offer: a peer restored on a new media
+    worker) take a max-bundle offer. aiortc creates that SCTP transport unbundled,
+    makes the offer's transceivers share its DTLS transport, then "replaces" the
+    SCTP's transport by the bundle's, the same one, and stops it
+    (rtcpeerconnection.py ``__setRemoteDescription``, "remove bundled transports"):
+    no ICE ever starts. Marked bundled, it keeps it."""
+    sctp = pc.sctp
+    if sctp is not None and not pc.getTransceivers():
+        sctp._bundled = True
+
+
+def keep_sender_identity(sender: RTCRtpSender, previous: RTCRtpSender) -> None:
+    """Give ``sender`` (of a new peer connection) the SSRCs and stream id that
+    ``previous`` announced in SDP, so the remote end's receiver of that m-section
+    takes its packets as the same stream (an ICE restart answered by a new peer
+    connection, sfu/peer.py)."""
+    set_sender_identity(sender, previous._ssrc, previous._rtx_ssrc, previous._stream_id)
+
+
+def set_sender_identity(sender: RTCRtpSender, ssrc: int, rtx_ssrc: int | None,
+                        stream_id: str | None) -> None:
+    """Announce ``sender`` in SDP with these SSRCs and msid stream id (which a peer
+    connection of a media worker that exited announced: sfu/peer.py ``restore``)."""
+    sender._ssrc = ssrc
+    if rtx_ssrc is not None:
+        sender._rtx_ssrc = rtx_ssrc
+    if stream_id is not None:
+        sender._stream_id = stream_id
 
 
 # ------------------------------------------- aiortc's own receivers and senders

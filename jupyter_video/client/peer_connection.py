@@ -206,6 +206,31 @@ class PeerConnection:
         # room that may have offered first: :func:`.mesh.keep_remote_numbering`).
         self.keeps_remote_numbering = False
 
+    def successor(self, on_datachannel: Callable[[RTCDataChannel], None],
+                  configuration: RTCConfiguration) -> PeerConnection:
+        """A new RTCPeerConnection under this one's id and revisions, for an ICE restart:
+        aiortc cannot restart ICE on a peer connection. Its first offer (new ICE
+        credentials, the next revision) is an ICE restart of peer connection ``id``
+        to the server (which answers it with a new peer connection of its own,
+        sfu/peer.py ``PeerRestart``)."""
+        new = PeerConnection(on_datachannel, configuration, self.transport)
+        new.id = self.id
+        new.revision = self.revision
+        new.last_stable_revision = self.last_stable_revision
+        return new
+
+    def carries_media(self) -> bool:
+        """Whether an audio or video m-section sends or receives: then media or the
+        server's RTCP (a report every second, RFC 3550) arrive all the time, and
+        silence means the path is gone. (A data-only peer connection may be silent.)"""
+        return any(t.currentDirection in ("sendrecv", "sendonly", "recvonly")
+                   for t in self.pc.getTransceivers())
+
+    def bytes_received(self) -> int:
+        """What the peer connection's transports received so far (RTP, RTCP, SCTP),
+        as twilio-video's IceConnectionMonitor reads the candidate pair's."""
+        return adapter.bytes_received(self.pc)
+
     def _move_to(self, state: Negotiation) -> None:
         """The one place negotiation state changes."""
         if self.negotiation is Negotiation.CLOSED:
@@ -423,7 +448,12 @@ class PeerConnection:
 
     # ----------------------------------------------------------------- closing
 
-    async def close(self) -> None:
-        """Close the RTCPeerConnection (stops every sender and receiver)."""
+    async def close(self, keep_tracks: bool = False) -> None:
+        """Close the RTCPeerConnection (stops every sender and receiver).
+        ``keep_tracks``: the local tracks go on (for a :meth:`successor` to send);
+        an aiortc sender stops its track when it stops (rtcrtpsender.py ``_run_rtp``)."""
         self._move_to(Negotiation.CLOSED)
+        if keep_tracks:
+            for transceiver in self.pc.getTransceivers():
+                transceiver.sender.replaceTrack(None)
         await self.pc.close()

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from aiortc import RTCBundlePolicy, RTCDataChannel, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..errors import SignalingError, VideoError
+from ..errors import MediaError, SignalingError, VideoError
 from ..signaling import rsp
 from .events import EventEmitter, EventStream, Listener
 from .mesh import TrackCopies
@@ -56,6 +56,13 @@ AUTO_ICE_TIMEOUT = 5.0
 """Seconds ``transport="auto"`` waits for ICE to connect before it joins again over the
 media socket."""
 RECONNECT_BACKOFF = (0.08, 1.5, 5.0)  # util/constants.js: 80 ms x 1.5^n (capped here)
+MEDIA_INACTIVITY = 3.0
+"""Seconds without a byte received on a peer connection that had media before it is
+restarted (twilio-video's ICE_INACTIVITY_THRESHOLD_MS); aiortc's own ICE takes 30 s
+to fail."""
+MEDIA_CHECK_INTERVAL = 0.5
+MEDIA_RESTART_RETRY = 5.0
+"""Seconds an ICE restart is given to carry media before the next one."""
 
 
 class RoomState(str, enum.Enum):
@@ -63,7 +70,8 @@ class RoomState(str, enum.Enum):
 
     CONNECTING = "connecting"  # inside connect(), before the server's ``connected``
     CONNECTED = "connected"
-    RECONNECTING = "reconnecting"  # signaling lost; re-joining with ``sync``
+    RECONNECTING = "reconnecting"  # signaling lost (re-joining with ``sync``) or media
+    # lost (an ICE restart: a new peer connection under the same id)
     DISCONNECTED = "disconnected"
 
 
@@ -148,6 +156,7 @@ class Room:
         self._local_channels: dict[str, list[RTCDataChannel]] = {}  # data track id -> its channels
         self._msp_labels: dict[str, str] = {}  # label -> MSP channel name
         self._msp_ready: set[str] = set()
+        self._media_lost = False  # reconnecting for an ICE restart (not for signaling)
 
     # ------------------------------------------------------------------ public API
 
@@ -234,6 +243,10 @@ class Room:
                 raise
             raise error from exc
         self._dispatcher = asyncio.ensure_future(self._dispatch())
+        if self.transport == "webrtc":
+            watch = asyncio.ensure_future(self._watch_media())
+            self._tasks.add(watch)
+            watch.add_done_callback(self._tasks.discard)
 
     async def _acquire_ice_servers(self) -> None:
         """Ask the server for STUN/TURN servers (RSP ``ice``, the hello's body, as
@@ -536,6 +549,7 @@ class Room:
                 for mid, track_id in pc.remote_track_ids().items()}
         for sid, track_id in self._subscribed.items():
             if sid in self._subscriptions:
+                self._rebind(self._subscriptions[sid], track_id, mids)
                 continue
             publication = self._publication(sid)
             if publication is None:
@@ -561,6 +575,24 @@ class Room:
                               publication=publication, track=track)
             if isinstance(track, RemoteDataTrack):
                 self._flush_channel(track_id)
+
+    def _rebind(self, track: RemoteTrack, track_id: str,
+                mids: dict[str, tuple[PeerConnection, str]]) -> None:
+        """A subscribed track whose m-section or channel an ICE restart replaced (a new
+        peer connection, :meth:`_restart_media`) takes the new one's media: the
+        application's track object goes on."""
+        if isinstance(track, RemoteDataTrack):
+            incoming = self._channels.get(track_id)
+            if incoming is not None and incoming.sink is None:
+                incoming.sink = track
+                self._flush_channel(track_id)
+            return
+        if not isinstance(track, RemoteMediaTrack) or any(
+                pump.sink is track for pump in self._pumps.values()):
+            return
+        pump = self._pump_for_mid(*mids.get(track_id, (None, None)))
+        if pump is not None and pump.sink is None:
+            pump.sink = track
 
     def _pump_for_mid(self, pc: PeerConnection | None, mid: str | None) -> _MediaPump | None:
         if pc is None or mid is None:
@@ -790,6 +822,84 @@ class Room:
         if self.state is RoomState.RECONNECTING:
             await self._end(SignalingError(53002))
         return False
+
+    # ------------------------------------------------------------------ ICE restart
+
+    async def _watch_media(self) -> None:
+        """Restart ICE when media stops, as twilio-video does (peerconnection.js
+        ``_initiateIceRestart``): a peer connection carrying media that received
+        before and then nothing for MEDIA_INACTIVITY seconds, or whose ICE failed
+        (any peer connection, after aiortc's 30 s), is replaced; the
+        room is ``reconnecting`` (53405) until the new one receives again, then
+        ``reconnected``. Gone for longer than the session timeout: disconnected (53405)."""
+        loop = asyncio.get_running_loop()
+        watched: PeerConnection | None = None
+        received, changed_at, flowing = 0, loop.time(), False
+        restarted_at: float | None = None
+        while self.state is not RoomState.DISCONNECTED:
+            await asyncio.sleep(MEDIA_CHECK_INTERVAL)
+            pc = self._pc
+            if len(self._peer_connections) != 1 or self._peer_connections.get(pc.id) is not pc:
+                continue  # a Go or Peer-to-Peer room: media goes to the other participants
+            now = loop.time()
+            if pc is not watched:
+                watched, received, changed_at, flowing = pc, 0, now, False
+            total = pc.bytes_received()
+            if total != received:
+                received, changed_at, flowing = total, now, True
+                if restarted_at is not None and pc.pc.connectionState == "connected":
+                    restarted_at = None
+                    if self.state is RoomState.RECONNECTING and self._media_lost:
+                        self._media_lost = False
+                        self.state = RoomState.CONNECTED
+                        self._events.emit("reconnected")
+                continue
+            failed = pc.pc.connectionState == "failed"
+            silent = flowing and pc.carries_media() and now - changed_at >= MEDIA_INACTIVITY
+            if restarted_at is None and (failed or silent):
+                restarted_at = now
+                await self._restart_media()
+            elif restarted_at is not None and now - changed_at >= MEDIA_RESTART_RETRY:
+                if self._session_timeout and now - restarted_at > self._session_timeout:
+                    await self._end(MediaError(53405))
+                    return
+                changed_at = now
+                await self._restart_media()
+
+    async def _restart_media(self) -> None:
+        """An ICE restart: a new RTCPeerConnection under the same id with every local
+        track, offered with new ICE credentials. The server answers it and offers the
+        subscriptions again; each arrives in the RemoteTrack it came in before
+        (:meth:`_rebind`)."""
+        if self.state is RoomState.DISCONNECTED:
+            return
+        async with self._lock:
+            old = self._pc
+            if self.state is RoomState.CONNECTED:
+                self.state = RoomState.RECONNECTING
+                self._media_lost = True
+                self._events.emit("reconnecting", error=MediaError(
+                    53405, "Media connection failed: restarting ICE"))
+            log.info("restarting ICE on peer connection %s", old.id)
+            new = old.successor(self._on_datachannel, rtc_configuration(
+                self._ice_servers or [], self._ice_transport_policy))
+            # The old senders stop before new ones pull from the same tracks.
+            await old.close(keep_tracks=True)
+            old_transceivers = set(old.pc.getTransceivers())
+            for transceiver in [t for t in self._pumps if t in old_transceivers]:
+                self._pumps.pop(transceiver).task.cancel()
+            self._channels.clear()
+            self._msp_ready.clear()
+            for track_id, channels in self._local_channels.items():
+                local = self.local_participant._announced.get(track_id)
+                for channel in channels:
+                    if isinstance(local, LocalDataTrack):
+                        local._detach(channel)
+            self._local_channels = {}
+            self._pc = new
+            self._peer_connections = {new.id: new}
+            self._send_local_tracks(new)
+            await self._send_description(await new.offer(), new)
 
     # ------------------------------------------------------------------ leaving
 

@@ -40,6 +40,8 @@ from .registry import RoomEvent, RoomRegistry
 log = logging.getLogger(__name__)
 
 MAX_TRACK_NAME_LENGTH = 128
+RESTORE_POLL = 0.1
+"""Seconds between looks for a live media worker after one exited."""
 
 
 def _subscribe_rules(subscribe: dict[str, Any] | None) -> list[Rule] | None:
@@ -108,6 +110,14 @@ class LiveParticipant:
         self.failed: dict[str, VideoError] = {}  # client track id -> why it was refused
         self.subscriptions: dict[str, str] = {}  # track SID -> id the client receives it as
         self.open_channels: set[str] = set()  # labels of its data channels the SFU holds
+        # What a media worker that exits takes along, to restore on another one:
+        self.media_signaling: dict[str, str] = {}  # MSP channel -> label granted
+        self.bandwidth_profile: dict[str, Any] | None = None
+        self.session_sdp: str | None = None  # the SFU's SDP of the last agreed session
+        self.client_channels: dict[str, int] = {}  # its data channels: label -> stream id
+        self.server_channels: dict[str, int] = {}  # the SFU's channels to it, likewise
+        self.restoring: asyncio.TimerHandle | None = None
+        """Armed while its peer waits on a new media worker for its ICE-restart offer."""
         self.client_revisions = rsp.RevisionFilter()
         self.state_revision = rsp.Revision()  # this participant's state as others see it
         self.published_revision = rsp.Revision()
@@ -342,6 +352,7 @@ class Conference:
                 await self._apply_tracks(participant, message.participant, announce=False)
                 answers = await self._apply_descriptions(participant, message.peer_connections)
                 granted, needs_offer = await self._grant_media_signaling(participant, message)
+                participant.media_signaling = granted
                 # Before 'connected', so that room.isRecording is already true in a room
                 # that records its participants from the start.
                 await self.refresh_recordings(room)
@@ -405,6 +416,7 @@ class Conference:
             granted.update({name: quality[name] for name in grant.opened})
         if message.bandwidth_profile is not None:
             await self.media.set_bandwidth_profile(participant.sid, message.bandwidth_profile)
+            participant.bandwidth_profile = message.bandwidth_profile
         return granted, needs_offer
 
     async def resume(self, connection: Connection, message: rsp.Sync) -> LiveParticipant:
@@ -457,6 +469,7 @@ class Conference:
                 changed = await self._apply_tracks(participant, message.participant)
             if message.bandwidth_profile is not None:
                 await self.media.set_bandwidth_profile(participant.sid, message.bandwidth_profile)
+                participant.bandwidth_profile = message.bandwidth_profile
             answers = await self._apply_descriptions(participant, message.peer_connections or [])
             if answers:
                 participant.send(rsp.ServerUpdate(peer_connections=answers).to_dict())
@@ -648,6 +661,12 @@ class Conference:
             sdp = await self.media.apply_offer(participant.sid, description.sdp)
             participant.pc_revision = description.revision
             participant.local_description = rsp.Description("answer", description.revision, sdp)
+            participant.session_sdp = sdp
+            if participant.restoring is not None:
+                # Its ICE restart reached the new media worker: record its tracks again.
+                participant.restoring.cancel()
+                participant.restoring = None
+                self.spawn(self.refresh_recordings(participant.room))
             return participant.local_description
         if description.type == "answer":
             if not participant.offer_pending or description.revision != participant.pc_revision:
@@ -655,6 +674,8 @@ class Conference:
             assert description.sdp is not None
             await self.media.apply_answer(participant.sid, description.sdp)
             participant.offer_pending = False
+            if participant.local_description is not None:
+                participant.session_sdp = participant.local_description.sdp
             if participant.renegotiate_again:
                 participant.renegotiate_again = False
                 self.spawn(self.renegotiate(participant))
@@ -761,6 +782,8 @@ class Conference:
         async with participant.lock:
             if participant.gone or participant.pc_id is None:
                 return
+            if participant.restoring is not None:
+                return  # its restored peer offers once the client's ICE restart came
             if participant.offer_pending:
                 participant.renegotiate_again = True
                 return
@@ -802,6 +825,8 @@ class Conference:
         participant.gone = True
         if participant._reconnect_timer is not None:
             participant._reconnect_timer.cancel()
+        if participant.restoring is not None:
+            participant.restoring.cancel()
         room = participant.room
         room.participants.pop(participant.sid, None)
         self.sessions.pop(participant.session, None)
@@ -895,9 +920,16 @@ class Conference:
 
     async def _on_data_channel_opened(self, event: media.DataChannelOpened) -> None:
         participant = self._participants.get(event.participant_sid)
-        if participant is not None:
-            participant.open_channels.add(event.label)
-            self._settle_data_tracks(participant)
+        if participant is None:
+            return
+        if event.local:
+            if event.stream_id is not None:
+                participant.server_channels[event.label] = event.stream_id
+            return
+        if event.stream_id is not None:
+            participant.client_channels[event.label] = event.stream_id
+        participant.open_channels.add(event.label)
+        self._settle_data_tracks(participant)
 
     async def _on_recording_started(self, event: media.RecordingStarted) -> None:
         if self.recordings is not None:
@@ -908,11 +940,77 @@ class Conference:
             self.recordings.ended(event)
 
     async def _on_worker_exited(self, event: media.WorkerExited) -> None:
+        """A media worker died under its rooms: their recordings end with what their
+        files hold, and their participants' peers are restored on a live worker,
+        where each participant's ICE-restart offer (twilio-video sends one when its
+        media stops) takes its session up; one whose offer does not come within the
+        session timeout is removed with 53405 (docs/reliability.md)."""
         if self.recordings is not None:
             self.recordings.rooms_lost(event.room_sids)
-        for sid in event.participant_sids:
-            participant = self._participants.get(sid)
-            if participant is not None:
-                await self.kick(
-                    participant, VideoError(53405, "The media server of this room stopped")
-                )
+        lost = [p for sid in event.participant_sids
+                if (p := self._participants.get(sid)) is not None and not p.gone]
+        if lost:
+            self.spawn(self._restore(lost))
+
+    async def _restore(self, lost: list[LiveParticipant]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.session_timeout
+        for participant in lost:
+            if participant.restoring is not None:
+                participant.restoring.cancel()
+            participant.restoring = loop.call_later(
+                self.settings.session_timeout, self._restore_timed_out, participant)
+        while not any(w.alive for w in self.media.worker_status()):
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(RESTORE_POLL)  # the worker plane starts a fresh one
+        # Every peer and publication first, then the subscriptions to them.
+        for participant in lost:
+            try:
+                async with participant.lock:
+                    await self._restore_peer(participant)
+            except VideoError as error:
+                log.warning("cannot restore %s on a live media worker: %s",
+                            participant.identity, error)
+                await self.kick(participant, VideoError(
+                    53405, "The media server of this room stopped"))
+        for participant in lost:
+            if participant.gone:
+                continue
+            async with participant.lock:
+                for track_sid in list(participant.subscriptions):
+                    with contextlib.suppress(VideoError):
+                        await self.media.subscribe(participant.sid, track_sid)
+
+    def _restore_timed_out(self, participant: LiveParticipant) -> None:
+        participant.restoring = None
+        self.spawn(self.kick(participant, VideoError(
+            53405, "The media server of this room stopped and the participant's media did "
+            "not come back (no ICE restart within the session timeout)")))
+
+    async def _restore_peer(self, participant: LiveParticipant) -> None:
+        """The participant's peer, publications and media signaling on a live worker."""
+        room = participant.room.record
+        await self.media.restore_peer(media.RestorePeer(
+            participant.sid, room.sid, list(room.video_codecs),
+            session_sdp=participant.session_sdp,
+            client_channels=dict(participant.client_channels),
+            server_channels=dict(participant.server_channels)))
+        participant.offer_pending = False  # an offer out to the dead worker is void
+        participant.renegotiate_again = False
+        for client_id, track in participant.tracks.items():
+            record = track.record
+            await self.media.bind_publication(
+                participant.sid, client_id, record.sid, record.track_kind.value)
+            if not record.enabled:
+                await self.media.set_enabled(participant.sid, record.sid, False)
+            if track.priority != "standard":
+                await self.media.set_track_priority(participant.sid, record.sid, track.priority)
+        grants = dict(participant.media_signaling)
+        label = grants.pop("active_speaker", None)
+        if label is not None:
+            await self.media.grant_active_speaker(participant.sid, label)
+        if grants:
+            await self.media.grant_media_signaling(participant.sid, grants)
+        if participant.bandwidth_profile is not None:
+            await self.media.set_bandwidth_profile(participant.sid, participant.bandwidth_profile)

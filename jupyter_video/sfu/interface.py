@@ -81,6 +81,22 @@ class AddPeer(Command):
 
 
 @dataclass
+class RestorePeer(Command):
+    """Re-create the peer of a participant whose media worker exited (docs/reliability.md,
+    "Media worker failover"), to take its ICE-restart offer: ``session_sdp`` is the SFU's
+    last SDP of the session (its send m-sections keep their mids, SSRCs and msids),
+    ``client_channels`` and ``server_channels`` the stream ids of the data channels
+    that were open (label -> id; the client keeps them open across the restart)."""
+
+    participant_sid: str
+    room_sid: str
+    video_codecs: list[str] = field(default_factory=lambda: ["VP8", "H264"])
+    session_sdp: str | None = None
+    client_channels: dict[str, int] = field(default_factory=dict)
+    server_channels: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class RemovePeer(Command):
     """Close a participant's peer connection, its publications and subscriptions."""
 
@@ -397,10 +413,14 @@ class TrackReceived(Event):
 
 @dataclass
 class DataChannelOpened(Event):
-    """The participant opened a data channel labelled ``label`` (its track id)."""
+    """The participant opened a data channel labelled ``label`` (its track id), on
+    SCTP stream ``stream_id``; ``local``: the SFU opened it (a data subscription, a
+    media-signaling channel), not the participant."""
 
     participant_sid: str
     label: str
+    stream_id: int | None = None
+    local: bool = False
 
 
 @dataclass
@@ -444,7 +464,8 @@ class RecordingEnded(RecordingSummary, Event):
 
 @dataclass
 class WorkerExited(Event):
-    """A media worker process ended; its rooms' peers are gone (53405)."""
+    """A media worker process ended; its rooms' peers are gone (the control plane
+    restores them on a live worker, :class:`RestorePeer`)."""
 
     worker: int
     exit_code: int | None
@@ -584,6 +605,9 @@ class MediaPlane(abc.ABC):
         command = AddPeer(participant_sid, room_sid)
         if video_codecs is not None:
             command.video_codecs = list(video_codecs)
+        await self.execute(command)
+
+    async def restore_peer(self, command: RestorePeer) -> None:
         await self.execute(command)
 
     async def remove_peer(self, participant_sid: str) -> None:

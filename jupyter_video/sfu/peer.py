@@ -21,7 +21,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -116,6 +117,27 @@ def _checked(sdp: str) -> str:
     return sdp
 
 
+def _ice_ufrag(sdp: str) -> str | None:
+    """The first ``a=ice-ufrag`` of ``sdp`` (bundled: the one of the session)."""
+    for line in sdp.splitlines():
+        if line.startswith("a=ice-ufrag:"):
+            return line.removeprefix("a=ice-ufrag:").strip()
+    return None
+
+
+def _mids(sdp: str) -> set[str]:
+    return {m.rtp.muxId for m in SessionDescription.parse(sdp).media if m.rtp.muxId}
+
+
+OLD_CONNECTION_GRACE = 10.0
+"""Seconds the peer connection an ICE restart replaced stays open, at most, for the
+new one to connect: closing it sends an SCTP ABORT over its DTLS, which would close
+the client's data channels while its new association is not up yet."""
+KEYFRAME_WAIT = 5.0
+"""Seconds after an ICE restart that the publisher's first packet is waited for, to
+ask it for a keyframe."""
+
+
 class Peer:
     """A participant's peer connection, its publications and its subscriptions."""
 
@@ -154,14 +176,39 @@ class Peer:
         self.rtcp_ssrc = random.getrandbits(32)
         """The SSRC of the SFU's RTCP toward this participant's publications."""
         self._rtcp_timer: asyncio.TimerHandle | None = None
+        self.restarts = 0
+        """ICE restarts answered with a new peer connection (:meth:`_restart`)."""
+        self._retiring: asyncio.Task[None] | None = None
+        """Closes the connection the last ICE restart replaced (PeerRestart)."""
+        self._resumed: SessionResume | None = None
+        """The session of a peer lost with its media worker (:meth:`restore`), taken
+        up by the first offer."""
+        self._resumable: dict[str, tuple[RTCRtpTransceiver, SendSection]] = {}
+        """Publication track id -> the m-section (and sender identity) that carried it
+        to this participant before its worker exited."""
+        self.pc = self._new_connection()
+
+    def _new_connection(self) -> RTCPeerConnection:
         # One transport for every m-section, as twilio-video.js asks of its own peer
         # connection (peerconnection.js: bundlePolicy max-bundle).
-        self.pc = RTCPeerConnection(
+        pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        self.pc.on("track", self._on_track)
-        self.pc.on("datachannel", self._on_datachannel)
-        self.pc.on("connectionstatechange", self._on_connectionstatechange)
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connectionstatechange)
+        create = pc.createDataChannel
+
+        def create_reported(label: str, *args: Any, **kwargs: Any) -> RTCDataChannel:
+            # Every channel the SFU opens (data subscriptions, media signaling) tells
+            # the control plane its stream id, which a RestorePeer gives back.
+            channel = create(label, *args, **kwargs)
+            channel.on("open", lambda: self._report(DataChannelOpened(
+                self.participant_sid, channel.label, channel.id, local=True)))
+            return channel
+
+        pc.createDataChannel = create_reported  # type: ignore[method-assign]
+        return pc
 
     # ----------------------------------------------------------- state machine
 
@@ -175,6 +222,8 @@ class Peer:
 
     def _on_connectionstatechange(self) -> None:
         self._move_to(_STATES.get(self.pc.connectionState, self.state))
+        if self.state == PeerState.CONNECTED:
+            self._start_rtcp()
 
     # ----------------------------------------------------------- negotiation
 
@@ -184,21 +233,77 @@ class Peer:
             sdp = sdp_rewrite.only_video_codecs(_checked(sdp), self.video_codecs)
         except ValueError as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
+        restart = self._restart(sdp) if self._is_ice_restart(sdp) else None
         self._remote_sdp = sdp  # read by _on_track, which runs inside setRemoteDescription
         self._client_extmap = {**sdp_rewrite.extmap_ids(sdp), **self._client_extmap}
+        if self.pc.remoteDescription is None:
+            adapter.bundle_early_sctp(self.pc)
         try:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=_checked(sdp), type="offer")
             )
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
+        if restart is not None:
+            restart.carry_over()
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.carry_over(self, sdp)
         self._follow_reused_sections()
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:
             raise MediaError(53401, f"Server is unable to create an answer: {exc}") from exc
         self._divert()
+        if restart is not None:
+            restart.finish()
+        if resumed is not None and self.needs_negotiation():
+            # Subscriptions this answer could not carry (a new client peer connection,
+            # or publishers not negotiated here yet) go in an offer of the SFU's.
+            self._report(RenegotiationNeeded(self.participant_sid))
         return self._local_sdp()
+
+    # ----------------------------------------------------------- ICE restart
+
+    def _is_ice_restart(self, sdp: str) -> bool:
+        """An offer on a negotiated session with new ICE credentials (JSEP 5.2.1):
+        the client restarts ICE (twilio-video does when its media stops, 53405)."""
+        current = self.pc.remoteDescription
+        if current is None:
+            return False
+        return _ice_ufrag(sdp) != _ice_ufrag(current.sdp)
+
+    def restore(self, session_sdp: str, client_channels: dict[str, int],
+                server_channels: dict[str, int]) -> None:
+        """Take up the session of this participant's peer on a media worker that
+        exited, with the participant's ICE-restart offer (see :class:`SessionResume`)."""
+        self._resumed = SessionResume(session_sdp, client_channels, server_channels)
+
+    def _resume_slot(self, subscription: MediaSubscription) -> bool:
+        """Send ``subscription`` on the m-section that carried it before the worker
+        exited, with the same SSRCs: the client's receiver goes on."""
+        publication = subscription.publication
+        entry = self._resumable.get(publication.track_id)
+        if entry is None or not publication.ready:
+            return False
+        del self._resumable[publication.track_id]
+        transceiver, section = entry
+        slot = SendSlot(transceiver, publication, self._send, self._slot_ready)
+        adapter.set_sender_identity(transceiver.sender, section.ssrc, section.rtx_ssrc,
+                                    section.stream_id)
+        self.slots.append(slot)
+        subscription.start(slot)
+        transceiver.direction = _direction(sending=True, receiving=transceiver in self._sections)
+        return True
+
+    def _restart(self, sdp: str) -> PeerRestart:
+        """Answer an ICE restart with a new peer connection: aiortc cannot restart
+        ICE (or DTLS) on one. See :class:`PeerRestart`."""
+        restart = PeerRestart(self, sdp)
+        self.restarts += 1
+        logger.info("%s restarts ICE: a new peer connection (%s)", self.participant_sid,
+                    "same m-sections" if restart.kept else "a new client peer connection")
+        return restart
 
     async def create_offer(self) -> str:
         """An offer carrying every subscription (new ones get a transceiver)."""
@@ -478,14 +583,20 @@ class Peer:
         publication received."""
         self._rtcp_timer = None
         now, ntp = now_ms(), ntp_now()
+        sent = False
         for slot in self.slots:
             report = slot.sender_report(now, ntp)
             if report:
-                self._send(report)
+                sent = self._send(report) or sent
         for publication in set(self._sections.values()):
             feedback = publication.receiver_feedback()
             if feedback:
-                self._send(feedback)
+                sent = self._send(feedback) or sent
+        if not sent and (self.slots or self._sections):
+            # Nothing to report yet (a subscription that never carried a packet): an
+            # empty Receiver Report still tells the client its path is alive; the
+            # Python client restarts ICE after 3 s without a byte, as twilio-video.
+            self._send(rtcp.receiver_report(self.rtcp_ssrc, []))
         self._start_rtcp()
 
     def _msid(self, transceiver: RTCRtpTransceiver) -> tuple[str | None, str | None]:
@@ -505,7 +616,7 @@ class Peer:
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         publication = self.room.data_publication(self.participant_sid, channel.label)
         publication.attach(channel)
-        self._report(DataChannelOpened(self.participant_sid, channel.label))
+        self._report(DataChannelOpened(self.participant_sid, channel.label, channel.id))
 
     # ----------------------------------------------------------- media signaling
 
@@ -588,7 +699,7 @@ class Peer:
 
     def _start_in_new_slot(self, subscription: MediaSubscription) -> None:
         publication = subscription.publication
-        if not publication.ready:
+        if not publication.ready or self._resume_slot(subscription):
             return
         transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(publication))
@@ -626,3 +737,238 @@ class Peer:
             self.media_signaling.close()
         await self.pc.close()
         self._move_to(PeerState.CLOSED)
+        if self._retiring is not None:
+            await self._retiring
+
+
+class PeerRestart:
+    """One ICE restart of a :class:`Peer`: its new RTCPeerConnection takes over
+    what the old one carried.
+
+    Chromium takes the new connection's DTLS fingerprint and ICE credentials in the
+    answer to its restart offer (a DTLS restart), carries SRTP to it, and lets the
+    new SCTP association take its open data channels on the same stream ids
+    (docs/reliability.md, "ICE restart"). So when the offer still has every
+    m-section of the session (the client *kept* its peer connection, as
+    twilio-video does), the SFU's send slots move to the same m-sections with the
+    same SSRCs, and its data channels are opened again as negotiated channels on
+    their old stream ids: nothing changes for the client's transceivers, tracks
+    and channels. An offer from a *new* client peer connection (fewer m-sections)
+    gets the publications back from its tracks and channels, and every
+    subscription again through an SFU offer.
+    """
+
+    def __init__(self, peer: Peer, sdp: str) -> None:
+        self.peer = peer
+        self.old = peer.pc
+        current = self.old.remoteDescription
+        assert current is not None
+        self.kept = _mids(current.sdp) <= _mids(sdp)
+        self.old.remove_all_listeners()
+        self._old_slots = {slot.transceiver.mid: slot for slot in peer.slots}
+        peer.pc = peer._new_connection()
+        peer._dtls = None
+        peer._sections = {}
+        peer._by_ssrc = {}
+        peer._by_mid = {}
+
+    def carry_over(self) -> None:
+        """After the restart offer is applied to the new connection, before answering."""
+        peer = self.peer
+        for publication in set(peer._sections.values()):
+            # A new receive stream, numbered afresh: subscribers go on from its next
+            # keyframe, numbered on from what they got.
+            for subscription in publication.subscriptions:
+                if isinstance(subscription, MediaSubscription):
+                    subscription.restart_source()
+        if self.kept:
+            by_mid = {t.mid: t for t in peer.pc.getTransceivers()}
+            for mid, slot in self._old_slots.items():
+                transceiver = by_mid.get(mid)
+                if transceiver is None:
+                    continue
+                sending = slot.transceiver.direction in _SENDING
+                slot.move_to(transceiver)
+                transceiver.direction = _direction(
+                    sending=sending, receiving=transceiver in peer._sections)
+            self._reopen_data_channels(keep_ids=True)
+        else:
+            self._subscribe_again()
+            self._reopen_data_channels(keep_ids=False)
+
+    def finish(self) -> None:
+        """After the answer: close the old connection once the new one connected."""
+        peer = self.peer
+        if not self.kept:
+            # The subscriptions and SFU channels need an SFU offer on the new connection.
+            peer._report(RenegotiationNeeded(peer.participant_sid))
+        previous = peer._retiring
+        if previous is not None and not previous.done():
+            previous.cancel()  # a restart of a restart: the one before is gone too
+        peer._retiring = asyncio.ensure_future(self._close_old())
+
+    def _subscribe_again(self) -> None:
+        peer = self.peer
+        subscriptions = list(peer.subscriptions.values())
+        peer.subscriptions.clear()
+        for slot in peer.slots:
+            slot.track.stop()
+        peer.slots = []
+        peer._slot_by_ssrc = {}
+        for subscription in subscriptions:
+            subscription.end()
+            peer.subscribe(subscription.publication)
+
+    def _reopen_data_channels(self, keep_ids: bool) -> None:
+        """The SFU's channels (and, kept, the client's) on the new connection, with
+        the handlers they had."""
+        peer = self.peer
+        if keep_ids:
+            # (A new client peer connection opens its channels again itself, and
+            # _subscribe_again opened the data subscriptions' anew.)
+            for publication in peer.room.publications.values():
+                if (isinstance(publication, DataPublication) and publication.channel is not None
+                        and publication.publisher_sid == peer.participant_sid):
+                    publication.channel = self._reopen(publication.channel, keep_ids)
+            for subscription in peer.subscriptions.values():
+                if isinstance(subscription, DataSubscription) and subscription.channel is not None:
+                    subscription.channel = self._reopen(subscription.channel, keep_ids)
+        if peer._active_speaker is not None:
+            peer._active_speaker = self._reopen(peer._active_speaker, keep_ids)
+        if peer.media_signaling is not None:
+            channels = peer.media_signaling.channels
+            for name, channel in list(channels.items()):
+                channels[name] = self._reopen(channel, keep_ids)
+
+    def _reopen(self, old: RTCDataChannel, keep_id: bool) -> RTCDataChannel:
+        return _reopen_channel(self.peer.pc, old, old.id if keep_id else None)
+
+    async def _close_old(self) -> None:
+        peer = self.peer
+        deadline = time.monotonic() + OLD_CONNECTION_GRACE
+        try:
+            while peer.pc.connectionState != "connected" and time.monotonic() < deadline:
+                if peer.state == PeerState.CLOSED:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await asyncio.shield(self.old.close())
+        # The media resumes on a keyframe both ways. The publisher's streams on the
+        # new connection take a PLI only once a packet named their SSRC (the
+        # subscribers' decoders would wait for the publisher's next keyframe,
+        # which Chromium sends only when asked).
+        for subscription in peer.subscriptions.values():
+            if isinstance(subscription, MediaSubscription):
+                subscription.publication.request_keyframe()
+        waiting = {p: p.keyframe_requests_sent for p in set(peer._sections.values())
+                   if p.kind == "video"}
+        deadline = time.monotonic() + KEYFRAME_WAIT
+        while waiting and time.monotonic() < deadline and peer.state != PeerState.CLOSED:
+            for publication, sent in list(waiting.items()):
+                if publication.keyframe_requests_sent > sent:
+                    del waiting[publication]
+                else:
+                    publication.request_keyframe()
+            await asyncio.sleep(0.1)
+
+
+def _reopen_channel(pc: RTCPeerConnection, old: RTCDataChannel,
+                    stream_id: int | None) -> RTCDataChannel:
+    """``old``'s channel on ``pc``, with the handlers it had: negotiated on
+    ``stream_id`` (a channel the client keeps open across the restart), else opened
+    anew (DCEP)."""
+    channel = pc.createDataChannel(
+        old.label,
+        ordered=old.ordered,
+        maxPacketLifeTime=old.maxPacketLifeTime,
+        maxRetransmits=old.maxRetransmits,
+        protocol=old.protocol,
+        negotiated=stream_id is not None,
+        id=stream_id,
+    )
+    for event in ("open", "message"):
+        for listener in old.listeners(event):
+            channel.on(event, listener)
+    old.remove_all_listeners()
+    return channel
+
+
+@dataclass
+class SendSection:
+    """An m-section the SFU sent on, as its SDP announced it."""
+
+    kind: str
+    track_id: str
+    stream_id: str | None
+    ssrc: int
+    rtx_ssrc: int | None
+
+
+def _send_sections(sdp: str) -> dict[str, SendSection]:
+    """mid -> what the SFU announced sending there, in its own SDP ``sdp``."""
+    sections = {}
+    for media in SessionDescription.parse(sdp).media:
+        if not media.rtp.muxId or not media.msid or not media.ssrc:
+            continue
+        parts = media.msid.split()
+        if len(parts) != 2:
+            continue
+        rtx = next((int(g.items[1]) for g in media.ssrc_group
+                    if g.semantic == "FID" and len(g.items) == 2), None)
+        primary = next(s.ssrc for s in media.ssrc if s.ssrc != rtx)
+        sections[media.rtp.muxId] = SendSection(media.kind, parts[1], parts[0], primary, rtx)
+    return sections
+
+
+class SessionResume:
+    """A participant's session carried over from a media worker that exited (a
+    RestorePeer) to the new worker's peer, by the participant's ICE-restart offer.
+
+    twilio-video keeps its peer connection (every m-section of the session is in
+    the offer): the SFU's m-sections take their subscriptions again with the SSRCs
+    and msids the session's SDP announced (each as soon as its publisher's media is
+    negotiated here), and the data channels are opened again on the stream ids they
+    had, as an ICE restart on one worker does (:class:`PeerRestart`). A new client
+    peer connection (the Python client's) takes everything anew.
+    """
+
+    def __init__(self, session_sdp: str, client_channels: dict[str, int],
+                 server_channels: dict[str, int]) -> None:
+        self.session_sdp = session_sdp
+        self.client_channels = client_channels
+        self.server_channels = server_channels
+
+    def carry_over(self, peer: Peer, offer: str) -> None:
+        """After the offer is applied to ``peer``'s connection, before answering."""
+        if not _mids(self.session_sdp) <= _mids(offer):
+            return
+        by_mid = {t.mid: t for t in peer.pc.getTransceivers()}
+        peer._resumable = {
+            section.track_id: (by_mid[mid], section)
+            for mid, section in _send_sections(self.session_sdp).items()
+            if mid in by_mid and by_mid[mid].kind == section.kind
+        }
+        for subscription in list(peer.subscriptions.values()):
+            if isinstance(subscription, MediaSubscription) and subscription.slot is None:
+                peer._resume_slot(subscription)
+        for label, stream_id in self.client_channels.items():
+            peer._on_datachannel(peer.pc.createDataChannel(label, negotiated=True, id=stream_id))
+        for subscription in peer.subscriptions.values():
+            if isinstance(subscription, DataSubscription) and subscription.channel is not None:
+                subscription.channel = self._on_old_id(peer, subscription.channel)
+        if peer._active_speaker is not None:
+            peer._active_speaker = self._on_old_id(peer, peer._active_speaker)
+        if peer.media_signaling is not None:
+            channels = peer.media_signaling.channels
+            for name, channel in list(channels.items()):
+                channels[name] = self._on_old_id(peer, channel)
+
+    def _on_old_id(self, peer: Peer, channel: RTCDataChannel) -> RTCDataChannel:
+        """The SFU's ``channel`` (not announced yet) on the stream id it had before,
+        where the client still has it open."""
+        stream_id = self.server_channels.get(channel.label)
+        if stream_id is None:
+            return channel  # it opens anew
+        reopened = _reopen_channel(peer.pc, channel, stream_id)
+        channel.close()  # never announced: it closes at once
+        return reopened

@@ -44,6 +44,7 @@ from .interface import (
     OpenMediaSocket,
     RecordingSummary,
     RemovePeer,
+    RestorePeer,
     SetBandwidthProfile,
     SetEnabled,
     SetTrackPriority,
@@ -94,6 +95,7 @@ class LocalMediaPlane(MediaPlane):
         self._handlers: dict[type[Command], Callable[[Any], Awaitable[Any]]] = {
             AddPeer: self._add_peer,
             RemovePeer: self._remove_peer,
+            RestorePeer: self._restore_peer,
             ApplyOffer: self._apply_offer,
             CreateOffer: self._create_offer,
             ApplyAnswer: self._apply_answer,
@@ -168,6 +170,13 @@ class LocalMediaPlane(MediaPlane):
         peer.on_first_frame = self._first_frame.observe
         room.add_peer(peer)
         self._room_of[command.participant_sid] = room
+
+    async def _restore_peer(self, command: RestorePeer) -> None:
+        await self._add_peer(AddPeer(command.participant_sid, command.room_sid,
+                                     command.video_codecs))
+        peer = self._peer(command.participant_sid)
+        if isinstance(peer, Peer) and command.session_sdp is not None:
+            peer.restore(command.session_sdp, command.client_channels, command.server_channels)
 
     async def _remove_peer(self, command: RemovePeer) -> None:
         room = self._room_of.pop(command.participant_sid, None)

@@ -115,6 +115,15 @@ class SendSlot:
         if self.subscription is not None:
             self.subscription.catch_up()
 
+    def move_to(self, transceiver: RTCRtpTransceiver) -> None:
+        """Carry on in ``transceiver``, the same m-section of a new peer connection
+        (an ICE restart), with the same SSRCs and send stream: the subscriber's
+        receiver sees one stream going on (sequence numbers continue)."""
+        adapter.keep_sender_identity(transceiver.sender, self.transceiver.sender)
+        self.transceiver = transceiver
+        adapter.take_sender(transceiver.sender, self._negotiated)
+        transceiver.sender.replaceTrack(self.track)
+
     def fits(self, publication: MediaPublication) -> bool:
         """Whether this free slot can carry ``publication``."""
         return (
@@ -175,6 +184,13 @@ class MediaSubscription:
         self._resync = True
         self.publication.subscriptions.append(self)
         self.catch_up()
+
+    def restart_source(self) -> None:
+        """The publication's receive stream starts over (its publisher's ICE restart
+        made a new one): go on from its next keyframe, the subscriber's numbering
+        continued (SendStream.switch_source)."""
+        self.waiting_for_keyframe = self.publication.kind == "video"
+        self._resync = True
 
     def catch_up(self) -> None:
         """Send what the ring holds from its last keyframe (once the slot can send)."""

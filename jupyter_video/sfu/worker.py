@@ -10,8 +10,9 @@ and speaks one JSON object per line over the worker's stdin / stdout:
   ``{"event": {"type": "TrackReceived", ...}}`` whenever something happens.
 
 A worker that exits fails its pending calls with 53405 and is reported as a
-:class:`WorkerExited` event (its rooms are gone); nothing waits on it, and a
-fresh process takes its place for new rooms.
+:class:`WorkerExited` event (its rooms are gone, and the control plane restores
+their peers on a live worker); nothing waits on it, and a fresh process takes its
+place.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .interface import (
     MediaPlane,
     MediaStats,
     RemovePeer,
+    RestorePeer,
     StopRecording,
     Subscribe,
     Unsubscribe,
@@ -233,7 +235,7 @@ class WorkerMediaPlane(MediaPlane):
             alive = [w for w in self.workers if w.alive]
             results = await asyncio.gather(*(w.call(command) for w in alive))
             return next((r for r in results if r is not None), None)
-        if isinstance(command, AddPeer):
+        if isinstance(command, AddPeer | RestorePeer):
             worker = self._worker_for_room(command.room_sid)
             result = await worker.call(command)
             worker.rooms.add(command.room_sid)

@@ -364,3 +364,23 @@ async def test_diverted_srtp_reaches_the_handlers_unprotected_and_not_aiortc() -
         await sender_pc.close()
         await receiver_pc.close()
     assert not adapter.send_srtp(receiving.receiver.transport, bytes(pli))  # closed: nothing sent
+
+
+def test_ice_restart_and_failover_find_what_they_use_in_aiortc() -> None:
+    """keep_sender_identity / set_sender_identity, bytes_received, bundle_early_sctp,
+    and the Python client's close(keep_tracks=True)."""
+    from aiortc import RTCPeerConnection
+    from aiortc.rtcpeerconnection import create_media_description_for_transceiver
+
+    sender_init = source(RTCRtpSender.__init__)
+    assert "self._ssrc = random32()" in sender_init
+    assert "self._rtx_ssrc = random32()" in sender_init
+    assert "self._stream_id = str(uuid.uuid4())" in sender_init
+    assert "transceiver.sender._stream_id" in source(create_media_description_for_transceiver)
+    assert "self.__rx_bytes += len(data)" in source(
+        RTCDtlsTransport._recv_next)  # type: ignore[attr-defined]
+    remote = source(RTCPeerConnection.setRemoteDescription)
+    assert "and not self.__sctp._bundled" in remote
+    assert "await dtlsTransport.transport.stop()" in remote
+    # A stopped sender stops its track: the client lets go of it first.
+    assert "self.__track.stop()" in source(RTCRtpSender._run_rtp)
