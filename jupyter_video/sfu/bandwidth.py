@@ -184,22 +184,64 @@ def allocate(
     return result
 
 
+REMB_OVERUSE = 0.9
+"""A subscriber's REMB under this share of what it was sent says its link is
+overused: libwebrtc's receiver drops its estimate to 0.85x the rate it receives
+when the queueing delay grows (AimdRateControl, draft-ietf-rmcat-gcc-02 5.5)."""
+
+REMB_OVERUSE_INTERVALS = 2
+"""Intervals in a row the REMB must stay under the rate sent to count: a new
+subscription's first second carries a burst (the layer's last keyframe on,
+from the ring) that a receiver's estimate, just started, never matched."""
+
+REMB_WARM_UP_INTERVALS = 5
+"""Intervals of video sent before the REMB counts: libwebrtc's receive-side
+estimate is not initialised for its first 5 s (AimdRateControl
+``kInitializationTime``) and follows the rate it got until then; Chrome's first
+REMBs to a new subscriber (60-85 kbit/s for a 100-140 kbit/s layer here) would
+switch the track off."""
+
+
 class DownlinkEstimate:
-    """A subscriber's downlink from the loss its Receiver Reports tell (the loss-based
-    half of GCC, draft-ietf-rmcat-gcc-02 section 6): above 10 % loss the estimate
-    falls to the rate sent times (1 - loss/2), under 2 % it rises by 8 % a second;
-    a REMB from the subscriber caps it. None until the first loss above 10 %."""
+    """A subscriber's downlink: the lower of GCC's loss-based estimate
+    (draft-ietf-rmcat-gcc-02 section 6: above 10 % loss the rate sent times
+    (1 - loss/2), under 2 % up by 8 % a second) and the subscriber's latest REMB
+    (its delay-based estimate) where that is under what it was sent.
+
+    A REMB at or above the rate sent is no limit: libwebrtc caps the REMB it sends
+    at 1.5x the rate it receives (AimdRateControl ``ClampBitrate``), so taking it as
+    a ceiling would hold a subscriber put on a low layer there for ever. Below it
+    (:data:`REMB_OVERUSE`, :data:`REMB_OVERUSE_INTERVALS` in a row) it is a
+    congestion signal, as loss is, and the estimate
+    climbs from it as from a loss-based one. None until a limit was seen.
+    """
 
     def __init__(self) -> None:
         self.bps: float | None = None
-        self.remb_bps: int | None = None
+        self._remb_under = 0  # intervals in a row with the REMB under the rate sent
+        self._intervals_sent = 0  # intervals in which video was sent
 
-    def update(self, loss_fraction: float, sent_bps: float) -> int | None:
+    def update(self, loss_fraction: float, sent_bps: float,
+               remb_bps: int | None = None) -> int | None:
+        """The estimate after one interval in which ``sent_bps`` went to the
+        subscriber, ``loss_fraction`` was lost and its latest fresh REMB said
+        ``remb_bps`` (None: none)."""
+        limits = []
         if loss_fraction > 0.10 and sent_bps > 0:
-            self.bps = sent_bps * (1 - loss_fraction / 2)
+            limits.append(sent_bps * (1 - loss_fraction / 2))
+        if sent_bps > 0:
+            self._intervals_sent += 1
+        if remb_bps is not None and sent_bps > 0 and remb_bps < sent_bps * REMB_OVERUSE \
+                and self._intervals_sent > REMB_WARM_UP_INTERVALS:
+            self._remb_under += 1
+            if self._remb_under >= REMB_OVERUSE_INTERVALS:
+                limits.append(float(remb_bps))
+        else:
+            self._remb_under = 0
+        if limits:
+            self.bps = min(limits)
         elif loss_fraction < 0.02 and self.bps is not None:
             self.bps *= 1.08
             if self.bps > 2 * max(sent_bps, 1.0) + 3_000_000:
                 self.bps = None  # far above anything sent: no limit seen any more
-        caps = [c for c in (self.bps, self.remb_bps) if c]
-        return int(min(caps)) if caps else None
+        return int(self.bps) if self.bps else None

@@ -35,6 +35,8 @@ from aiortc import RTCDataChannel
 from .bandwidth import BandwidthProfile, DownlinkEstimate, VideoDemand, allocate
 from .network_quality import Direction, Levels
 from .publication import MediaPublication
+from .rtp.bandwidth import REMB_FRESH_MS
+from .rtp.clock import now_ms
 from .rtp.layers import LayerForwarder
 from .subscription import MediaSubscription
 
@@ -237,10 +239,16 @@ class MediaSignaling:
                 direction.bitrate += octets * 8
         rtt = self.client_rtt_ms
         sent_bps = 0
+        remb: tuple[int, int] | None = None  # (when, bit/s): the subscriber's latest REMB
+        now = now_ms()
         for slot in peer.slots:
             sent = slot.stream
             if sent is None or slot.subscription is None:
                 continue
+            told = sent.bandwidth
+            if told.remb_bps is not None and now - told.remb_ms <= REMB_FRESH_MS \
+                    and (remb is None or told.remb_ms > remb[0]):
+                remb = (told.remb_ms, told.remb_bps)
             _, _, octets = self._delta(("sent", id(sent)), 0, 0, sent.octets_sent)
             direction = recv[slot.kind]
             direction.measured = direction.measured or sent.packets_sent > 0
@@ -253,11 +261,14 @@ class MediaSignaling:
             direction.rtt_ms = rtt
         for direction in (*send.values(), *recv.values()):
             direction.bitrate = int(direction.bitrate / TICK_S)
+        remb_bps = remb[1] if remb is not None else None
+        self.downlink_bps = self.downlink.update(recv["video"].loss, sent_bps / TICK_S, remb_bps)
+        for direction in recv.values():  # one transport: one downlink for both kinds
+            direction.available = self.downlink_bps or remb_bps
         self.levels = Levels(audio_send=send["audio"].level(), audio_recv=recv["audio"].level(),
                              video_send=send["video"].level(), video_recv=recv["video"].level(),
                              measured={f"{kind}_send": send[kind] for kind in send}
                              | {f"{kind}_recv": recv[kind] for kind in recv})
-        self.downlink_bps = self.downlink.update(recv["video"].loss, sent_bps / TICK_S)
         self.layer_bitrates = {
             id(stream): bits for stream, bits in self._layer_bits(peer)}
         # Counters of streams gone (unpublished, unsubscribed) are dropped.
