@@ -190,6 +190,8 @@ class PeerConnection:
             # It has the part of RTCPeerConnection this class and the room use.
             self.pc = cast(RTCPeerConnection, WebSocketPeerConnection())
         else:
+            # As the media plane does: one empty datagram from anyone would end DTLS.
+            adapter.drop_unchecked_datagrams()
             self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self.pc.on("datachannel", on_datachannel)
         self.negotiation = Negotiation.STABLE

@@ -21,7 +21,7 @@ from ..account import Credentials
 from ..compositions import ComposerPool
 from ..model import RoomType
 from ..model.room import MAX_PARTICIPANTS, ROOM_TIMEOUT_RANGE, check_room_type
-from ..sfu import MediaPlane, create_media_plane
+from ..sfu import DataLimits, MediaPlane, create_media_plane
 from ..store import Store, open_store
 from . import composition_resources, health, media_socket, metrics, rest, signaling, token
 from .callbacks import Delivery, StatusCallbacks, StatusListener
@@ -260,6 +260,27 @@ class VideoApp(ExtensionApp):
         help="Tracks one participant may publish at once; more are refused with 53203 "
         "(the room's MaxConcurrentPublishedTracks also applies).",
     )
+    max_data_message_bytes = Int(
+        16384,
+        config=True,
+        help="Largest data track message (bytes; Twilio's DataTrack limit is 16 KiB) the "
+        "SFU forwards; it is announced in the SFU's SDP (a=max-message-size), so a WebRTC "
+        "sender's send() refuses larger ones, and larger ones that arrive anyway are "
+        "dropped, counted in /video/metrics and logged. 0: no limit.",
+    )
+    data_messages_per_second = Float(
+        100.0,
+        config=True,
+        help="Data track messages one participant may send per second on average (all its "
+        "data tracks together), beyond data_message_burst at once; more are dropped, "
+        "counted in /video/metrics and logged. 0: no limit.",
+    )
+    data_message_burst = Int(
+        200,
+        config=True,
+        help="Data track messages one participant may send at once before "
+        "data_messages_per_second applies.",
+    )
     session_timeout = Float(
         30.0,
         config=True,
@@ -376,6 +397,11 @@ class VideoApp(ExtensionApp):
             raise ValueError("VideoApp.status_callback_method must be GET or POST")
         self.status_callback_method = self.status_callback_method.upper()
         room_type = check_room_type(self.default_room_type)
+        for name in ("max_data_message_bytes", "data_messages_per_second"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"VideoApp.{name} must be 0 (no limit) or more")
+        if self.data_message_burst < 1:
+            raise ValueError("VideoApp.data_message_burst must be 1 or more")
         for name in ("empty_room_timeout", "unused_room_timeout"):
             low, high = ROOM_TIMEOUT_RANGE
             if not low <= getattr(self, name) <= high:
@@ -411,7 +437,9 @@ class VideoApp(ExtensionApp):
         )
         registry.recover()
         media = create_media_plane(
-            self.media_workers, self.ice_host_addresses, self.ice_public_address
+            self.media_workers, self.ice_host_addresses, self.ice_public_address,
+            DataLimits(self.max_data_message_bytes, self.data_messages_per_second,
+                       self.data_message_burst),
         )
         conference = Conference(
             registry,

@@ -167,6 +167,20 @@ class Snapshot(Collector):
             (s.nacks_received for s in media),
         )
         yield total("nack_sent", "Packets NACKed to publishers.", (s.nacks_sent for s in media))
+        yield total(
+            "data_messages_relayed",
+            "Data track messages forwarded (each once, however many subscribers).",
+            (s.data_messages_relayed for s in media),
+        )
+        dropped = CounterMetricFamily(
+            PREFIX + "data_messages_dropped",
+            "Data track messages not forwarded: over VideoApp.max_data_message_bytes "
+            "(too_large) or beyond VideoApp.data_messages_per_second (over_rate).",
+            labels=["reason"],
+        )
+        dropped.add_metric(["too_large"], sum(s.data_messages_too_large for s in media))
+        dropped.add_metric(["over_rate"], sum(s.data_messages_over_rate for s in media))
+        yield dropped
         buckets = [0] * len(FIRST_FRAME_BUCKETS)
         for stats in media:
             for index, count in enumerate(stats.first_frame_buckets[: len(buckets)]):

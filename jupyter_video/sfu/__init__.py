@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .interface import MediaPlane, PeerState
+from .interface import DataLimits, MediaPlane, PeerState
 from .plane import LocalMediaPlane
 from .worker import WorkerMediaPlane
 
@@ -19,12 +19,20 @@ def create_media_plane(
     media_workers: int | None = None,
     host_addresses: Sequence[str] | None = None,
     public_address: str | None = None,
+    data_limits: DataLimits | None = None,
 ) -> MediaPlane:
     """A media plane in-process (``media_workers=0``) or in worker processes
     (None: one per core). Call ``await plane.start()`` (or ``async with``) first."""
     if media_workers == 0:
-        return LocalMediaPlane(host_addresses, public_address)
-    return WorkerMediaPlane(media_workers, host_addresses, public_address)
+        return LocalMediaPlane(host_addresses, public_address, data_limits)
+    return WorkerMediaPlane(media_workers, host_addresses, public_address, data_limits)
 
 
-__all__ = ["LocalMediaPlane", "MediaPlane", "PeerState", "WorkerMediaPlane", "create_media_plane"]
+__all__ = [
+    "DataLimits",
+    "LocalMediaPlane",
+    "MediaPlane",
+    "PeerState",
+    "WorkerMediaPlane",
+    "create_media_plane",
+]

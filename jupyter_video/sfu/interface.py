@@ -28,6 +28,24 @@ from ..errors import VideoError
 Kind = Literal["audio", "video", "data"]
 
 
+@dataclass
+class DataLimits:
+    """What one participant may send on its data tracks through the media plane.
+
+    A message over ``max_message_bytes`` (Twilio documents 16 KiB per DataTrack
+    message) or beyond ``messages_per_second`` (on average, ``burst`` at once, over
+    all of the participant's data tracks) is not forwarded: it is counted in
+    :class:`MediaStats` and logged. The size is also announced in the SFU's SDP
+    (``a=max-message-size``, RFC 8841), so that a WebRTC sender's own
+    ``RTCDataChannel.send`` refuses a larger message before it leaves.
+    0 turns a limit off.
+    """
+
+    max_message_bytes: int = 16384
+    messages_per_second: float = 100.0
+    burst: int = 200
+
+
 class PeerState(str, enum.Enum):
     """A participant's peer connection, as the media plane sees it."""
 
@@ -302,6 +320,12 @@ class MediaStats:
     subscription they were given, whichever was later."""
     first_frame_sum: float = 0.0
     first_frame_count: int = 0
+    data_messages_relayed: int = 0
+    """Data track messages forwarded (each counted once, however many subscribers)."""
+    data_messages_too_large: int = 0
+    """Data track messages over DataLimits.max_message_bytes, not forwarded."""
+    data_messages_over_rate: int = 0
+    """Data track messages beyond DataLimits.messages_per_second, not forwarded."""
 
 
 FIRST_FRAME_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)

@@ -257,6 +257,7 @@ class Peer:
         sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
         sdp = sdp_rewrite.with_video_start_bitrate(sdp)
         sdp = sdp_rewrite.with_simulcast_recv(sdp, self._simulcast_rids, self._client_extmap)
+        sdp = sdp_rewrite.with_max_message_size(sdp, self.room.data_limits.max_message_bytes)
         return adapter.announce_public_address(sdp, self._public_address)
 
     # ----------------------------------------------------------- publishing

@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ..signaling.mediasocket import is_media_socket_sdp
 from .bandwidth import BandwidthProfile
+from .data_relay import data_relay_counts
 from .interface import (
     AddIceCandidate,
     AddPeer,
@@ -31,6 +32,7 @@ from .interface import (
     CloseRoom,
     Command,
     CreateOffer,
+    DataLimits,
     FirstFrameHistogram,
     GetStats,
     GrantActiveSpeaker,
@@ -69,15 +71,18 @@ class LocalMediaPlane(MediaPlane):
 
     ``host_addresses`` are the addresses ICE gathers on (None: aioice's own
     choice; ``["127.0.0.1"]`` on a loopback-only machine); ``public_address`` is
-    announced instead of them behind a 1:1 NAT.
+    announced instead of them behind a 1:1 NAT; ``data_limits`` are what each
+    participant's data tracks may send.
     """
 
     def __init__(
         self,
         host_addresses: Sequence[str] | None = None,
         public_address: str | None = None,
+        data_limits: DataLimits | None = None,
     ) -> None:
         super().__init__()
+        self.data_limits = data_limits or DataLimits()
         self.host_addresses = list(host_addresses) if host_addresses is not None else None
         self.public_address = public_address
         self.rooms: dict[str, Room] = {}
@@ -151,7 +156,8 @@ class LocalMediaPlane(MediaPlane):
     async def _add_peer(self, command: AddPeer) -> None:
         room = self.rooms.get(command.room_sid)
         if room is None:
-            room = self.rooms[command.room_sid] = Room(command.room_sid, self.report)
+            room = Room(command.room_sid, self.report, self.data_limits)
+            self.rooms[command.room_sid] = room
         peer = Peer(
             command.participant_sid,
             room,
@@ -344,6 +350,9 @@ class LocalMediaPlane(MediaPlane):
             first_frame_buckets=list(self._first_frame.buckets),
             first_frame_sum=self._first_frame.total,
             first_frame_count=self._first_frame.count,
+            data_messages_relayed=data_relay_counts.relayed,
+            data_messages_too_large=data_relay_counts.too_large,
+            data_messages_over_rate=data_relay_counts.over_rate,
         )
 
     async def _track_dominant_speakers(self) -> None:

@@ -25,6 +25,8 @@ from aiortc import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import sdp
+from .data_relay import DataAdmission, MessageBudget
+from .interface import DataLimits
 from .rtp import packet as rtp_packet
 from .rtp.bandwidth import publisher_bitrate
 from .rtp.clock import now_ms, ntp_now
@@ -571,7 +573,9 @@ class DataPublication:
 
     kind = "data"
 
-    def __init__(self, publisher_sid: str, track_id: str) -> None:
+    def __init__(
+        self, publisher_sid: str, track_id: str, admission: DataAdmission | None = None
+    ) -> None:
         self.publisher_sid = publisher_sid
         self.track_id = track_id
         self.track_sid: str | None = None
@@ -579,6 +583,9 @@ class DataPublication:
         self.channel: RTCDataChannel | None = None
         self.subscriptions: list[MessageSink] = []
         self.messages_received = 0
+        self.admission = admission or DataAdmission(  # none given: no limits
+            DataLimits(0, 0), MessageBudget(0, 1), f"participant {publisher_sid} track {track_id}")
+        """The size and rate limits its messages pass (sfu/data_relay.py)."""
 
     @property
     def ready(self) -> bool:
@@ -595,7 +602,7 @@ class DataPublication:
     def receive(self, message: str | bytes) -> None:
         """Relay one message of the publisher's (a data channel's, a media socket's)."""
         self.messages_received += 1
-        if not self.enabled:
+        if not self.admission.admit(message) or not self.enabled:
             return
         for subscription in self.subscriptions:
             subscription.send(message)

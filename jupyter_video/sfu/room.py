@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import MediaError, ParticipantError, TrackError
-from .interface import DominantSpeakerChanged, Event, RenegotiationNeeded
+from .data_relay import DataAdmission, MessageBudget
+from .interface import DataLimits, DominantSpeakerChanged, Event, RenegotiationNeeded
 from .peer import Peer
 from .publication import DataPublication, MediaPublication
 from .websocket import WebSocketPeer
@@ -23,8 +24,12 @@ SWITCH_MARGIN = 1.5
 class Room:
     """Peers of one room and their publications."""
 
-    def __init__(self, room_sid: str, report: Callable[[Event], None]) -> None:
+    def __init__(
+        self, room_sid: str, report: Callable[[Event], None], data_limits: DataLimits | None = None
+    ) -> None:
         self.room_sid = room_sid
+        self.data_limits = data_limits or DataLimits()
+        self._data_budgets: dict[str, MessageBudget] = {}  # participant_sid -> its budget
         self.peers: dict[str, Peer | WebSocketPeer] = {}
         self.publications: dict[str, MediaPublication | DataPublication] = {}
         self.dominant_speaker: str | None = None
@@ -52,7 +57,14 @@ class Room:
         """The publication of the participant's data channel ``label``, created if new."""
         publication = self._by_track_id.get((participant_sid, label))
         if not isinstance(publication, DataPublication):
-            publication = DataPublication(participant_sid, label)
+            limits = self.data_limits
+            budget = self._data_budgets.get(participant_sid)
+            if budget is None:  # one per participant: more tracks do not send more
+                budget = MessageBudget(limits.messages_per_second, limits.burst)
+                self._data_budgets[participant_sid] = budget
+            admission = DataAdmission(
+                limits, budget, f"participant {participant_sid} track {label!r}")
+            publication = DataPublication(participant_sid, label, admission)
             self._by_track_id[(participant_sid, label)] = publication
         return publication
 
@@ -111,6 +123,7 @@ class Room:
                 self.unpublish(track_sid)
         for key in [k for k in self._by_track_id if k[0] == participant_sid]:
             self._by_track_id.pop(key).close()
+        self._data_budgets.pop(participant_sid, None)
         await peer.close()
         if self.dominant_speaker == participant_sid:
             self.update_dominant_speaker()

@@ -376,3 +376,22 @@ def _simulcast_recv(section: list[str], rids: list[str], extmap: dict[str, int])
     lines += [f"a=rid:{rid} recv" for rid in rids]
     lines.append("a=simulcast:recv " + ";".join(rids))
     return lines + [""] * blanks
+
+
+def with_max_message_size(sdp: str, size: int) -> str:
+    """``sdp`` (the SFU's answer or offer) announcing ``size`` as the largest data
+    channel message it takes (``a=max-message-size``, RFC 8841 section 6): a WebRTC
+    sender's ``send()`` then refuses a larger message itself (Chrome, aiortc).
+    0 leaves aiortc's own figure."""
+    if size <= 0:
+        return sdp
+    out = []
+    for section in _sections(sdp):
+        if section and section[0].startswith("m=application"):
+            lines = [line for line in section if not line.startswith("a=max-message-size:")]
+            end = len(lines)
+            while end and not lines[end - 1]:  # the SDP's last CRLF
+                end -= 1
+            section = [*lines[:end], f"a=max-message-size:{size}", *lines[end:]]
+        out.extend(section)
+    return "\r\n".join(out)

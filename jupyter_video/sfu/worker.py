@@ -32,6 +32,7 @@ from .interface import (
     AddPeer,
     CloseRoom,
     Command,
+    DataLimits,
     GetStats,
     MediaPlane,
     MediaStats,
@@ -167,10 +168,16 @@ class WorkerMediaPlane(MediaPlane):
         workers: int | None = None,
         host_addresses: Sequence[str] | None = None,
         public_address: str | None = None,
+        data_limits: DataLimits | None = None,
     ) -> None:
         super().__init__()
         count = workers or os.cpu_count() or 1
-        arguments: list[str] = []
+        limits = data_limits or DataLimits()
+        arguments: list[str] = [
+            "--max-data-message-bytes", str(limits.max_message_bytes),
+            "--data-messages-per-second", repr(limits.messages_per_second),
+            "--data-message-burst", str(limits.burst),
+        ]
         for address in host_addresses or []:
             arguments += ["--host-address", address]
         if host_addresses is not None and not host_addresses:
@@ -324,7 +331,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host-address", action="append", dest="host_addresses")
     parser.add_argument("--no-host-addresses", action="store_true")
     parser.add_argument("--public-address")
+    defaults = DataLimits()
+    parser.add_argument("--max-data-message-bytes", type=int, default=defaults.max_message_bytes)
+    parser.add_argument("--data-messages-per-second", type=float,
+                        default=defaults.messages_per_second)
+    parser.add_argument("--data-message-burst", type=int, default=defaults.burst)
     args = parser.parse_args(argv)
+    data_limits = DataLimits(
+        args.max_data_message_bytes, args.data_messages_per_second, args.data_message_burst)
     host_addresses = [] if args.no_host_addresses else args.host_addresses
 
     # The protocol owns the real stdout; anything else printed goes to stderr.
@@ -336,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .plane import LocalMediaPlane
 
     adapter.count_codecs()
-    plane = LocalMediaPlane(host_addresses=host_addresses, public_address=args.public_address)
+    plane = LocalMediaPlane(host_addresses=host_addresses, public_address=args.public_address,
+                            data_limits=data_limits)
     run(serve(plane, output))
 
 
