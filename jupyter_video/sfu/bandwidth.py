@@ -16,6 +16,7 @@ never switches a track off for bandwidth.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,26 +221,49 @@ class DownlinkEstimate:
         self.bps: float | None = None
         self._remb_under = 0  # intervals in a row with the REMB under the rate sent
         self._intervals_sent = 0  # intervals in which video was sent
+        self._hold = 0  # intervals left in which loss makes no new decrease
+        self.set_by_loss = 0
+        """Intervals in which the loss-based limit set the estimate."""
+        self.set_by_remb = 0
+        """Intervals in which the REMB set it (below the loss-based limit, or alone):
+        with :attr:`set_by_loss`, which input moved a subscriber (the tests tell a
+        delay-based move from a loss-based one by them)."""
 
     def update(self, loss_fraction: float, sent_bps: float,
-               remb_bps: int | None = None) -> int | None:
+               remb_bps: int | None = None, rtt_ms: float = 0.0) -> int | None:
         """The estimate after one interval in which ``sent_bps`` went to the
-        subscriber, ``loss_fraction`` was lost and its latest fresh REMB said
-        ``remb_bps`` (None: none)."""
-        limits = []
-        if loss_fraction > 0.10 and sent_bps > 0:
-            limits.append(sent_bps * (1 - loss_fraction / 2))
+        subscriber, ``loss_fraction`` was lost, its latest fresh REMB said
+        ``remb_bps`` (None: none) and the round trip was ``rtt_ms``."""
+        if self._hold > 0:
+            self._hold -= 1
+        loss_limit: float | None = None
+        remb_limit: float | None = None
+        if loss_fraction > 0.10 and sent_bps > 0 and self._hold == 0:
+            # GCC: A(t) = A(t-1) (1 - p/2), from the estimate where there is one.
+            loss_limit = (self.bps or sent_bps) * (1 - loss_fraction / 2)
+            # The next Receiver Reports still count packets sent before this
+            # decrease (a queue's worth, a round trip): no second decrease for them
+            # (libwebrtc waits 300 ms + RTT, SendSideBandwidthEstimation). Without
+            # this a tbf queue's backlog cut the estimate twice, under the lowest
+            # layer, and the subscriber was switched off.
+            self._hold = 2 + math.ceil(max(0.0, rtt_ms) / 1000)
         if sent_bps > 0:
             self._intervals_sent += 1
         if remb_bps is not None and sent_bps > 0 and remb_bps < sent_bps * REMB_OVERUSE \
                 and self._intervals_sent > REMB_WARM_UP_INTERVALS:
             self._remb_under += 1
             if self._remb_under >= REMB_OVERUSE_INTERVALS:
-                limits.append(float(remb_bps))
+                remb_limit = float(remb_bps)
         else:
             self._remb_under = 0
-        if limits:
-            self.bps = min(limits)
+        if remb_limit is not None and (loss_limit is None or remb_limit < loss_limit):
+            self.bps = remb_limit
+            self.set_by_remb += 1
+        elif loss_limit is not None:
+            self.bps = loss_limit
+            self.set_by_loss += 1
+        elif loss_fraction > 0.10 and self._hold > 0:
+            pass  # the loss of what was sent before the last decrease
         elif loss_fraction < 0.02 and self.bps is not None:
             self.bps *= 1.08
             if self.bps > 2 * max(sent_bps, 1.0) + 3_000_000:

@@ -75,12 +75,28 @@ def test_a_remb_under_what_was_sent_caps_the_estimate_and_one_above_it_does_not(
     assert estimate.update(0.0, 1_500_000, remb_bps=255_000) is None
     assert estimate.update(0.0, 1_500_000, remb_bps=255_000) == 255_000
     assert allocate([demand("a")], BandwidthProfile(), 255_000) == {"a": 0}
-    # The loss-based estimate, if lower, wins (the lower of the two).
-    assert estimate.update(0.4, 500_000, remb_bps=400_000) == 400_000
-    assert estimate.update(0.5, 400_000, remb_bps=380_000) == 300_000
+    # The loss-based estimate, if lower, wins (the lower of the two); it is GCC's
+    # A(t-1) (1 - p/2), from the estimate.
+    assert estimate.update(0.4, 500_000, remb_bps=400_000) == 204_000
+    # The next interval's loss is of what was sent before that decrease: kept.
+    assert estimate.update(0.5, 400_000, remb_bps=380_000) == 204_000
     # On the low layer the REMB (1.5x of it) is no limit: the estimate climbs again.
     climbed = estimate.update(0.0, 150_000, remb_bps=235_000)
-    assert climbed == 324_000
+    assert climbed == 220_320
+    assert (estimate.set_by_loss, estimate.set_by_remb) == (1, 1)
+
+
+def test_loss_makes_one_decrease_per_round_trip() -> None:
+    """A queue's backlog is lost after the decrease it caused (a tbf queue of 1.5 s:
+    Receiver Reports count it for two more intervals); cutting again for it put the
+    estimate under the lowest layer."""
+    estimate = DownlinkEstimate()
+    assert estimate.update(0.4, 400_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.6, 100_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.6, 100_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.6, 100_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.5, 100_000, rtt_ms=100) == 240_000  # still lost: a cap
+    assert estimate.set_by_loss == 2
 
 
 def test_network_quality_stats_carry_the_downlink_estimate() -> None:
