@@ -163,6 +163,9 @@ async def test_the_subscriber_behind_a_rate_capped_downlink_gets_the_lower_layer
 
         assert isinstance(plane, LocalMediaPlane)
         downlink = plane._peer(capped.sid).media_signaling.downlink  # type: ignore[union-attr]
+        # Nothing has limited it yet (aiortc's REMB above 0.9x what it is sent), else
+        # what follows would not be the cap's doing.
+        assert downlink.bps is None, (downlink.bps, downlink.set_by_loss, downlink.set_by_remb)
         before = (downlink.set_by_loss, downlink.set_by_remb)
         link.cap(CAP, queue)
         capped_at = time.monotonic()
