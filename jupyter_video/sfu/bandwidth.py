@@ -202,6 +202,18 @@ estimate is not initialised for its first 5 s (AimdRateControl
 REMBs to a new subscriber (60-85 kbit/s for a 100-140 kbit/s layer here) would
 switch the track off."""
 
+REMB_FALL = 0.95
+"""A REMB under the rate sent counts only from one that fell under this share of
+the highest of the subscriber's last :data:`REMB_PEAK_INTERVALS` REMBs, and for as
+long as it stays under the rate sent: an overuse is a decrease (libwebrtc's to
+0.85x of what arrives), while a receiver's estimate still ramping up is under what
+it gets and rising. Chrome's REMB to a new subscriber climbed 66 -> 104 kbit/s over
+its first 7 s while 130 kbit/s arrived: taken as a limit (with sent averaged over
+two intervals) it held both twilio-video subscribers of a 640x360 simulcast track
+at the 320-wide layer for over 45 s."""
+
+REMB_PEAK_INTERVALS = 3
+
 
 class DownlinkEstimate:
     """A subscriber's downlink: the lower of GCC's loss-based estimate
@@ -222,6 +234,7 @@ class DownlinkEstimate:
         self._remb_under = 0  # intervals in a row with the REMB under the rate sent
         self._intervals_sent = 0  # intervals in which video was sent
         self._hold = 0  # intervals left in which loss makes no new decrease
+        self._rembs: list[int] = []  # the last REMB_PEAK_INTERVALS REMBs
         self.set_by_loss = 0
         """Intervals in which the loss-based limit set the estimate."""
         self.set_by_remb = 0
@@ -249,8 +262,13 @@ class DownlinkEstimate:
             self._hold = 2 + math.ceil(max(0.0, rtt_ms) / 1000)
         if sent_bps > 0:
             self._intervals_sent += 1
+        fell = remb_bps is not None and bool(self._rembs) \
+            and remb_bps < REMB_FALL * max(self._rembs)
+        if remb_bps is not None:
+            self._rembs = [*self._rembs, remb_bps][-REMB_PEAK_INTERVALS:]
         if remb_bps is not None and sent_bps > 0 and remb_bps < sent_bps * REMB_OVERUSE \
-                and self._intervals_sent > REMB_WARM_UP_INTERVALS:
+                and self._intervals_sent > REMB_WARM_UP_INTERVALS \
+                and (fell or self._remb_under > 0):
             self._remb_under += 1
             if self._remb_under >= REMB_OVERUSE_INTERVALS:
                 remb_limit = float(remb_bps)

@@ -86,6 +86,18 @@ def test_a_remb_under_what_was_sent_caps_the_estimate_and_one_above_it_does_not(
     assert (estimate.set_by_loss, estimate.set_by_remb) == (1, 1)
 
 
+def test_a_remb_still_ramping_up_is_no_limit() -> None:
+    """Chrome's REMB to a new subscriber rises under what it receives for its first
+    seconds (66 -> 104 kbit/s while 130 kbit/s arrived): no overuse until it falls."""
+    estimate = DownlinkEstimate()
+    for remb in (66_000, 70_000, 75_000, 81_000, 89_000, 97_000, 104_000, 104_000, 112_000):
+        assert estimate.update(0.0, 133_000, remb_bps=remb) is None
+    # Then the link is overused: the receiver's estimate falls (0.85x what arrives).
+    assert estimate.update(0.0, 133_000, remb_bps=95_000) is None  # once: a burst
+    assert estimate.update(0.0, 133_000, remb_bps=96_000) == 96_000  # still under
+    assert estimate.set_by_remb == 1
+
+
 def test_loss_makes_one_decrease_per_round_trip() -> None:
     """A queue's backlog is lost after the decrease it caused (a tbf queue of 1.5 s:
     Receiver Reports count it for two more intervals); cutting again for it put the
