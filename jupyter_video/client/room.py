@@ -386,6 +386,8 @@ class Room:
             self.is_recording = state.recording.is_recording
         for channel, label in (state.media_signaling or {}).items():
             self._msp_labels[label] = channel
+            if label in self._channels:  # it came first: a media socket opens it at once
+                self._maybe_ready_msp(self._channels[label])
         self._match()
 
     def _update_participant(self, state: rsp.RemoteParticipantState) -> None:

@@ -35,6 +35,8 @@ from aiortc import RTCDataChannel
 from .bandwidth import BandwidthProfile, DownlinkEstimate, VideoDemand, allocate
 from .network_quality import Direction, Levels
 from .publication import MediaPublication
+from .rtp.bandwidth import REMB_FRESH_MS
+from .rtp.clock import now_ms
 from .rtp.layers import LayerForwarder
 from .subscription import MediaSubscription
 
@@ -85,6 +87,8 @@ class MediaSignaling:
         self.publisher_hints: dict[str, list[bool]] = {}  # track_sid -> layers enabled
         self._hint_id = 0
         self.layer_bitrates: dict[int, int] = {}  # id(layer stream) -> bits per second
+        self._layer_bits_before: dict[int, int] = {}  # the same, the interval before
+        self._sent_before: int | None = None  # video bits sent the interval before
         self._counters: dict[tuple[str, int], _Counters] = {}  # (what, id(object))
         self._touched: set[tuple[str, int]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -237,10 +241,16 @@ class MediaSignaling:
                 direction.bitrate += octets * 8
         rtt = self.client_rtt_ms
         sent_bps = 0
+        remb: tuple[int, int] | None = None  # (when, bit/s): the subscriber's latest REMB
+        now = now_ms()
         for slot in peer.slots:
             sent = slot.stream
             if sent is None or slot.subscription is None:
                 continue
+            told = sent.bandwidth
+            if told.remb_bps is not None and now - told.remb_ms <= REMB_FRESH_MS \
+                    and (remb is None or told.remb_ms > remb[0]):
+                remb = (told.remb_ms, told.remb_bps)
             _, _, octets = self._delta(("sent", id(sent)), 0, 0, sent.octets_sent)
             direction = recv[slot.kind]
             direction.measured = direction.measured or sent.packets_sent > 0
@@ -253,13 +263,29 @@ class MediaSignaling:
             direction.rtt_ms = rtt
         for direction in (*send.values(), *recv.values()):
             direction.bitrate = int(direction.bitrate / TICK_S)
+        remb_bps = remb[1] if remb is not None else None
+        # What was sent over the last two intervals: one interval's count swings by
+        # half either way (a keyframe or a late timer falls in one or the next: 216
+        # and 421 kbit/s in turn for a steady 320 kbit/s layer), which made the
+        # REMB comparison and the loss limit flip from one interval to the next.
+        sent_mean = (sent_bps + (self._sent_before if self._sent_before is not None
+                                 else sent_bps)) / 2 / TICK_S
+        self._sent_before = sent_bps
+        self.downlink_bps = self.downlink.update(recv["video"].loss, sent_mean, remb_bps, rtt)
+        for direction in recv.values():  # one transport: one downlink for both kinds
+            direction.available = self.downlink_bps or remb_bps
         self.levels = Levels(audio_send=send["audio"].level(), audio_recv=recv["audio"].level(),
                              video_send=send["video"].level(), video_recv=recv["video"].level(),
                              measured={f"{kind}_send": send[kind] for kind in send}
                              | {f"{kind}_recv": recv[kind] for kind in recv})
-        self.downlink_bps = self.downlink.update(recv["video"].loss, sent_bps / TICK_S)
+        # Each layer's bitrate over the last two intervals: one interval's count
+        # swings by half (see DownlinkEstimate.update), and a top layer measured
+        # at its low swing was chosen again the second after a decrease.
+        measured = dict((id(stream), bits) for stream, bits in self._layer_bits(peer))
         self.layer_bitrates = {
-            id(stream): bits for stream, bits in self._layer_bits(peer)}
+            key: (bits + self._layer_bits_before.get(key, bits)) // 2
+            for key, bits in measured.items()}
+        self._layer_bits_before = measured
         # Counters of streams gone (unpublished, unsubscribed) are dropped.
         self._counters = {k: v for k, v in self._counters.items() if k in self._touched}
         self._touched = set()

@@ -40,18 +40,32 @@ class Direction:
     rtt_ms: float = 0.0
     jitter_ms: float = 0.0
     bitrate: int = 0
+    available: int | None = None
+    """The bandwidth estimate (bit/s) of the direction, None: none made."""
     measured: bool = False
 
     def level(self) -> int:
         return level(self.loss, self.rtt_ms, self.jitter_ms) if self.measured else 5
 
+    def bandwidth_level(self) -> int | None:
+        """5 while what is sent fits the estimate, falling by one for each 20 % of it
+        that does not (None without an estimate)."""
+        if self.available is None:
+            return None
+        if self.bitrate <= self.available:
+            return 5
+        return max(0, 5 - int((self.bitrate - self.available) * 5 / self.bitrate) - 1)
+
     def stats(self) -> dict[str, object]:
         """``sendStats``/``recvStats`` as twilio-video reads them
         (lib/stats/networkqualitysendorrecvstats.js): bandwidth, fraction lost and
-        latency, each with its level. No bandwidth estimate is made per direction:
-        ``available`` and its level are left null."""
+        latency, each with its level. ``available`` is the downlink estimate on the
+        receiving side (sfu/bandwidth.py ``DownlinkEstimate``, else the subscriber's
+        REMB); the SFU makes none of a publisher's uplink, whose sender estimates it,
+        so ``sendStats`` has it null. Its level is how much of what is sent fits."""
         return {
-            "bandwidth": {"actual": self.bitrate, "available": None, "level": None},
+            "bandwidth": {"actual": self.bitrate, "available": self.available,
+                          "level": self.bandwidth_level()},
             "fractionLost": {"fractionLost": round(self.loss, 4),
                              "level": _level(self.loss, LOSS_STEPS)},
             "latency": {"jitter": round(self.jitter_ms, 1), "rtt": round(self.rtt_ms, 1),

@@ -164,6 +164,7 @@ class Peer:
         self._first_frame_seen = False
         self._remote_sdp: str | None = None
         self._client_extmap: dict[str, int] = {}  # header extension ids the client chose
+        self._simulcast_rids: dict[str, list[str]] = {}  # mid -> RIDs the client sends
         self._sections: dict[RTCRtpTransceiver, MediaPublication] = {}  # what each carries
         self._active_speaker: RTCDataChannel | None = None
         self.media_signaling: MediaSignaling | None = None
@@ -236,6 +237,7 @@ class Peer:
         restart = self._restart(sdp) if self._is_ice_restart(sdp) else None
         self._remote_sdp = sdp  # read by _on_track, which runs inside setRemoteDescription
         self._client_extmap = {**sdp_rewrite.extmap_ids(sdp), **self._client_extmap}
+        self._simulcast_rids = sdp_rewrite.simulcast_rids(sdp)
         if self.pc.remoteDescription is None:
             adapter.bundle_early_sctp(self.pc)
         try:
@@ -328,6 +330,7 @@ class Peer:
     async def apply_answer(self, sdp: str) -> None:
         """Apply the participant's answer to the SFU's offer."""
         self._remote_sdp = sdp
+        self._simulcast_rids = sdp_rewrite.simulcast_rids(sdp)
         try:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=_checked(sdp), type="answer")
@@ -358,6 +361,7 @@ class Peer:
         description = self.pc.localDescription
         sdp = sdp_rewrite.with_opus_parameters(description.sdp, self._remote_sdp)
         sdp = sdp_rewrite.with_video_start_bitrate(sdp)
+        sdp = sdp_rewrite.with_simulcast_recv(sdp, self._simulcast_rids, self._client_extmap)
         sdp = sdp_rewrite.with_max_message_size(sdp, self.room.data_limits.max_message_bytes)
         return adapter.announce_public_address(sdp, self._public_address)
 
@@ -439,7 +443,11 @@ class Peer:
             self._by_ssrc[media] = publication
             if rtx is not None:
                 self._by_ssrc[rtx] = publication
-        publication.set_layers(layers)
+        rids = self._simulcast_rids.get(transceiver.mid or "")
+        if rids and len(layers) < 2:
+            publication.set_rid_layers(rids)  # RID simulcast: SSRCs learnt from packets
+        else:
+            publication.set_layers(layers)
         self._start_rtcp()
 
     def _announced_layers(self, transceiver: RTCRtpTransceiver) -> list[tuple[int, int | None]]:
@@ -522,7 +530,10 @@ class Peer:
                     sender, sent_ntp, _ = rtcp.sender_info(data, start)
                     publication = self._by_ssrc.get(sender)
                     if publication is not None and publication.stream is not None:
-                        publication.stream.on_sender_report(sent_ntp, now_ms())
+                        # each simulcast layer's own: its Receiver Report echoes it
+                        layer = next((stream for stream in publication.layers
+                                      if stream.parameters.ssrc == sender), publication.stream)
+                        layer.on_sender_report(sent_ntp, now_ms())
                 for block in rtcp.report_blocks(data, packet_type, count, start, end):
                     slot = self._slot_by_ssrc.get(block.ssrc)
                     if slot is not None and slot.stream is not None:

@@ -241,8 +241,10 @@ class LocalMediaPlane(MediaPlane):
     async def _grant_media_signaling(self, command: GrantMediaSignaling) -> MediaSignalingGrant:
         peer = self._room(command.participant_sid).peer(command.participant_sid)
         if not isinstance(peer, Peer):
-            # A media socket peer: no quality channels yet (docs/quality.md).
-            return MediaSignalingGrant(opened=[], needs_offer=False)
+            # A media socket peer: its channels open on the socket, no offer needed.
+            opened = [channel for channel, label in command.channels.items()
+                      if peer.grant_quality(channel, label)]
+            return MediaSignalingGrant(opened=opened, needs_offer=False)
         signaling = peer.quality_signaling()
         needs_offer = False
         for channel, label in command.channels.items():

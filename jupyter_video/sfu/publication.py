@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from aiortc import RTCDataChannel
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from . import sdp
 from .data_relay import DataAdmission, MessageBudget
 from .interface import DataLimits
 from .rtp import packet as rtp_packet
@@ -156,6 +157,12 @@ class MediaPublication:
         self.layers: list[ReceiveStream] = []
         """Every stream received: simulcast layers, lowest first (one without)."""
         self._layer_of: dict[int, ReceiveStream] = {}
+        """SSRC (media and RTX) -> its simulcast layer."""
+        self._simulcast = False
+        """Whether packets go to layers by SSRC (SIM) or by RID (learnt into ``_layer_of``)."""
+        self._layer_of_rid: dict[str, ReceiveStream] = {}
+        self._rid_ids: tuple[int | None, int | None] = (None, None)
+        """The publisher's ids of the RID and repaired-RID header extensions."""
         self.ring = PacketRing()
         self.extensions: dict[int, str] = {}
         """The publisher's header extension ids -> URIs."""
@@ -234,6 +241,8 @@ class MediaPublication:
         )
         self.layers = [self.stream]
         self._layer_of = {}
+        self._layer_of_rid = {}
+        self._simulcast = False
         self.ring = self.stream.ring
         self._became_ready()
 
@@ -256,12 +265,62 @@ class MediaPublication:
             for media, rtx in layers
         ]
         self._layer_of = {}
+        self._layer_of_rid = {}
+        self._simulcast = True
         for layer, (media, rtx) in zip(self.layers, layers, strict=True):
             self._layer_of[media] = layer
             if rtx is not None:
                 self._layer_of[rtx] = layer
         self.stream = self.layers[0]  # until a better layer's keyframe comes
         self.ring = self.stream.ring
+
+    def set_rid_layers(self, rids: list[str]) -> None:
+        """RID simulcast (``a=simulcast:send``, RFC 8853, as Chrome offers it for
+        ``sendEncodings`` with ``rid``s): one layer per RID, in the order listed,
+        taken as lowest first (Chrome lists ``sendEncodings`` in their order, and
+        apps give them lowest first, as ``scaleResolutionDownBy`` 4, 2, 1). No SSRC
+        is announced: each layer's media and RTX SSRCs are learnt from the first
+        packets naming it in the RID / repaired-RID header extension (RFC 8852)."""
+        stream = self.stream
+        ids = {uri: ident for ident, uri in self.extensions.items()}
+        rid_ids = (ids.get(sdp.RID_URI), ids.get(sdp.REPAIRED_RID_URI))
+        if stream is None or rid_ids[0] is None or len(rids) < 2:
+            return  # no RID extension negotiated: the first SSRC that comes is the track
+        if list(self._layer_of_rid) == rids and self._rid_ids == rid_ids:
+            return  # the same layers again (a renegotiation)
+        self._rid_ids = rid_ids
+        self.layers = [
+            ReceiveStream(dataclasses.replace(stream.parameters, ssrc=None, rtx_ssrc=None),
+                          stream.local_ssrc)
+            for _ in rids
+        ]
+        self._layer_of_rid = dict(zip(rids, self.layers, strict=True))
+        self._layer_of = {}
+        self._simulcast = True
+        self.stream = self.layers[0]
+        self.ring = self.stream.ring
+
+    def _layer_of_new_ssrc(self, packet: Packet) -> ReceiveStream | None:
+        """The layer of an SSRC not routed yet: by its RID (or, for RTX, the RID it
+        repairs), learnt for the packets after it; without RIDs the forwarded layer."""
+        if not self._layer_of_rid:
+            return self.stream
+        rid_id, repaired_id = self._rid_ids
+        for ident, rtx in ((rid_id, False), (repaired_id, True)):
+            value = packet.extension(ident) if ident is not None else None
+            layer = self._layer_of_rid.get(value.decode(errors="replace")) if value else None
+            if layer is None:
+                continue
+            parameters = layer.parameters
+            if rtx:
+                parameters.rtx_ssrc = packet.ssrc
+            elif parameters.ssrc is None:
+                parameters.ssrc = packet.ssrc
+            elif parameters.ssrc != packet.ssrc:
+                return None  # the RID moved to another SSRC: a new sender; not this one
+            self._layer_of[packet.ssrc] = layer
+            return layer
+        return None  # no RID on it: nothing says which layer it is (yet)
 
     def attach_frame_source(
         self, codec: RTCRtpCodecParameters, request_keyframe: Callable[[], None]
@@ -283,7 +342,10 @@ class MediaPublication:
 
     def receive_packet(self, packet: Packet) -> None:
         """One RTP packet from the publisher (primary or RTX), already parsed."""
-        stream = self._layer_of.get(packet.ssrc, self.stream) if self._layer_of else self.stream
+        if self._simulcast:
+            stream = self._layer_of.get(packet.ssrc) or self._layer_of_new_ssrc(packet)
+        else:
+            stream = self.stream
         if stream is None:
             return
         forwarding_counts.packets_received += 1
@@ -299,7 +361,7 @@ class MediaPublication:
             self.request_keyframe()
         if media is None:
             return
-        if self._layer_of:
+        if self._simulcast:
             stream.last_packet_ms = packet.arrival_ms
             if self.forwarder is not None:
                 self.forwarder.forward(stream, media)
@@ -502,6 +564,8 @@ class MediaPublication:
         self.stream = None  # what still arrives for it (in flight, a reused sender) is dropped
         self.layers = []
         self._layer_of = {}
+        self._layer_of_rid = {}
+        self._simulcast = False
 
 
 class DataPublication:

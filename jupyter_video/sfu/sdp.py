@@ -303,6 +303,81 @@ def _start_bitrate(section: list[str], kbps: int) -> list[str]:
     return lines
 
 
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+"""The header extensions that name a packet's RTP stream by its RID, and an RTX
+packet's by the RID it repairs (RFC 8852): how RID simulcast's packets, which no
+``a=ssrc`` line announces, are told apart."""
+
+
+def simulcast_rids(sdp: str) -> dict[str, list[str]]:
+    """mid -> the RIDs its sender sends (``a=simulcast:send``, RFC 8853), in the
+    order listed, for every m-section of ``sdp`` with two or more.
+
+    Alternatives (``1,2``) count by their first RID; a paused one (``~1``) counts
+    too (it may be resumed). RIDs not declared ``a=rid:<id> send`` are left out.
+    """
+    found: dict[str, list[str]] = {}
+    for section in _sections(sdp)[1:]:
+        declared = set()
+        listed: list[str] = []
+        for line in section:
+            if line.startswith("a=rid:"):
+                parts = line[6:].split()
+                if len(parts) >= 2 and parts[1] == "send":
+                    declared.add(parts[0])
+            elif line.startswith("a=simulcast:"):
+                words = line[12:].split()
+                for direction, streams in zip(words[::2], words[1::2], strict=False):
+                    if direction == "send":
+                        listed = [s.split(",")[0].lstrip("~") for s in streams.split(";")]
+        rids = [rid for rid in listed if rid in declared]
+        mid = _mid(section)
+        if mid is not None and len(rids) >= 2:
+            found[mid] = rids
+    return found
+
+
+def with_simulcast_recv(
+    sdp: str, rids: dict[str, list[str]], extmap: dict[str, int]
+) -> str:
+    """``sdp`` (the SFU's answer or offer) receiving RID simulcast where the client
+    sends it: ``a=rid:<id> recv`` and ``a=simulcast:recv`` for each mid of ``rids``
+    (:func:`simulcast_rids` of the client's description), and the RID header
+    extensions with the client's ids (``extmap``, URI -> id).
+
+    aiortc knows neither (its answer would make Chrome send one layer); Chrome
+    names the layers only by RID, so without the extensions it could not say
+    which packet is which.
+    """
+    out = []
+    for section in _sections(sdp):
+        mid = _mid(section)
+        if mid in rids and section[0].startswith("m=video") \
+                and not section[0].startswith("m=video 0 "):
+            section = _simulcast_recv(section, rids[mid], extmap)
+        out.extend(section)
+    return "\r\n".join(out)
+
+
+def _simulcast_recv(section: list[str], rids: list[str], extmap: dict[str, int]) -> list[str]:
+    lines = [line for line in section
+             if not line.startswith(("a=rid:", "a=simulcast:"))]
+    have = set(extmap_ids("\r\n".join(lines)))
+    extensions = [f"a=extmap:{extmap[uri]} {uri}" for uri in (RID_URI, REPAIRED_RID_URI)
+                  if uri in extmap and uri not in have]
+    at = max((i for i, line in enumerate(lines) if line.startswith("a=extmap:")),
+             default=next(i for i, line in enumerate(lines) if line.startswith("a=mid:")))
+    lines[at + 1:at + 1] = extensions
+    blanks = 0
+    while lines and lines[-1] == "":  # the last section ends with the SDP's final CRLF
+        lines.pop()
+        blanks += 1
+    lines += [f"a=rid:{rid} recv" for rid in rids]
+    lines.append("a=simulcast:recv " + ";".join(rids))
+    return lines + [""] * blanks
+
+
 def with_max_message_size(sdp: str, size: int) -> str:
     """``sdp`` (the SFU's answer or offer) announcing ``size`` as the largest data
     channel message it takes (``a=max-message-size``, RFC 8841 section 6): a WebRTC

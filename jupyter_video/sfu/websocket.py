@@ -58,6 +58,7 @@ from .interface import (
 )
 from .publication import DataPublication, EncodedFrame, MediaPublication, is_keyframe
 from .rtp.packet import Packet
+from .socket_media_signaling import SOCKET_QUALITY_CHANNELS, SocketMediaSignaling
 
 if TYPE_CHECKING:
     from .room import Room
@@ -369,11 +370,20 @@ class SocketSubscription:
         self.waiting_for_keyframe = publication.kind == "video"
         self.frames_forwarded = 0
         self.frames_dropped = 0
+        self.frames_dropped_for_backpressure = 0
+        """Frames queued and dropped because the socket did not drain (the
+        downlink's loss for its network quality, socket_media_signaling.py)."""
+        self.switched_off = False
         self._sequence = 0
 
     def start(self, channel: int) -> None:
         """Forward on ``channel`` (announced to the participant), from a keyframe."""
         self.channel = channel
+        if self.switched_off:
+            return  # switch_on starts it
+        self._forward()
+
+    def _forward(self) -> None:
         self.waiting_for_keyframe = self.publication.kind == "video"
         self.publication.subscriptions.append(self)
         recent = list(self.publication.recent)
@@ -405,7 +415,9 @@ class SocketSubscription:
             self.frames_forwarded += 1
             return True
         if not self.waiting_for_keyframe and sender.video_over_budget(channel):
-            self.frames_dropped += sender.drop_video(channel)
+            lost = sender.drop_video(channel)
+            self.frames_dropped += lost
+            self.frames_dropped_for_backpressure += lost
             self.waiting_for_keyframe = True
         if self.waiting_for_keyframe:
             if not frame.keyframe:
@@ -418,6 +430,20 @@ class SocketSubscription:
             channel, self._sequence, frame.timestamp, frame.keyframe, frame.data, _now_ms()))
         self.frames_forwarded += 1
         return True
+
+    def switch_off(self) -> None:
+        """Out of the publication's fan-out: its frames cost this subscriber nothing."""
+        self.switched_off = True
+        if self in self.publication.subscriptions:
+            self.publication.subscriptions.remove(self)
+        if self.channel is not None:
+            self.peer.sender.drop_video(self.channel)  # what is queued is stale by now
+
+    def switch_on(self) -> None:
+        """Back in the fan-out, from the kept keyframe (or the next, asked for)."""
+        self.switched_off = False
+        if self.channel is not None and self not in self.publication.subscriptions:
+            self._forward()
 
     def end(self) -> None:
         if self in self.publication.subscriptions:
@@ -471,6 +497,8 @@ class _Inbound:
         self.frames = 0
         self.delay_sum = 0
         self.delay_mean: float | None = None
+        self.reported_frames = 0  # the last report's frames and delay trend
+        self.reported_trend_ms = 0.0
         self.bitrate: int | None = None  # what the participant was last told it may send
         self.limited_at = 0.0
 
@@ -498,6 +526,8 @@ class WebSocketPeer:
         self._data_in: dict[int, DataPublication] = {}
         self._assembler = ms.FrameAssembler()
         self._active_speaker: int | None = None
+        self.media_signaling: SocketMediaSignaling | None = None
+        """The quality channels, once granted (socket_media_signaling.py)."""
         self._stream: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
         self._reports: asyncio.Task[None] | None = None
@@ -738,6 +768,32 @@ class WebSocketPeer:
         self._announce(channel, ms.control_message("data_channel", channel=channel, label=label))
         return False
 
+    def open_data_channel(self, label: str) -> int:
+        """Open a data channel of the SFU's on the socket; its number."""
+        channel = next(self._channels)
+        self._announce(channel, ms.control_message("data_channel", channel=channel, label=label))
+        return channel
+
+    def grant_quality(self, channel: str, label: str) -> bool:
+        """Open the MSP quality channel ``channel`` (labelled ``label``) on the
+        socket; False when this peer has none of that name."""
+        if channel not in SOCKET_QUALITY_CHANNELS:
+            return False
+        if self.media_signaling is None:
+            self.media_signaling = SocketMediaSignaling(self)
+        self.media_signaling.grant(channel, label)
+        return True
+
+    def inbound_counts(self) -> list[tuple[str, int, float]]:
+        """(kind, frames, one-way delay trend in ms) of each channel the participant
+        publishes on, as the last receiver report said."""
+        out = []
+        for inbound in self._inbound.values():
+            section = next((s for s in self._sections if s.mid == inbound.mid), None)
+            if section is not None:
+                out.append((section.kind, inbound.reported_frames, inbound.reported_trend_ms))
+        return out
+
     def tell_active_speaker(self, participant_sid: str | None) -> None:
         if self._active_speaker is not None and self._stream is not None:
             self.sender.send_data(ms.data_message(self._active_speaker, json.dumps(
@@ -807,10 +863,14 @@ class WebSocketPeer:
         item = self._assembler.take(message)
         if isinstance(item, ms.Frame):
             self._on_frame(item)
-        elif item is not None and not item.answer:  # answers: twilio-video's "ready"
+        elif item is not None and not item.answer:
             publication = self._data_in.get(item.channel)
             if publication is not None:
                 publication.receive(item.message)
+        elif item is not None and self.media_signaling is not None \
+                and self.media_signaling.owns(item.channel):
+            self.media_signaling.on_message(item.channel, item.message)
+        # Other answers: twilio-video's "ready" on a data track's channel.
 
     def _on_frame(self, frame: ms.Frame) -> None:
         inbound = self._inbound[frame.channel]
@@ -879,6 +939,7 @@ class WebSocketPeer:
                     "receiver_report", channel=channel, bytes=inbound.bytes,
                     frames=inbound.frames, delay_trend_ms=round(trend, 1)))
                 inbound.delay_mean = mean
+                inbound.reported_frames, inbound.reported_trend_ms = inbound.frames, trend
                 inbound.bytes = inbound.frames = inbound.delay_sum = 0
             self._send_bitrate_hints()
 
@@ -924,6 +985,8 @@ class WebSocketPeer:
         self.subscriptions.clear()
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self.media_signaling is not None:
+            self.media_signaling.close()
         self._detach()
         self.sender.close()
         self._move_to(PeerState.CLOSED)

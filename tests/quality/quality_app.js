@@ -8,6 +8,7 @@
   const quality = {};
   let connectingKey = null;
   const pcs = {};
+  const ridPublisher = {};
   const createOffer = RTCPeerConnection.prototype.createOffer;
   RTCPeerConnection.prototype.createOffer = function (...args) {
     if (connectingKey && !this._qualityKey) {
@@ -48,6 +49,40 @@
       const publication = await rooms[key].localParticipant.publishTrack(track, { priority: priority || 'standard' });
       return publication.trackSid;
     },
+    /** A plain RTCPeerConnection publishing a camera with RID simulcast, as Chrome
+     * offers it unmunged (a=simulcast:send q;h;f, a=rid, no a=ssrc): its offer, once
+     * every candidate is in it (the test does the RSP signaling). */
+    async ridOffer(width, height) {
+      const stream = await navigator.mediaDevices.getUserMedia(
+        { video: { width, height, frameRate: 24 }, audio: false });
+      const [track] = stream.getVideoTracks();
+      const pc = ridPublisher.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [stream], sendEncodings: [
+        { rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f' }] });
+      await pc.setLocalDescription(await pc.createOffer());
+      if (pc.iceGatheringState !== 'complete') {
+        await new Promise((resolve) => pc.addEventListener('icegatheringstatechange',
+          () => pc.iceGatheringState === 'complete' && resolve()));
+      }
+      return { sdp: pc.localDescription.sdp, trackId: track.id };
+    },
+    async ridAnswer(sdp) { await ridPublisher.pc.setRemoteDescription({ type: 'answer', sdp }); return true; },
+    async ridAnswerOffer(sdp) {
+      const pc = ridPublisher.pc;
+      await pc.setRemoteDescription({ type: 'offer', sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      return pc.localDescription.sdp;
+    },
+    /** The RID publisher's encodings (outbound-rtp per rid): size, frames, bytes. */
+    async ridEncodings() {
+      const out = {};
+      (await ridPublisher.pc.getStats()).forEach((r) => {
+        if (r.type === 'outbound-rtp' && r.kind === 'video') {
+          out[r.rid] = { width: r.frameWidth || 0, framesEncoded: r.framesEncoded || 0, bytesSent: r.bytesSent };
+        }
+      });
+      return out;
+    },
     switches(key) { return quality[key].switches; },
     /** Whether identity's video is subscribed here, and switched off. */
     remoteVideo(key, identity) {
@@ -79,7 +114,8 @@
         const stats = await pc.getStats();
         stats.forEach((r) => {
           if (r.type === 'outbound-rtp' && r.kind === 'video') {
-            out.push({ ssrc: r.ssrc, active: r.active, width: r.frameWidth || 0, bytesSent: r.bytesSent });
+            out.push({ ssrc: r.ssrc, rid: r.rid || null, active: r.active, width: r.frameWidth || 0,
+                       bytesSent: r.bytesSent, framesEncoded: r.framesEncoded || 0 });
           }
         });
       }

@@ -64,6 +64,64 @@ def test_the_downlink_estimate_caps_like_max_subscription_bitrate() -> None:
     assert got == {"a": 1}
 
 
+def test_a_remb_under_what_was_sent_caps_the_estimate_and_one_above_it_does_not() -> None:
+    estimate = DownlinkEstimate()
+    for _ in range(5):  # the receiver's estimate is not initialised for 5 s: no limit
+        assert estimate.update(0.0, 1_500_000, remb_bps=60_000) is None
+    # libwebrtc caps its REMB at 1.5x what it receives: no limit in it.
+    assert estimate.update(0.0, 500_000, remb_bps=760_000) is None
+    # Its delay-based estimate fell under the rate sent: the link is overused (once
+    # is a start-up burst, twice in a row the link).
+    assert estimate.update(0.0, 1_500_000, remb_bps=255_000) is None
+    assert estimate.update(0.0, 1_500_000, remb_bps=255_000) == 255_000
+    assert allocate([demand("a")], BandwidthProfile(), 255_000) == {"a": 0}
+    # The loss-based estimate, if lower, wins (the lower of the two); it is GCC's
+    # A(t-1) (1 - p/2), from the estimate.
+    assert estimate.update(0.4, 500_000, remb_bps=400_000) == 204_000
+    # The next interval's loss is of what was sent before that decrease: kept.
+    assert estimate.update(0.5, 400_000, remb_bps=380_000) == 204_000
+    # On the low layer the REMB (1.5x of it) is no limit: the estimate climbs again.
+    climbed = estimate.update(0.0, 150_000, remb_bps=235_000)
+    assert climbed == 220_320
+    assert (estimate.set_by_loss, estimate.set_by_remb) == (1, 1)
+
+
+def test_a_remb_still_ramping_up_is_no_limit() -> None:
+    """Chrome's REMB to a new subscriber rises under what it receives for its first
+    seconds (66 -> 104 kbit/s while 130 kbit/s arrived): no overuse until it falls."""
+    estimate = DownlinkEstimate()
+    for remb in (66_000, 70_000, 75_000, 81_000, 89_000, 97_000, 104_000, 104_000, 112_000):
+        assert estimate.update(0.0, 133_000, remb_bps=remb) is None
+    # Then the link is overused: the receiver's estimate falls (0.85x what arrives).
+    assert estimate.update(0.0, 133_000, remb_bps=95_000) is None  # once: a burst
+    assert estimate.update(0.0, 133_000, remb_bps=96_000) == 96_000  # still under
+    assert estimate.set_by_remb == 1
+
+
+def test_loss_makes_one_decrease_per_round_trip() -> None:
+    """A queue's backlog is lost after the decrease it caused (a tbf queue of 1.5 s:
+    Receiver Reports count it for two more intervals); cutting again for it put the
+    estimate under the lowest layer."""
+    estimate = DownlinkEstimate()
+    assert estimate.update(0.4, 400_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.6, 100_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.6, 100_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.6, 100_000, rtt_ms=1500) == 320_000
+    assert estimate.update(0.5, 100_000, rtt_ms=100) == 240_000  # still lost: a cap
+    assert estimate.set_by_loss == 2
+
+
+def test_network_quality_stats_carry_the_downlink_estimate() -> None:
+    from jupyter_video.sfu.network_quality import Direction
+
+    fits = Direction(bitrate=200_000, available=255_000, measured=True).stats()
+    assert fits["bandwidth"] == {"actual": 200_000, "available": 255_000, "level": 5}
+    over = Direction(bitrate=1_000_000, available=300_000, measured=True)
+    assert over.bandwidth_level() == 1  # 70 % of what is sent does not fit
+    assert Direction(bitrate=1, measured=True).stats()["bandwidth"] == {
+        "actual": 1, "available": None, "level": None}
+
+
 @pytest.mark.parametrize(("video", "field"), [
     ({"mode": "tiles"}, "mode"),
     ({"track_switch_off": "sometimes"}, "track_switch_off"),

@@ -1,19 +1,25 @@
 """Twilio's quality APIs with twilio-video 2.x in Chromium: a VP8 simulcast publisher,
 subscribers whose Bandwidth Profile, render dimensions, switch-off and priorities
 decide the layer each gets (decoded frame sizes in each subscriber's getStats),
-and Network Quality levels."""
+and Network Quality levels; a plain RTCPeerConnection publishing RID simulcast
+(its RSP spoken from the test with the project's own signaling client)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from jupyter_video.client.signaling import Closed, SignalingConnection, signaling_url
+from jupyter_video.signaling import rsp
+
 from ..server_process import ServerProcess
-from ..widgets.browser import MEDIA_ON_LOOPBACK, REPO, requires_browser, room_name
+from ..widgets.browser import MEDIA_ON_LOOPBACK, REPO, requires_browser, room_name, token
 from ..widgets.test_twilio_compat_browser import App
 
 pytestmark = [requires_browser, pytest.mark.timeout(300)]
@@ -245,3 +251,115 @@ async def test_publisher_hints_turn_off_a_layer_nobody_needs(page: App) -> None:
                             lambda: top_active(True))
     await asyncio.to_thread(until, page, "bob decodes the 640-wide layer",
                             lambda: decoding_at(page, "bob", 640), 45)
+
+
+RID_EXTENSIONS = ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+                  "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id")
+
+
+def video_section(sdp: str) -> str:
+    return next(s for s in sdp.split("\r\nm=")[1:] if s.startswith("video"))
+
+
+class RidPublisher:
+    """The page's plain peer connection in a room, its RSP spoken from here."""
+
+    def __init__(self, page: App, server: ServerProcess) -> None:
+        self.page, self.server = page, server
+        self.pc_id = str(uuid.uuid4())
+        self.signaling = SignalingConnection(signaling_url(server.url))
+        self.answers: asyncio.Queue[str] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.session = ""
+
+    async def join(self, name: str, width: int, height: int) -> tuple[str, str]:
+        """Connect with the page's offer; returns (offer, answer) SDPs."""
+        offer = await asyncio.to_thread(self.page.call, "ridOffer", width, height)
+        connect = rsp.Connect(
+            token=token(self.server, "rid-publisher"), name=name,
+            participant=rsp.LocalParticipantState(1, [rsp.LocalTrackState(
+                id=offer["trackId"], kind="video", name="camera", enabled=True)]),
+            peer_connections=[rsp.PeerConnectionState(
+                self.pc_id, description=rsp.Description("offer", 1, offer["sdp"]))],
+            ice_servers="overrode", subscribe={"rules": [{"type": "include", "all": True}],
+                                               "revision": 1},
+            format="unified")
+        await self.signaling.open(connect.to_dict())
+        self.task = asyncio.ensure_future(self._serve())
+        answer = await asyncio.wait_for(self.answers.get(), 20)
+        await asyncio.to_thread(self.page.call, "ridAnswer", answer)
+        return offer["sdp"], answer
+
+    async def _serve(self) -> None:
+        """Answers to the page; the server's offers answered by the page."""
+        while True:
+            body: Any = await self.signaling.inbox.get()
+            if isinstance(body, Closed):
+                return
+            self.session = body.get("session") or self.session
+            for state in body.get("peer_connections") or []:
+                description = state.get("description") or {}
+                if description.get("type") == "answer":
+                    self.answers.put_nowait(description["sdp"])
+                elif description.get("type") == "offer":
+                    sdp = await asyncio.to_thread(self.page.call, "ridAnswerOffer",
+                                                  description["sdp"])
+                    await self.signaling.send(rsp.Update(
+                        session=self.session, peer_connections=[rsp.PeerConnectionState(
+                            self.pc_id, description=rsp.Description(
+                                "answer", description["revision"], sdp))]).to_dict())
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        with contextlib.suppress(Exception):
+            await self.signaling.close()
+
+
+async def test_rid_simulcast_layers_reach_subscribers_by_their_render_size(
+    page: App, server: ServerProcess
+) -> None:
+    """RID simulcast as Chrome offers it without munging: a plain RTCPeerConnection
+    with ``sendEncodings`` rids q, h, f (``scaleResolutionDownBy`` 4, 2, 1) offers
+    ``a=simulcast:send q;h;f``, ``a=rid`` lines and the RID header extensions, and
+    no SSRCs. The SFU's answer receives it; the packet path learns each layer's
+    SSRC from the RID header extension; two subscribers rendering at different
+    sizes decode different layers."""
+    name = room_name()
+    publisher = RidPublisher(page, server)
+    try:
+        offer, answer = await publisher.join(name, 1280, 720)
+        offered, answered = video_section(offer), video_section(answer)
+        # What Chrome offers, unmunged: RIDs, no SSRCs.
+        assert "a=simulcast:send q;h;f" in offered, offered
+        assert "a=rid:q send" in offered and "a=ssrc:" not in offered, offered
+        # What the SFU answers: it receives each RID, with the extensions naming them.
+        assert "a=simulcast:recv q;h;f" in answered, answered
+        for rid in "qhf":
+            assert f"a=rid:{rid} recv" in answered, answered
+        for uri in RID_EXTENSIONS:
+            assert uri in answered, answered
+        await asyncio.to_thread(until, page, "the publisher encodes three layers", lambda: (
+            len(e := page.call("ridEncodings")) == 3 and all(
+                v["framesEncoded"] > 0 for v in e.values())))
+
+        for key in ("bob", "carol"):
+            joined = await asyncio.to_thread(page.connect, key, name, options=MANUAL)
+            assert "sid" in joined, joined
+            await asyncio.to_thread(until, page, f"{key} subscribed to the RID video",
+                                    lambda k=key: page.call("remoteVideo", k, "rid-publisher"))
+        await asyncio.to_thread(page.call, "setRenderDimensions", "bob", "rid-publisher", 320, 180)
+        await asyncio.to_thread(page.call, "setRenderDimensions", "carol", "rid-publisher",
+                                1280, 720)
+        sizes = await asyncio.to_thread(page.call, "ridEncodings")
+        low, top = sizes["q"]["width"], sizes["f"]["width"]
+        assert low < top, sizes
+        await asyncio.to_thread(until, page, f"bob decodes the {low}-wide layer (q)",
+                                lambda: decoding_at(page, "bob", low), 60)
+        await asyncio.to_thread(until, page, f"carol decodes the {top}-wide layer (f)",
+                                lambda: decoding_at(page, "carol", top), 60)
+        await asyncio.to_thread(until, page, f"bob still decodes the {low}-wide layer",
+                                lambda: decoding_at(page, "bob", low), 10)
+        assert page.call("switches", "bob") == []  # never switched off on the way
+    finally:
+        await publisher.close()
