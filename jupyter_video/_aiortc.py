@@ -380,11 +380,13 @@ def keep_sender_identity(sender: RTCRtpSender, previous: RTCRtpSender) -> None:
     set_sender_identity(sender, previous._ssrc, previous._rtx_ssrc, previous._stream_id)
 
 
-def set_sender_identity(sender: RTCRtpSender, ssrc: int, rtx_ssrc: int | None,
+def set_sender_identity(sender: RTCRtpSender, ssrc: int | None, rtx_ssrc: int | None,
                         stream_id: str | None) -> None:
-    """Announce ``sender`` in SDP with these SSRCs and msid stream id (which a peer
-    connection of a media worker that exited announced: sfu/peer.py ``restore``)."""
-    sender._ssrc = ssrc
+    """Announce ``sender`` in SDP with these SSRCs and msid stream id (those None:
+    its own), which another peer connection announced for the same m-section (an
+    ICE restart; a media worker that exited: sfu/peer.py ``restore``)."""
+    if ssrc is not None:
+        sender._ssrc = ssrc
     if rtx_ssrc is not None:
         sender._rtx_ssrc = rtx_ssrc
     if stream_id is not None:

@@ -84,7 +84,7 @@ class AddPeer(Command):
 class RestorePeer(Command):
     """Re-create the peer of a participant whose media worker exited (docs/reliability.md,
     "Media worker failover"), to take its ICE-restart offer: ``session_sdp`` is the SFU's
-    last SDP of the session (its send m-sections keep their mids, SSRCs and msids),
+    last agreed SDP of the session (its send m-sections keep their mids and msids),
     ``client_channels`` and ``server_channels`` the stream ids of the data channels
     that were open (label -> id; the client keeps them open across the restart)."""
 

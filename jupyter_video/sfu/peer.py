@@ -283,7 +283,7 @@ class Peer:
 
     def _resume_slot(self, subscription: MediaSubscription) -> bool:
         """Send ``subscription`` on the m-section that carried it before the worker
-        exited, with the same SSRCs: the client's receiver goes on."""
+        exited: the client's transceiver and track go on."""
         publication = subscription.publication
         entry = self._resumable.get(publication.track_id)
         if entry is None or not publication.ready:
@@ -291,8 +291,10 @@ class Peer:
         del self._resumable[publication.track_id]
         transceiver, section = entry
         slot = SendSlot(transceiver, publication, self._send, self._slot_ready)
-        adapter.set_sender_identity(transceiver.sender, section.ssrc, section.rtx_ssrc,
-                                    section.stream_id)
+        # The msid the client knows, and new SSRCs: the stream's numbers cannot go on
+        # from a worker that is gone, and Chromium shows a new SSRC's frames at once
+        # where, under the old SSRC, numbers jumping anywhere took it up to 5 s.
+        adapter.set_sender_identity(transceiver.sender, None, None, section.stream_id)
         self.slots.append(slot)
         subscription.start(slot)
         transceiver.direction = _direction(sending=True, receiving=transceiver in self._sections)
@@ -911,8 +913,6 @@ class SendSection:
     kind: str
     track_id: str
     stream_id: str | None
-    ssrc: int
-    rtx_ssrc: int | None
 
 
 def _send_sections(sdp: str) -> dict[str, SendSection]:
@@ -922,12 +922,8 @@ def _send_sections(sdp: str) -> dict[str, SendSection]:
         if not media.rtp.muxId or not media.msid or not media.ssrc:
             continue
         parts = media.msid.split()
-        if len(parts) != 2:
-            continue
-        rtx = next((int(g.items[1]) for g in media.ssrc_group
-                    if g.semantic == "FID" and len(g.items) == 2), None)
-        primary = next(s.ssrc for s in media.ssrc if s.ssrc != rtx)
-        sections[media.rtp.muxId] = SendSection(media.kind, parts[1], parts[0], primary, rtx)
+        if len(parts) == 2:
+            sections[media.rtp.muxId] = SendSection(media.kind, parts[1], parts[0])
     return sections
 
 
@@ -936,11 +932,12 @@ class SessionResume:
     RestorePeer) to the new worker's peer, by the participant's ICE-restart offer.
 
     twilio-video keeps its peer connection (every m-section of the session is in
-    the offer): the SFU's m-sections take their subscriptions again with the SSRCs
-    and msids the session's SDP announced (each as soon as its publisher's media is
-    negotiated here), and the data channels are opened again on the stream ids they
-    had, as an ICE restart on one worker does (:class:`PeerRestart`). A new client
-    peer connection (the Python client's) takes everything anew.
+    the offer): the SFU's m-sections take their subscriptions again with the msids
+    the session's SDP announced (each as soon as its publisher's media is
+    negotiated here), under new SSRCs, and the data channels are opened again on
+    the stream ids they had, as an ICE restart on one worker does
+    (:class:`PeerRestart`). A new client peer connection (the Python client's)
+    takes everything anew.
     """
 
     def __init__(self, session_sdp: str, client_channels: dict[str, int],
