@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCDataChannel
 
+from . import network_quality
 from .bandwidth import BandwidthProfile, DownlinkEstimate, VideoDemand, allocate
 from .network_quality import Direction, Levels
 from .publication import MediaPublication
@@ -79,9 +80,7 @@ class MediaSignaling:
         self.switched_off: set[str] = set()
         self.allocation: dict[str, int | None] = {}
         self.levels = Levels()
-        self.report_level = 1
-        self.remote_report_level = 0
-        self.client_rtt_ms = 0.0
+        self.quality_request = network_quality.Request()
         self.downlink = DownlinkEstimate()
         self.downlink_bps: int | None = None
         self.publisher_hints: dict[str, list[bool]] = {}  # track_sid -> layers enabled
@@ -133,29 +132,15 @@ class MediaSignaling:
 
     def _on_network_quality(self, body: dict[str, Any]) -> None:
         """Answer the client's inputs with the levels it asked for."""
-        self.report_level = int(body.get("reportLevel", 1) or 0)
-        self.remote_report_level = int(body.get("remoteReportLevel", 0) or 0)
-        ice = body.get("ice") or {}
-        if isinstance(ice.get("rtt"), int | float):
-            self.client_rtt_ms = float(ice["rtt"]) * 1000
-        if self.report_level <= 0:
+        if not self.quality_request.read(body):
             return
         if not self.levels.measured:
             # twilio-video keeps a participant's stats until its level changes
             # (participant.js setNetworkQualityLevel): the first answer has them too.
             self.measure()
-        remotes = []
-        if self.remote_report_level > 0:
-            for sid, other in self.peer.room.peers.items():
-                signaling = getattr(other, "media_signaling", None)
-                if sid != self.peer.participant_sid and signaling is not None \
-                        and "network_quality" in signaling.channels:
-                    remotes.append(signaling.levels.to_msp(self.remote_report_level, sid))
-        self._send("network_quality", {
-            "type": "network_quality",
-            "local": self.levels.to_msp(self.report_level),
-            "remotes": remotes,
-        })
+        self._send("network_quality", network_quality.answer(
+            self.quality_request, self.levels, self.peer.participant_sid,
+            network_quality.others_levels(self.peer.room.peers)))
 
     def _on_render_hints(self, body: dict[str, Any]) -> None:
         subscriber = body.get("subscriber") or {}
@@ -239,7 +224,7 @@ class MediaSignaling:
                 direction.jitter_ms = max(
                     direction.jitter_ms, stream.jitter * 1000 / stream.parameters.clock_rate)
                 direction.bitrate += octets * 8
-        rtt = self.client_rtt_ms
+        rtt = self.quality_request.client_rtt_ms
         sent_bps = 0
         remb: tuple[int, int] | None = None  # (when, bit/s): the subscriber's latest REMB
         now = now_ms()

@@ -11,7 +11,9 @@ media, coarsely).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 LOSS_STEPS = (0.01, 0.03, 0.06, 0.10, 0.20)
 """Loss fraction under each step: 5, 4, 3, 2, 1 (above the last: 0)."""
@@ -108,3 +110,44 @@ class Levels:
                         media[f"{side}Stats"] = direction.stats() if direction else None
                 body[kind] = media
         return body
+
+
+@dataclass
+class Request:
+    """What a participant's ``network_quality`` inputs ask for (networkqualitysignaling.js):
+    the verbosity of its own level and of the others', and its ICE round trip."""
+
+    report_level: int = 1
+    remote_report_level: int = 0
+    client_rtt_ms: float = 0.0
+
+    def read(self, body: dict[str, Any]) -> bool:
+        """Take one input message; whether it wants an answer."""
+        self.report_level = int(body.get("reportLevel", 1) or 0)
+        self.remote_report_level = int(body.get("remoteReportLevel", 0) or 0)
+        ice = body.get("ice") or {}
+        if isinstance(ice.get("rtt"), int | float):
+            self.client_rtt_ms = float(ice["rtt"]) * 1000
+        return self.report_level > 0
+
+
+def answer(request: Request, levels: Levels, own_sid: str,
+           others: Iterable[tuple[str, Levels]]) -> dict[str, object]:
+    """The ``network_quality`` message for ``request``: the participant's own levels,
+    and those of ``others`` (sid, levels: the participants that enabled the API, as
+    Twilio documents) when it asks for remote levels."""
+    remotes = []
+    if request.remote_report_level > 0:
+        remotes = [other.to_msp(request.remote_report_level, sid)
+                   for sid, other in others if sid != own_sid]
+    return {"type": "network_quality", "local": levels.to_msp(request.report_level),
+            "remotes": remotes}
+
+
+def others_levels(peers: dict[str, Any]) -> Iterator[tuple[str, Levels]]:
+    """(sid, levels) of the peers of a room whose media signaling has the
+    ``network_quality`` channel open (WebRTC and media socket peers alike)."""
+    for sid, peer in peers.items():
+        signaling = getattr(peer, "media_signaling", None)
+        if signaling is not None and "network_quality" in signaling.channels:
+            yield sid, signaling.levels

@@ -30,6 +30,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..signaling import mediasocket as ms
+from . import network_quality
 from .network_quality import Direction, Levels
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ class SocketMediaSignaling:
         self.priorities: dict[str, str] = {}
         self.switched_off: set[str] = set()
         self.levels = Levels()
-        self.report_level = 1
-        self.remote_report_level = 0
-        self.client_rtt_ms = 0.0
+        self.quality_request = network_quality.Request()
         self._counts: dict[str, int] = {}  # counter -> its value at the last tick
         self._timer: asyncio.TimerHandle | None = None
 
@@ -99,25 +98,13 @@ class SocketMediaSignaling:
         # "ready" (data/transport.js): nothing to do.
 
     def _on_network_quality(self, body: dict[str, Any]) -> None:
-        self.report_level = int(body.get("reportLevel", 1) or 0)
-        self.remote_report_level = int(body.get("remoteReportLevel", 0) or 0)
-        ice = body.get("ice") or {}
-        if isinstance(ice.get("rtt"), int | float):
-            self.client_rtt_ms = float(ice["rtt"]) * 1000
-        if self.report_level <= 0:
+        if not self.quality_request.read(body):
             return
         if not self.levels.measured:
             self.measure()  # twilio-video keeps the first answer's stats (participant.js)
-        remotes = []
-        if self.remote_report_level > 0:
-            for sid, other in self.peer.room.peers.items():
-                signaling = getattr(other, "media_signaling", None)
-                if sid != self.peer.participant_sid and signaling is not None \
-                        and "network_quality" in signaling.channels:
-                    remotes.append(signaling.levels.to_msp(self.remote_report_level, sid))
-        self._send("network_quality", {"type": "network_quality",
-                                       "local": self.levels.to_msp(self.report_level),
-                                       "remotes": remotes})
+        self._send("network_quality", network_quality.answer(
+            self.quality_request, self.levels, self.peer.participant_sid,
+            network_quality.others_levels(self.peer.room.peers)))
 
     def _on_render_hints(self, body: dict[str, Any]) -> None:
         subscriber = body.get("subscriber") or {}
@@ -202,7 +189,7 @@ class SocketMediaSignaling:
             direction.measured = direction.measured or frames > 0
             direction.jitter_ms = max(direction.jitter_ms, abs(trend_ms))
         for direction in (*send.values(), *recv.values()):
-            direction.rtt_ms = self.client_rtt_ms
+            direction.rtt_ms = self.quality_request.client_rtt_ms
         self.levels = Levels(audio_send=send["audio"].level(), audio_recv=recv["audio"].level(),
                              video_send=send["video"].level(), video_recv=recv["video"].level(),
                              measured={f"{kind}_send": send[kind] for kind in send}
