@@ -178,6 +178,17 @@ async def until(what: str | Callable[[], str], check: object, timeout: float) ->
 
 
 @requires_browser
+
+async def join_page(page: PageDriver, server: ServerProcess, name: str) -> Any:
+    """twilio-video.js loaded in a blank ``page`` and joined to ``name`` as "page" (JOIN):
+    what it answers."""
+    await asyncio.to_thread(page.call, "blank")
+    await asyncio.to_thread(page.call, "addScript",
+                            path=str(TWILIO_VIDEO / "twilio-video.min.js"))
+    return await asyncio.to_thread(page.eval, JOIN, {
+        "token": token(server, "page"), "name": name,
+        "wsServer": f"ws://127.0.0.1:{server.port}{server.base_url}video/signaling"})
+
 async def test_a_dead_media_path_is_restarted_with_an_ice_restart_keeping_the_sid(
         veth_server: ServerProcess) -> None:
     server = veth_server
@@ -203,12 +214,7 @@ async def test_a_dead_media_path_is_restarted_with_an_ice_restart_keeping_the_si
         python.on("track_subscribed", side.received)
         talk = asyncio.ensure_future(chatter(chat))
         side.tasks.append(talk)
-        await asyncio.to_thread(page.call, "blank")
-        await asyncio.to_thread(page.call, "addScript",
-                                path=str(TWILIO_VIDEO / "twilio-video.min.js"))
-        joined = await asyncio.to_thread(page.eval, JOIN, {
-            "token": token(server, "page"), "name": name,
-            "wsServer": f"ws://127.0.0.1:{server.port}{server.base_url}video/signaling"})
+        joined = await join_page(page, server, name)
 
         async def page_gets_media() -> bool:
             now = await sample()

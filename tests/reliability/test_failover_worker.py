@@ -33,13 +33,12 @@ from ..widgets.browser import requires_browser
 from ..widgets.driver import PageDriver
 from .conftest import video_config
 from .test_failover_ice_restart import (
-    JOIN,
     PYTHON_RED,
     PYTHON_SHAPE,
     SAMPLE,
-    TWILIO_VIDEO,
     PythonSide,
     chatter,
+    join_page,
     python_frames,
     until,
 )
@@ -142,12 +141,7 @@ async def test_a_killed_media_worker_moves_its_room_to_a_live_one_and_recordings
                 (e.name, getattr(e.error, "code", None), time.monotonic())))
         python.on("track_subscribed", side.received)
         side.tasks.append(asyncio.ensure_future(chatter(chat)))
-        await asyncio.to_thread(page.call, "blank")
-        await asyncio.to_thread(page.call, "addScript",
-                                path=str(TWILIO_VIDEO / "twilio-video.min.js"))
-        joined = await asyncio.to_thread(page.eval, JOIN, {
-            "token": token(server, "page"), "name": name,
-            "wsServer": f"ws://127.0.0.1:{server.port}{server.base_url}video/signaling"})
+        joined = await join_page(page, server, name)
 
         async def page_gets_media() -> bool:
             now = await sample()
