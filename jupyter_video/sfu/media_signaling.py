@@ -320,9 +320,10 @@ class MediaSignaling:
         demands = self.demands()
         decisions = allocate([d for d, _ in demands], self.profile, self.downlink_bps)
         if decisions != self.allocation:
-            logger.info("%s: video layers %s (downlink %s bit/s; layer sizes %s)",
-                        self.peer.participant_sid, decisions, self.downlink_bps,
-                        [d.layer_sizes for d, _ in demands])
+            logger.info("%s: video layers %s (downlink %s bit/s; layer sizes %s; "
+                        "rendered at %s)", self.peer.participant_sid, decisions,
+                        self.downlink_bps, [d.layer_sizes for d, _ in demands],
+                        [d.render_size for d, _ in demands])
         self.allocation = decisions
         off: list[str] = []
         on: list[str] = []

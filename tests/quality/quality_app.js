@@ -4,6 +4,14 @@
 (function () {
   'use strict';
   const Video = Twilio.Video;
+  // Every tile a fixed 640x360 in the viewport, as an app's CSS sizes its tiles:
+  // twilio-video's automatic render hints report the element's size, and a <video>
+  // sized by what it shows asks for the layer it already gets (320x180 once the low
+  // layer decoded first, for ever); and it switches off a tile outside the viewport
+  // (its IntersectionObserver), where 640x360 tiles in a column would fall.
+  const style = document.createElement('style');
+  style.textContent = 'video { position: fixed; top: 0; left: 0; width: 640px; height: 360px; }';
+  document.head.append(style);
   const rooms = {};
   const quality = {};
   let connectingKey = null;
