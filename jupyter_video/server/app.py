@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sqlite3
@@ -382,6 +383,7 @@ class VideoApp(ExtensionApp):
         return str(Path(jupyter_data_dir()) / "jupyter_video" / "compositions")
 
     def initialize_settings(self) -> None:
+        self._log_the_package_here()
         if self.hub_service_url:
             return  # the relay's handlers carry all they need (hub/relay.py)
         try:
@@ -391,6 +393,17 @@ class VideoApp(ExtensionApp):
             # looks up but has no rooms, or rooms that never carry media. Stop instead.
             self.log.critical("jupyter_video cannot start: %s", error)
             raise SystemExit(f"jupyter_video cannot start: {error}") from error
+
+    def _log_the_package_here(self) -> None:
+        """Send the package's module loggers (the SFU's layer choices and ICE
+        restarts, the media socket's failures) to this app's log, at its level: with
+        no handler of their own only warnings reached stderr, unformatted, and
+        ``--VideoApp.log_level=DEBUG`` changed nothing."""
+        package = logging.getLogger("jupyter_video")
+        package.handlers = list(self.log.handlers)
+        package.setLevel(min((h.level for h in self.log.handlers if h.level),
+                             default=self.log.getEffectiveLevel()))
+        package.propagate = False
 
     def _initialize_settings(self) -> None:
         if self.status_callback_method.upper() not in ("GET", "POST"):

@@ -110,10 +110,69 @@ def _direction(sending: bool, receiving: bool) -> str:
     }[(sending, receiving)]
 
 
-def _checked(sdp: str) -> str:
+def _sdp(sdp: str) -> str:
     """``sdp`` if it looks like a session description (aiortc takes anything)."""
     if not sdp.lstrip().startswith("v=0") or "\nm=" not in sdp:
         raise ValueError("not an SDP session description with media")
+    return sdp
+
+
+def _checked(sdp: str) -> str:
+    """``sdp`` if it is a session description aiortc can negotiate; else ValueError
+    saying what to fix.
+
+    aiortc takes anything that parses, and some of what it takes breaks it later,
+    outside any answer: an m-section without ``a=mid`` or a ``a=group:BUNDLE`` naming
+    a mid no m-section has leaves a transceiver with no transport (its answer and
+    its close fail, and the close left the peer's ICE sockets open); one without
+    ``a=fingerprint`` fails its DTLS start in a background task, and one without a
+    direction its answer. Found by
+    ``test_fuzz_media``'s mutated browser offers."""
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:
+        lines = sdp.splitlines()
+        # The first line after which what came so far no longer parses.
+        low, high = 1, len(lines)
+        while low < high:
+            middle = (low + high) // 2
+            try:
+                SessionDescription.parse("\r\n".join(lines[:middle]))
+                low = middle + 1
+            except Exception:
+                high = middle
+        why = ("it names a payload type its m= line does not list"
+               if isinstance(exc, StopIteration) else f"{type(exc).__name__} {exc}".strip())
+        raise ValueError(f"line {low} cannot be read ({lines[low - 1][:80]!r}: {why})") from None
+    mid_lines = [0] * len(description.media)
+    section = -1
+    for line in sdp.splitlines():  # as aiortc splits it
+        section += line.startswith("m=")
+        if line.startswith("a=mid:") and section >= 0:
+            mid_lines[section] += 1
+    mids: list[str] = []
+    for index, media in enumerate(description.media):
+        if mid_lines[index] > 1:
+            raise ValueError(f"m-section {index} ({media.kind}) has {mid_lines[index]} "
+                             "a=mid lines (an m= line missing?)")
+        if media.port == 0:
+            continue  # rejected or stopped: nothing to negotiate
+        name = f"m-section {index} ({media.kind})"
+        if not media.rtp.muxId:
+            raise ValueError(f"{name} has no a=mid")
+        if media.rtp.muxId in mids:
+            raise ValueError(f"{name} repeats a=mid:{media.rtp.muxId}")
+        mids.append(media.rtp.muxId)
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise ValueError(f"{name} has no DTLS a=fingerprint and a=setup")
+        if media.kind != "application" and media.direction is None:
+            # RFC 4566 reads none as sendrecv; aiortc's answer fails on it.
+            raise ValueError(f"{name} has no direction (a=sendrecv, a=sendonly, "
+                             "a=recvonly or a=inactive)")
+    for group in description.group:
+        for mid in group.items:
+            if group.semantic == "BUNDLE" and str(mid) not in mids:
+                raise ValueError(f"a=group:BUNDLE names mid {mid}, which no m-section has")
     return sdp
 
 
@@ -231,7 +290,8 @@ class Peer:
     async def apply_offer(self, sdp: str) -> str:
         """Apply the participant's offer and return the SFU's answer."""
         try:
-            sdp = sdp_rewrite.only_video_codecs(_checked(sdp), self.video_codecs)
+            # Checked as aiortc will see it: the rewrite drops other codecs' lines.
+            sdp = _checked(sdp_rewrite.only_video_codecs(_sdp(sdp), self.video_codecs))
         except ValueError as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
         restart = self._restart(sdp) if self._is_ice_restart(sdp) else None
@@ -241,9 +301,7 @@ class Peer:
         if self.pc.remoteDescription is None:
             adapter.bundle_early_sctp(self.pc)
         try:
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=_checked(sdp), type="offer")
-            )
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote offer: {exc}") from exc
         if restart is not None:
@@ -335,7 +393,7 @@ class Peer:
         self._simulcast_rids = sdp_rewrite.simulcast_rids(sdp)
         try:
             await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=_checked(sdp), type="answer")
+                RTCSessionDescription(sdp=_checked(_sdp(sdp)), type="answer")
             )
         except Exception as exc:
             raise MediaError(53403, f"Server is unable to apply a remote answer: {exc}") from exc
@@ -748,10 +806,12 @@ class Peer:
             self._rtcp_timer = None
         if self.media_signaling is not None:
             self.media_signaling.close()
-        await self.pc.close()
-        self._move_to(PeerState.CLOSED)
-        if self._retiring is not None:
-            await self._retiring
+        try:
+            await self.pc.close()
+        finally:  # a pc aiortc fails to close is still this peer's last
+            self._move_to(PeerState.CLOSED)
+            if self._retiring is not None:
+                await self._retiring
 
 
 class PeerRestart:

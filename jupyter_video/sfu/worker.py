@@ -179,6 +179,8 @@ class WorkerMediaPlane(MediaPlane):
             "--max-data-message-bytes", str(limits.max_message_bytes),
             "--data-messages-per-second", repr(limits.messages_per_second),
             "--data-message-burst", str(limits.burst),
+            # The worker logs at the level this process logs the package at.
+            "--log-level", str(logging.getLogger("jupyter_video").getEffectiveLevel()),
         ]
         for address in host_addresses or []:
             arguments += ["--host-address", address]
@@ -338,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-messages-per-second", type=float,
                         default=defaults.messages_per_second)
     parser.add_argument("--data-message-burst", type=int, default=defaults.burst)
+    parser.add_argument("--log-level", type=int, default=logging.WARNING,
+                        help="the package's log level (logging's numbers: 20 is INFO)")
     args = parser.parse_args(argv)
     data_limits = DataLimits(
         args.max_data_message_bytes, args.data_messages_per_second, args.data_message_burst)
@@ -346,7 +350,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The protocol owns the real stdout; anything else printed goes to stderr.
     output = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="[%(levelname).1s %(asctime)s media worker %(process)d] "
+                               "%(name)s: %(message)s")
+    logging.getLogger("jupyter_video").setLevel(args.log_level)
 
     from .. import _aiortc as adapter
     from .plane import LocalMediaPlane

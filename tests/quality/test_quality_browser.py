@@ -140,6 +140,8 @@ async def test_a_subscription_bitrate_cap_gives_the_capped_subscriber_the_low_la
                             lambda: decoding_at(page, "bob", 320), 45)
     await asyncio.to_thread(until, page, "carol decodes the 640-wide layer",
                             lambda: decoding_at(page, "carol", 640), 45)
+    # Each choice, with its inputs, is in the Jupyter server's log.
+    assert "rendered at [(640, 360)]" in page.server.log_text()
 
 
 async def test_network_quality_levels_reach_local_and_remote_participants(page: App) -> None:

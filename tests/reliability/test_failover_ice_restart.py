@@ -268,6 +268,8 @@ async def test_a_dead_media_path_is_restarted_with_an_ice_restart_keeping_the_si
         statuses = {p["identity"]: (p["sid"], p["status"]) for p in records["participants"]}
         assert statuses["page"] == (joined["sid"], "connected"), statuses
         assert statuses["python"][1] == "connected", statuses
+        # The media worker's account of it reaches the Jupyter server's log.
+        assert f"{joined['sid']} restarts ICE" in server.log_text(), server.log_text()[-3000:]
         print(json.dumps({"ice_restart_browser": {
             "reconnecting_after_cut_s": round((reconnecting_at - cut_at) / 1000, 2),
             "reconnected_after_reconnecting_s": round(

@@ -6,7 +6,10 @@ lines deleted, duplicated, swapped, truncated and rewritten, sent in ``connect``
 the answer is ``connected`` or Twilio's 53400-range error, and the media worker
 lives on (the pair keeps its media). Datagrams: random bytes and truncated or
 mutated RTP, RTCP, STUN and DTLS records at the ports the SFU announced to the pair:
-forwarding goes on for everyone. Hypothesis runs derandomized.
+forwarding goes on for everyone. Both from seeded generators: the same inputs
+every run. (Not hypothesis for the SDP: the pair's aiortc, in another thread, draws
+from the global ``random`` while hypothesis draws, which hypothesis reports as a
+strategy using ``random``.)
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -52,38 +53,32 @@ def browser_hello() -> dict:  # type: ignore[type-arg]
 HELLO = browser_hello()
 SDP_LINES = HELLO["body"]["peer_connections"][0]["description"]["sdp"].split("\r\n")
 
-line_edit = st.one_of(
-    st.tuples(st.just("delete"), st.integers(0, len(SDP_LINES) - 1)),
-    st.tuples(st.just("duplicate"), st.integers(0, len(SDP_LINES) - 1)),
-    st.tuples(st.just("swap"), st.integers(0, len(SDP_LINES) - 1)),
-    st.tuples(st.just("truncate"), st.integers(0, len(SDP_LINES) - 1)),
-    st.tuples(st.just("numbers"), st.integers(0, len(SDP_LINES) - 1)),
-    st.tuples(st.just("garbage"), st.integers(0, len(SDP_LINES) - 1)),
-)
+EDITS = ("delete", "duplicate", "swap", "truncate", "numbers", "garbage")
 NUMBERS = ["0", "-1", "65536", "4294967296", "99999999999999999999", "127", "128", "x"]
+ALPHABET = "".join(map(chr, range(32, 127))) + "\t\n\x00\x7f\u00e9\u2028\U0001f600"
 
 
-@st.composite
-def mutated_sdp(draw: st.DrawFn) -> str:
+def mutated_sdp(rng: random.Random) -> str:
+    """Chromium's offer with 1-6 line edits, each drawn from ``rng``."""
     lines = list(SDP_LINES)
-    for kind, index in draw(st.lists(line_edit, min_size=1, max_size=6)):
-        index %= len(lines) or 1
+    for _ in range(rng.randint(1, 6)):
         if not lines:
             break
+        kind, index = rng.choice(EDITS), rng.randrange(len(lines))
         if kind == "delete":
             del lines[index]
         elif kind == "duplicate":
             lines.insert(index, lines[index])
         elif kind == "swap":
-            other = draw(st.integers(0, len(lines) - 1))
+            other = rng.randrange(len(lines))
             lines[index], lines[other] = lines[other], lines[index]
         elif kind == "truncate":
-            lines[index] = lines[index][: draw(st.integers(0, len(lines[index])))]
+            lines[index] = lines[index][: rng.randint(0, len(lines[index]))]
         elif kind == "numbers":
-            lines[index] = re.sub(r"\d+", lambda _: draw(st.sampled_from(NUMBERS)),
-                                  lines[index], count=draw(st.integers(1, 3)))
+            lines[index] = re.sub(r"\d+", lambda _: rng.choice(NUMBERS), lines[index],
+                                  count=rng.randint(1, 3))
         else:
-            lines[index] = draw(st.text(max_size=80).map(lambda t: t.replace("\r", "")))
+            lines[index] = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 80)))
     return "\r\n".join(lines)
 
 
@@ -113,25 +108,22 @@ def test_mutated_browser_offers_get_connected_or_a_53400_range_error_and_the_wor
     server: ServerProcess, pair: LivePair
 ) -> None:
     outcomes: dict[str, int] = {}
-
-    @settings(max_examples=OFFERS, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-    @given(sdp=mutated_sdp())
-    def one_offer(sdp: str) -> None:
+    rng = random.Random(7)  # fixed: CI sends the same offers every run
+    for _ in range(OFFERS):
+        sdp = mutated_sdp(rng)
         try:
             answer = offer(server, sdp)
         except ConnectionClosed:
             outcomes["closed"] = outcomes.get("closed", 0) + 1
-            return
+            continue
         if answer["type"] == "connected":
             outcome = "connected"
         else:
             code = answer["code"]
-            assert code in CODES and (53400 <= code < 53500 or code == 53004), answer
+            assert code in CODES and (53400 <= code < 53500 or code == 53004), (answer, sdp)
             outcome = f"error {code}"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
-    one_offer()
     after = pair.healthy()
     print(json.dumps({"fuzz_sdp": {"offers": OFFERS, "outcomes": outcomes, "pair": after}}))
     assert sum(n for o, n in outcomes.items() if o.startswith("error 534")) > 0
