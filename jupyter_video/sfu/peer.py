@@ -126,8 +126,7 @@ def _checked(sdp: str) -> str:
     a mid no m-section has leaves a transceiver with no transport (its answer and
     its close fail, and the close left the peer's ICE sockets open); one without
     ``a=fingerprint`` fails its DTLS start in a background task, and one without a
-    direction its answer. Found by
-    ``test_fuzz_media``'s mutated browser offers."""
+    direction its answer. Found by ``test_fuzz_media``'s mutated browser offers."""
     try:
         description = SessionDescription.parse(sdp)
     except Exception as exc:
@@ -148,7 +147,7 @@ def _checked(sdp: str) -> str:
     section = -1
     for line in sdp.splitlines():  # as aiortc splits it
         section += line.startswith("m=")
-        if line.startswith("a=mid:") and section >= 0:
+        if line.startswith("a=mid:") and 0 <= section < len(mid_lines):
             mid_lines[section] += 1
     mids: list[str] = []
     for index, media in enumerate(description.media):
