@@ -71,6 +71,13 @@ def decode_index(frame: np.ndarray) -> int | None:
     return level
 
 
+async def video_packets_lost(room: Room) -> int:
+    """The video packets ``room``'s peer connection lost (its inbound RTP statistics)."""
+    report = await room.get_stats()
+    return sum(s.packetsLost for s in report.values()
+               if s.type == "inbound-rtp" and s.kind == "video")
+
+
 async def collect_frames(track: RemoteVideoTrack | RemoteAudioTrack, count: int,
                          timeout: float = WAIT) -> list[np.ndarray]:
     frames: list[np.ndarray] = []
@@ -90,7 +97,7 @@ async def test_two_participants_exchange_video_of_the_published_size_and_pattern
     name = room_name()
     alice, alice_events = await join("alice", name, tracks=[
         LocalVideoTrack.from_frames(pattern_frames((240, 320)), fps=20)])
-    _, bob_events = await join("bob", name, tracks=[
+    bob, bob_events = await join("bob", name, tracks=[
         LocalVideoTrack.from_frames(pattern_frames((120, 160)), fps=20)])
 
     at_bob = (await bob_events.wait("track_subscribed", subscribed_to("video"))).track
@@ -99,13 +106,20 @@ async def test_two_participants_exchange_video_of_the_published_size_and_pattern
     [alice_video] = alice.local_participant.tracks.values()
     assert at_bob.sid == alice_video.track_sid and at_bob.sid.startswith("MT")
 
-    for track, shape in ((at_bob, (240, 320, 3)), (at_alice, (120, 160, 3))):
+    for receiver, track, shape in ((bob, at_bob, (240, 320, 3)), (alice, at_alice, (120, 160, 3))):
         frames = await collect_frames(track, 30)
         assert len(frames) == 30
         assert all(f.shape == shape and f.dtype == np.uint8 for f in frames)
         decoded = [decode_index(f) for f in frames[5:]]  # the first may still be blurry
         indices = [i for i in decoded if i is not None]
-        assert len(indices) == len(decoded), decoded
+        if len(indices) != len(decoded):
+            # Only a loss excuses an unreadable frame: aiortc decodes the frames after
+            # one against a reference that never came (a blend of two levels) until
+            # the keyframe its PLI asks for. This failed once in a loaded CI run.
+            lost = await video_packets_lost(receiver)
+            means = [f.reshape(-1, 3).mean(axis=0).round(1).tolist()
+                     for f, i in zip(frames[5:], decoded, strict=True) if i is None]
+            assert lost > 0 and len(decoded) - len(indices) <= 3, (decoded, lost, means)
         steps = [(b - a) % LEVELS for a, b in itertools.pairwise(indices)]
         # frames come in order: each one is the same or a few indices later, never earlier
         assert all(0 <= s <= 10 for s in steps), indices

@@ -24,7 +24,14 @@ from ..server_process import TOKEN, ServerProcess
 from .conftest import tracebacks
 from .live_pair import LivePair
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    # The live pair's aiortc draws from the global ``random`` in its own thread while
+    # Hypothesis draws here; Hypothesis cannot tell that from a strategy using it.
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"),
+]
 
 REQUESTS = 1500  # requests per run (Hypothesis examples)
 
