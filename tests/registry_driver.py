@@ -8,6 +8,7 @@ the same ``RoomRegistry`` methods signaling calls. Loaded only by tests
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -58,6 +59,18 @@ class DriverHandler(APIHandler):
                     channel.ws_connection.stream.close()
             self.finish({"identities": [channel.identity for channel in channels],
                          "ids": [id(channel) for channel in channels]})
+        elif action == "hold_lock":
+            # Hold a live participant's lock for ``seconds``: what it does under the
+            # lock (subscribing, negotiating) waits, as behind a slow negotiation.
+            conference = self.settings["jupyter_video"].conference
+            live = conference._participants[body["participant_sid"]]
+
+            async def hold() -> None:
+                async with live.lock:
+                    await asyncio.sleep(float(body["seconds"]))
+
+            conference.spawn(hold())
+            self.finish({})
         else:
             raise web.HTTPError(404)
 

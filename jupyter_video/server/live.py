@@ -17,7 +17,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import AccessTokenError, ParticipantError, RoomError, SignalingError, VideoError
+from ..errors import (
+    AccessTokenError,
+    ParticipantError,
+    RoomError,
+    SignalingError,
+    TrackError,
+    VideoError,
+)
 from ..model import (
     Participant,
     PublishedTrack,
@@ -731,7 +738,16 @@ class Conference:
             for track_sid, client_id in wanted.items():
                 if track_sid in participant.subscriptions:
                     continue
-                needs_offer |= await self.media.subscribe(participant.sid, track_sid)
+                try:
+                    needs_offer |= await self.media.subscribe(participant.sid, track_sid)
+                except TrackError as error:
+                    # Unpublished, or its publisher left, while this waited for the
+                    # lock: that refreshes everyone's subscriptions again by itself.
+                    if error.code != 53300 or self._published(participant.room, track_sid):
+                        raise
+                    log.info("subscriptions of %s: %s was unpublished meanwhile",
+                             participant.identity, track_sid)
+                    continue
                 participant.subscriptions[track_sid] = client_id
                 self._record_subscription(participant, track_sid, True)
                 changed = True
@@ -741,6 +757,12 @@ class Conference:
                   sorted(participant.subscriptions), needs_offer)
         if needs_offer:
             await self.renegotiate(participant)
+
+    @staticmethod
+    def _published(room: LiveRoom, track_sid: str) -> bool:
+        """Whether someone in ``room`` publishes ``track_sid`` now."""
+        return any(track.record.sid == track_sid
+                   for other in room.participants.values() for track in other.tracks.values())
 
     def _record_subscription(
         self, participant: LiveParticipant, track_sid: str, subscribed: bool
