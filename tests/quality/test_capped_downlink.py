@@ -116,6 +116,20 @@ class NamespaceSubscriber:
             await asyncio.sleep(0.2)
         raise AssertionError(f"no {width}-wide frame in {timeout}s: {self.seconds[seen:]}")
 
+    async def steady_at(self, width: int, timeout: float, run: int = 3,
+                        fps: float = 8) -> float:
+        """Seconds until ``run`` seconds in a row of only ``width``-wide frames, more
+        than ``fps`` a second on average."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            last = self.seconds[-run:]
+            if len(last) == run and all(set(s) == {width} for s in last) \
+                    and sum(sum(s.values()) for s in last) > fps * run:
+                return time.monotonic() - start
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"not {run} s of {width}-wide frames at over {fps} fps in "
+                             f"{timeout}s: {self.seconds[-run - 5:]}")
+
     async def close(self) -> None:
         if self._process is not None:
             if self._process.returncode is None:
@@ -191,11 +205,14 @@ async def test_the_subscriber_behind_a_rate_capped_downlink_gets_the_lower_layer
             "downlink_estimate_bps": downlink.bps and int(downlink.bps),
             "seconds_capped": round(time.monotonic() - capped_at, 1),
         }
+        # And it decodes them steadily: the seconds right after the move carry the
+        # queue's backlog, its drops and the keyframe recovery, whose length
+        # depends on the machine (3.4 fps in them in one loaded CI run).
+        figures["capped_steady_after_s"] = round(await capped.steady_at(320, 20), 1)
         print(json.dumps(figures))
         assert set(clean_widths) == {640}, figures  # the top layer all along
         assert figures["clean_fps"] > 8, figures
         assert capped_widths.most_common(1)[0][0] == 320, figures  # the smaller frames
-        assert figures["capped_fps"] > 8, figures  # and still decoding
         if queue == DEEP:
             # The REMB moved it, before the queue overflowed into loss: with the REMB
             # ignored the loss-based input moved it only after 26 s and 820 packets
